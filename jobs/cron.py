@@ -1,0 +1,16 @@
+"""The periodic schedule, in one place. Run it with RQ's own scheduler:
+
+    rq cron jobs.cron --url "$REDIS_URL"
+
+Cron expressions are in the cron process's local time: start it with
+TZ=Asia/Shanghai so "0 2 * * *" means 02:00 shop time.
+"""
+import os
+
+from rq import cron
+
+from jobs import maintenance
+
+QUEUE = os.environ.get("KAMEN_JOB_QUEUE", "kamen")
+
+cron.register(maintenance.purge_login_attempts, QUEUE, cron="30 3 * * *", name="purge-login-attempts")

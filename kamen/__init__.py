@@ -1,0 +1,62 @@
+"""kamen: storefront and back office for a 卡盟分站."""
+import os
+
+from flask import Flask, render_template
+
+from kamen.config import Config
+from kamen.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config=None):
+    """Build the app; ``config`` is a dict of settings that override the environment."""
+    app = Flask(__name__, instance_path=os.environ.get("KAMEN_INSTANCE_PATH") or None)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_object(Config(app.instance_path, config))
+
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
+        render_as_batch=True,  # SQLite needs batch mode for ALTERs
+        compare_type=True,
+    )
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from kamen import models  # noqa: F401  (register every table)
+    from kamen.blueprints.admin import bp as admin_bp
+    from kamen.blueprints.shop import bp as shop_bp
+    from kamen.cli import register_cli
+    from kamen.templating import register_templating
+
+    app.register_blueprint(shop_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    register_templating(app)
+    register_cli(app)
+    _register_error_pages(app)
+    return app
+
+
+@login_manager.user_loader
+def _load_admin(user_id):
+    from kamen.models import AdminUser
+
+    return db.session.get(AdminUser, int(user_id))
+
+
+def _register_error_pages(app):
+    from flask_wtf.csrf import CSRFError
+
+    @app.errorhandler(404)
+    def not_found(_e):
+        return render_template("errors/404.html"), 404
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(_e):
+        return render_template("errors/400.html", reason="页面已过期或来源无效，请刷新后重试。"), 400
+
+    @app.errorhandler(500)
+    def server_error(_e):
+        db.session.rollback()
+        return render_template("errors/500.html"), 500

@@ -1,0 +1,139 @@
+"""WTForms for the back office (flask-wtf adds CSRF to each)."""
+from datetime import datetime
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from kamen.models import DeliveryType, StockMode
+from kamen.money import MoneyError, parse_money
+from kamen.services.products import ProductInvalid, parse_whole
+
+
+class _ParsedField(StringField):
+    """A text input parsed by one of kamen's parsers, with Chinese messages.
+
+    Empty input gives None unless ``required``."""
+
+    def __init__(self, label=None, required=False, **kwargs):
+        super().__init__(label, **kwargs)
+        self.required = required
+
+    def process_formdata(self, valuelist):
+        raw = (valuelist[0] if valuelist else "").strip()
+        self.raw_data = [raw]
+        if not raw:
+            self.data = None
+            if self.required:
+                raise ValueError(f"请输入{self.label.text}")
+            return
+        self.data = self.parse(raw)
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return "" if self.data is None else str(self.data)
+
+
+class MoneyField(_ParsedField):
+    def parse(self, raw):
+        try:
+            return parse_money(raw, field=self.label.text)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class WholeField(_ParsedField):
+    def parse(self, raw):
+        try:
+            return parse_whole(raw, self.label.text)
+        except ProductInvalid as exc:
+            raise ValueError(str(exc)) from exc
+
+
+class SignedWholeField(_ParsedField):
+    def parse(self, raw):
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ValueError(f"{self.label.text}必须是整数") from exc
+
+
+class LocalDateTimeField(_ParsedField):
+    """<input type=datetime-local>: shop-local time, converted by the view."""
+
+    def __init__(self, label=None, **kwargs):
+        kwargs.setdefault("render_kw", {"type": "datetime-local"})
+        super().__init__(label, **kwargs)
+
+    def parse(self, raw):
+        for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"):
+            try:
+                return datetime.strptime(raw, fmt)
+            except ValueError:
+                continue
+        raise ValueError(f"{self.label.text}格式错误，应为 2026-12-31 23:59")
+
+    def _value(self):
+        if self.raw_data:
+            return self.raw_data[0]
+        return self.data.strftime("%Y-%m-%dT%H:%M") if self.data else ""
+
+
+class ChoiceField(SelectField):
+    """SelectField with Chinese messages for a tampered or stale choice."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as exc:
+            raise ValueError(f"{self.label.text}选择无效") from exc
+
+    def pre_validate(self, form):
+        if self.data not in {value for value, _ in self.choices}:
+            raise ValidationError(f"{self.label.text}选择无效，请刷新后重试")
+
+
+class LoginForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")])
+    password = PasswordField("密码", validators=[DataRequired("请输入密码")])
+    remember = BooleanField("保持登录")
+
+
+class CategoryForm(FlaskForm):
+    name = StringField("名称", validators=[DataRequired("请输入分类名称"), Length(max=60, message="最多 60 个字")])
+    parent_id = ChoiceField("上级分类", coerce=int)
+    sort_order = SignedWholeField("排序（小的在前）", required=True, default=0)
+    is_visible = BooleanField("在商城显示", default=True)
+
+
+class ProductForm(FlaskForm):
+    supplier_id = ChoiceField("货源", coerce=int)
+    code = StringField(
+        "商品编码",
+        validators=[
+            DataRequired("请输入商品编码"),
+            Length(max=64, message="最多 64 个字符"),
+            Regexp(r"^[A-Za-z0-9._\-]+$", message="商品编码只能包含字母、数字、点、横线和下划线"),
+        ],
+    )
+    name = StringField("商品名称", validators=[DataRequired("请输入商品名称"), Length(max=200, message="最多 200 个字")])
+    category_id = ChoiceField("分类", coerce=int)
+    face_value = MoneyField("面值")
+    tier_label = StringField("面值档位", validators=[Optional(), Length(max=32, message="最多 32 个字")])
+    cost_price = MoneyField("供货价", required=True)
+    market_price = MoneyField("市场价")
+    sale_price = MoneyField("售价", required=True)
+    promo_price = MoneyField("折扣价")
+    promo_start = LocalDateTimeField("活动开始")
+    promo_end = LocalDateTimeField("活动结束")
+    stock_mode = ChoiceField("库存方式", choices=StockMode.choices())
+    stock = WholeField("库存", required=True, default=0)
+    low_stock_threshold = WholeField("预警阈值")
+    delivery_type = ChoiceField("发货方式", choices=DeliveryType.choices())
+    delivery_minutes = WholeField("预计到账（分钟）", required=True, default=5)
+    buyer_fields = TextAreaField("买家需填写")
+    description = TextAreaField("商品说明", validators=[Optional(), Length(max=5000, message="最多 5000 个字")])
+    is_listed = BooleanField("上架", default=True)
+    is_pinned = BooleanField("置顶推荐")
+    sort_weight = SignedWholeField("排序权重（大的在前）", required=True, default=0)

@@ -1,0 +1,219 @@
+"""Products: filtered list, HTMX inline edits, bulk actions, create/edit form."""
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+
+from kamen.blueprints.admin import bp
+from kamen.blueprints.admin.forms import ProductForm
+from kamen.extensions import db
+from kamen.models import Category, DeliveryType, Product, StockMode, Supplier
+from kamen.money import MoneyError, parse_money
+from kamen.services import products as product_service
+from kamen.services.catalog import category_tree
+from kamen.services.pricing import Markup
+from kamen.services.suppliers import default_supplier
+from kamen.timeutil import from_local, to_local
+
+
+def _is_htmx():
+    return request.headers.get("HX-Request") == "true"
+
+
+def _product_or_404(product_id):
+    return db.session.get(Product, product_id) or abort(404)
+
+
+def _filters():
+    args = request.args
+    return product_service.AdminFilters(
+        q=args.get("q", "").strip()[:60],
+        category_id=args.get("category_id", type=int),
+        listed=args.get("listed", ""),
+        low_stock=args.get("low_stock") == "1",
+        sort=args.get("sort", "updated"),
+    )
+
+
+@bp.get("/products")
+def products():
+    filters = _filters()
+    per_page = current_app.config["ADMIN_PAGE_SIZE"]
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows, total = product_service.admin_products(
+        db.session,
+        filters,
+        default_threshold=current_app.config["LOW_STOCK_THRESHOLD"],
+        page=page,
+        per_page=per_page,
+    )
+    return render_template(
+        "admin/products.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // per_page)),
+        filters=filters,
+        tree=category_tree(db.session, visible_only=False),
+        sorts=product_service.ADMIN_SORTS,
+    )
+
+
+def _field_or_404(field):
+    if field not in product_service.INLINE_FIELDS:
+        abort(404)
+    return product_service.INLINE_FIELDS[field]
+
+
+@bp.get("/products/<int:product_id>/cell/<field>")
+def product_cell(product_id, field):
+    spec = _field_or_404(field)
+    product = _product_or_404(product_id)
+    if not _is_htmx():
+        return redirect(url_for("admin.product_form", product_id=product_id))
+    editing = request.args.get("edit") == "1"
+    raw = getattr(product, field)
+    return render_template(
+        "admin/_cell.html", p=product, spec=spec, editing=editing, raw="" if raw is None else raw
+    )
+
+
+@bp.post("/products/<int:product_id>/cell/<field>")
+def product_cell_save(product_id, field):
+    spec = _field_or_404(field)
+    product = _product_or_404(product_id)
+    raw = request.form.get("value", "")
+    try:
+        product_service.update_inline(db.session, product, field, raw)
+    except product_service.ProductInvalid as exc:
+        if not _is_htmx():
+            flash(f"{product.code}：{exc}", "error")
+            return redirect(url_for("admin.products"))
+        product = _product_or_404(product_id)
+        html = render_template("admin/_cell.html", p=product, spec=spec, editing=True, raw=raw, error=str(exc))
+        return html, 422
+    if not _is_htmx():
+        flash("已保存。", "success")
+        return redirect(url_for("admin.products"))
+    return render_template("admin/_cell.html", p=product, spec=spec, editing=False, saved=True)
+
+
+@bp.post("/products/<int:product_id>/listed")
+def product_listed(product_id):
+    product = _product_or_404(product_id)
+    product_service.set_listed(db.session, product, request.form.get("listed") == "1")
+    if _is_htmx():
+        return render_template("admin/_listed_cell.html", p=product)
+    return redirect(url_for("admin.products"))
+
+
+@bp.post("/products/bulk")
+def products_bulk():
+    form = request.form
+    ids = form.getlist("ids")
+    action = form.get("action", "")
+    back = url_for("admin.products") + _safe_query(form.get("back", ""))
+    try:
+        if not all(i.isdigit() for i in ids):
+            raise product_service.ProductInvalid("选择的商品无效")
+        if action in ("list", "delist"):
+            n = product_service.bulk_set_listed(db.session, ids, action == "list")
+            flash(f"已{'上架' if action == 'list' else '下架'} {n} 个商品。", "success")
+        elif action == "move":
+            n = product_service.bulk_move(db.session, ids, form.get("category_id", type=int) or 0)
+            flash(f"已移动 {n} 个商品。", "success")
+        elif action == "markup":
+            n = product_service.bulk_markup(db.session, ids, _markup_from(form))
+            flash(f"已按加价规则重新定价 {n} 个商品。", "success")
+        else:
+            raise product_service.ProductInvalid("请选择批量操作")
+    except product_service.ProductInvalid as exc:
+        flash(str(exc), "error")
+    return redirect(back)
+
+
+def _markup_from(form):
+    try:
+        percent = parse_money(form.get("markup_percent", ""), field="加价百分比")
+        fixed = parse_money(form.get("markup_fixed", "") or "0", field="固定加价")
+    except MoneyError as exc:
+        raise product_service.ProductInvalid(str(exc)) from exc
+    if percent > 1000:
+        raise product_service.ProductInvalid("加价百分比不能超过 1000%")
+    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
+    return Markup(percent=percent, fixed=fixed, step=step)
+
+
+def _safe_query(query):
+    """Keep the list's filters after a bulk action, but only as a query string."""
+    return "?" + query if query and not any(c in query for c in "/\\:") else ""
+
+
+@bp.route("/products/new", methods=["GET", "POST"])
+@bp.route("/products/<int:product_id>/edit", methods=["GET", "POST"])
+def product_form(product_id=None):
+    product = _product_or_404(product_id) if product_id else None
+    form = ProductForm(obj=product)
+    form.supplier_id.choices = [
+        (s.id, s.name) for s in db.session.scalars(sa.select(Supplier).order_by(Supplier.id))
+    ]
+    form.category_id.choices = [(0, "（未分类）")] + [
+        (c.id, c.full_name)
+        for c in db.session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
+    ]
+    if not form.is_submitted():
+        _fill_form(form, product)
+    if form.validate_on_submit():
+        try:
+            product = _save_product(form, product)
+        except product_service.ProductInvalid as exc:
+            db.session.rollback()
+            target = getattr(form, exc.field, None) if exc.field else None
+            (target.errors if target is not None else form.form_errors).append(str(exc))
+        else:
+            flash(f"商品“{product.name}”已保存。", "success")
+            return redirect(url_for("admin.products"))
+    status = 400 if form.errors or form.form_errors else 200
+    return render_template("admin/product_form.html", form=form, product=product), status
+
+
+def _fill_form(form, product):
+    if product is None:
+        supplier = default_supplier(db.session)
+        form.supplier_id.data = supplier.id
+        form.category_id.data = 0
+        return
+    form.category_id.data = product.category_id or 0
+    form.stock_mode.data = product.stock_mode.value
+    form.delivery_type.data = product.delivery_type.value
+    form.buyer_fields.data = product_service.format_buyer_fields(product.buyer_fields)
+    for name in ("promo_start", "promo_end"):
+        local = to_local(getattr(product, name))
+        getattr(form, name).data = local.replace(tzinfo=None) if local else None
+
+
+def _save_product(form, product):
+    code = form.code.data.strip()
+    if product_service.code_taken(db.session, form.supplier_id.data, code, exclude_id=product and product.id):
+        raise product_service.ProductInvalid("该货源下已有相同商品编码", "code")
+    buyer_fields = product_service.parse_buyer_fields(form.buyer_fields.data)
+    if product is None:
+        product = Product()
+        db.session.add(product)
+    product.supplier_id = form.supplier_id.data
+    product.code = code
+    product.name = form.name.data.strip()
+    product.category_id = form.category_id.data or None
+    for name in ("face_value", "cost_price", "market_price", "sale_price", "promo_price", "stock",
+                 "low_stock_threshold", "delivery_minutes", "is_listed", "is_pinned", "sort_weight"):
+        setattr(product, name, getattr(form, name).data)
+    product.tier_label = (form.tier_label.data or "").strip() or None
+    product.promo_start = from_local(form.promo_start.data)
+    product.promo_end = from_local(form.promo_end.data)
+    product.stock_mode = StockMode(form.stock_mode.data)
+    product.delivery_type = DeliveryType(form.delivery_type.data)
+    product.buyer_fields = buyer_fields
+    product.description = form.description.data or ""
+    product_service.check_prices(product)
+    db.session.commit()
+    return product

@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("shop", __name__)
+
+from kamen.blueprints.shop import routes  # noqa: E402,F401

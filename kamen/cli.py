@@ -1,0 +1,50 @@
+"""`flask` commands: admin accounts, demo data, scheduled actions by hand."""
+import click
+import sqlalchemy as sa
+
+from kamen.extensions import db
+
+
+def register_cli(app):
+    app.cli.add_command(create_admin_command)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(purge_logins_command)
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--password", help="Leave out to generate a one-time password, printed once.")
+def create_admin_command(username, password):
+    """Create an admin (or reset their password)."""
+    from kamen.services.auth import create_admin
+
+    try:
+        _user, password_used = create_admin(db.session, username, password)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"管理员 {username} 已就绪。")
+    if not password:
+        click.echo(f"一次性密码（只显示这一次，请登录后妥善保管）：{password_used}")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Only when there are no products yet.")
+def seed_demo_command(if_empty):
+    """Load the demo catalog (categories and about 30 products)."""
+    from kamen.models import Product
+    from kamen.services.demo import seed_demo
+
+    if if_empty and db.session.scalar(sa.select(sa.func.count()).select_from(Product)):
+        click.echo("已有商品，跳过演示数据。")
+        return
+    n = seed_demo(db.session)
+    click.echo(f"已写入演示商品 {n} 个。")
+
+
+@click.command("purge-login-attempts")
+@click.option("--days", default=30, show_default=True)
+def purge_logins_command(days):
+    """Delete login attempt records older than DAYS (also scheduled)."""
+    from jobs.maintenance import purge_login_attempts
+
+    click.echo(f"已清理 {purge_login_attempts(days)} 条登录记录。")

@@ -1,0 +1,58 @@
+"""Settings, read from the environment in one place.
+
+With nothing set, kamen runs embedded: a SQLite file under ``instance/`` and
+jobs on an in-process thread pool. ``DATABASE_URL`` and ``REDIS_URL`` switch
+to PostgreSQL and RQ.
+"""
+import os
+import secrets
+from pathlib import Path
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    def __init__(self, instance_path, overrides=None):
+        env = os.environ
+        self.SECRET_KEY = env.get("SECRET_KEY") or _instance_secret(instance_path)
+        self.SQLALCHEMY_DATABASE_URI = _normalize_db_url(
+            env.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'kamen.db'}"
+        )
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        # Run in-process jobs synchronously (tests, CLI); otherwise a thread pool.
+        self.JOBS_SYNC = env.get("KAMEN_JOBS_SYNC") == "1"
+        self.JOB_QUEUE = env.get("KAMEN_JOB_QUEUE", "kamen")
+        self.SHOP_NAME = env.get("KAMEN_SHOP_NAME", "kamen 卡盟")
+        self.SHOP_TIMEZONE = env.get("KAMEN_TIMEZONE", "Asia/Shanghai")
+        self.LOW_STOCK_THRESHOLD = _int("KAMEN_LOW_STOCK_THRESHOLD", 10)
+        self.LOGIN_MAX_FAILURES = _int("KAMEN_LOGIN_MAX_FAILURES", 5)
+        self.LOGIN_LOCK_MINUTES = _int("KAMEN_LOGIN_LOCK_MINUTES", 15)
+        self.ADMIN_PAGE_SIZE = _int("KAMEN_ADMIN_PAGE_SIZE", 50)
+        self.SHOP_PAGE_SIZE = _int("KAMEN_SHOP_PAGE_SIZE", 60)
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        for key, value in (overrides or {}).items():
+            setattr(self, key, value)
+
+
+def _normalize_db_url(url):
+    """Accept the URL forms hosting panels hand out; always use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _instance_secret(instance_path):
+    """A per-install secret kept under instance/, so sessions survive restarts."""
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,125 @@
+"""Catalog: two-level categories and the products the shop sells."""
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from kamen.extensions import db
+from kamen.models.types import LabeledEnum, Money, enum_column
+from kamen.timeutil import utcnow
+
+
+class StockMode(LabeledEnum):
+    CARDS = ("cards", "本地卡密")
+    SYNCED = ("synced", "同步货源库存")
+    UNLIMITED = ("unlimited", "不限库存(直充)")
+
+
+class DeliveryType(LabeledEnum):
+    CARD = ("card", "自动发卡密")
+    TOPUP = ("topup", "充值到账号")
+    MANUAL = ("manual", "人工发货")
+
+
+class StockState(LabeledEnum):
+    IN_STOCK = ("in", "有货")
+    LOW = ("low", "库存紧张")
+    OUT = ("out", "缺货")
+
+
+class Category(db.Model):
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(60))
+    parent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"), index=True)
+    sort_order: Mapped[int] = mapped_column(default=0)
+    is_visible: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    parent: Mapped["Category | None"] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list["Category"]] = relationship(
+        back_populates="parent", order_by="(Category.sort_order, Category.id)"
+    )
+
+    __table_args__ = (sa.UniqueConstraint("parent_id", "name"),)
+
+    @property
+    def full_name(self):
+        return f"{self.parent.name} / {self.name}" if self.parent_id else self.name
+
+
+class Product(db.Model):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id"))
+    code: Mapped[str] = mapped_column(sa.String(64))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"), index=True)
+
+    face_value: Mapped[Decimal | None] = mapped_column(Money)
+    tier_label: Mapped[str | None] = mapped_column(sa.String(32))
+    cost_price: Mapped[Decimal] = mapped_column(Money)
+    market_price: Mapped[Decimal | None] = mapped_column(Money)
+    sale_price: Mapped[Decimal] = mapped_column(Money)
+    promo_price: Mapped[Decimal | None] = mapped_column(Money)
+    promo_start: Mapped[datetime | None]
+    promo_end: Mapped[datetime | None]
+
+    stock_mode: Mapped[StockMode] = mapped_column(enum_column(StockMode), default=StockMode.SYNCED)
+    stock: Mapped[int] = mapped_column(default=0)
+    low_stock_threshold: Mapped[int | None]
+    delivery_type: Mapped[DeliveryType] = mapped_column(enum_column(DeliveryType), default=DeliveryType.CARD)
+    # What the buyer must fill in: [{"key", "label", "pattern", "hint"}].
+    buyer_fields: Mapped[list] = mapped_column(sa.JSON, default=list)
+    delivery_minutes: Mapped[int] = mapped_column(default=5)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+
+    is_listed: Mapped[bool] = mapped_column(default=True)
+    is_pinned: Mapped[bool] = mapped_column(default=False)
+    sort_weight: Mapped[int] = mapped_column(default=0)
+    view_count: Mapped[int] = mapped_column(default=0)
+    sales_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    supplier: Mapped["Supplier"] = relationship()  # noqa: F821
+    category: Mapped[Category | None] = relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("supplier_id", "code"),
+        sa.CheckConstraint("stock >= 0", name="stock_not_negative"),
+        sa.CheckConstraint("sale_price >= 0 AND cost_price >= 0", name="prices_not_negative"),
+        sa.Index("ix_products_listing", "is_listed", "category_id", "is_pinned", "sort_weight"),
+    )
+
+    def promo_active(self, at=None):
+        if self.promo_price is None:
+            return False
+        at = at or utcnow()
+        if self.promo_start and at < self.promo_start:
+            return False
+        if self.promo_end and at >= self.promo_end:
+            return False
+        return True
+
+    def current_price(self, at=None):
+        return self.promo_price if self.promo_active(at) else self.sale_price
+
+    def effective_threshold(self, default):
+        return default if self.low_stock_threshold is None else self.low_stock_threshold
+
+    def stock_state(self, default_threshold):
+        if self.stock_mode is StockMode.UNLIMITED:
+            return StockState.IN_STOCK
+        if self.stock <= 0:
+            return StockState.OUT
+        if self.stock <= self.effective_threshold(default_threshold):
+            return StockState.LOW
+        return StockState.IN_STOCK
+
+    @property
+    def margin(self):
+        return self.current_price() - self.cost_price

@@ -1,0 +1,64 @@
+"""The one way to start a background job.
+
+With ``REDIS_URL`` jobs go to RQ (``rq worker`` runs them). Without it they
+run on a small thread pool inside the web process, or synchronously when
+``JOBS_SYNC`` is set (tests, CLI). Job functions live in ``jobs/`` and open
+their own app context, so the same function serves all three paths.
+"""
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from flask import current_app
+from redis import Redis
+from rq import Queue
+
+
+@dataclass
+class Enqueued:
+    id: str | None
+    backend: str  # "rq", "thread" or "sync"
+
+
+def redis_connection():
+    """The app's Redis connection, or None in embedded mode."""
+    url = current_app.config["REDIS_URL"]
+    if not url:
+        return None
+    ext = current_app.extensions
+    if "kamen_redis" not in ext:
+        ext["kamen_redis"] = Redis.from_url(url)
+    return ext["kamen_redis"]
+
+
+def rq_queue():
+    conn = redis_connection()
+    return Queue(current_app.config["JOB_QUEUE"], connection=conn) if conn else None
+
+
+def enqueue(func, *args, job_id=None, **kwargs):
+    queue = rq_queue()
+    if queue is not None:
+        job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id)
+        return Enqueued(job.id, "rq")
+    app = current_app._get_current_object()
+    if app.config["JOBS_SYNC"]:
+        func(*args, **kwargs)
+        return Enqueued(job_id, "sync")
+    _executor(app).submit(_run_in_app, app, func, args, kwargs)
+    return Enqueued(job_id, "thread")
+
+
+def _executor(app):
+    ext = app.extensions
+    if "kamen_executor" not in ext:
+        ext["kamen_executor"] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kamen-job")
+    return ext["kamen_executor"]
+
+
+def _run_in_app(app, func, args, kwargs):
+    with app.app_context():
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            app.logger.exception("background job %s failed", getattr(func, "__name__", func))
+            raise
