@@ -31,7 +31,7 @@ def category_form(category_id=None):
     if category_id and category is None:
         abort(404)
     form = CategoryForm(obj=category)
-    form.parent_id.choices = _parent_choices(exclude_id=category_id)
+    form.parent_id.set_choices(_parent_choices(exclude_id=category_id))
     if category and not form.is_submitted():
         form.parent_id.data = category.parent_id or 0
     if form.validate_on_submit():
@@ -49,7 +49,8 @@ def category_form(category_id=None):
         else:
             flash("分类已保存。", "success")
             return redirect(url_for("admin.categories"))
-    return render_template("admin/category_form.html", form=form, category=category)
+    status = 400 if form.errors else 200
+    return render_template("admin/category_form.html", form=form, category=category), status
 
 
 @bp.post("/categories/<int:category_id>/delete")

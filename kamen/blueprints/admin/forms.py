@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from kamen.models import DeliveryType, StockMode
@@ -81,7 +81,11 @@ class LocalDateTimeField(_ParsedField):
 
 
 class ChoiceField(SelectField):
-    """SelectField with Chinese messages for a tampered or stale choice."""
+    """SelectField taking (value, label) pairs, with Chinese messages for a
+    tampered or stale choice."""
+
+    def set_choices(self, pairs):
+        self.choices = [SelectChoice(value, label) for value, label in pairs]
 
     def process_formdata(self, valuelist):
         try:
@@ -90,7 +94,7 @@ class ChoiceField(SelectField):
             raise ValueError(f"{self.label.text}选择无效") from exc
 
     def pre_validate(self, form):
-        if self.data not in {value for value, _ in self.choices}:
+        if self.data not in {choice.value for choice in self.choices}:
             raise ValidationError(f"{self.label.text}选择无效，请刷新后重试")
 
 
@@ -127,10 +131,10 @@ class ProductForm(FlaskForm):
     promo_price = MoneyField("折扣价")
     promo_start = LocalDateTimeField("活动开始")
     promo_end = LocalDateTimeField("活动结束")
-    stock_mode = ChoiceField("库存方式", choices=StockMode.choices())
+    stock_mode = ChoiceField("库存方式", choices=[SelectChoice(v, label) for v, label in StockMode.choices()])
     stock = WholeField("库存", required=True, default=0)
     low_stock_threshold = WholeField("预警阈值")
-    delivery_type = ChoiceField("发货方式", choices=DeliveryType.choices())
+    delivery_type = ChoiceField("发货方式", choices=[SelectChoice(v, label) for v, label in DeliveryType.choices()])
     delivery_minutes = WholeField("预计到账（分钟）", required=True, default=5)
     buyer_fields = TextAreaField("买家需填写")
     description = TextAreaField("商品说明", validators=[Optional(), Length(max=5000, message="最多 5000 个字")])

@@ -154,15 +154,16 @@ def _safe_query(query):
 def product_form(product_id=None):
     product = _product_or_404(product_id) if product_id else None
     form = ProductForm(obj=product)
-    form.supplier_id.choices = [
+    own_supplier = default_supplier(db.session)
+    form.supplier_id.set_choices(
         (s.id, s.name) for s in db.session.scalars(sa.select(Supplier).order_by(Supplier.id))
-    ]
-    form.category_id.choices = [(0, "（未分类）")] + [
-        (c.id, c.full_name)
-        for c in db.session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
-    ]
+    )
+    categories = db.session.scalars(
+        sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order)
+    )
+    form.category_id.set_choices([(0, "（未分类）")] + [(c.id, c.full_name) for c in categories])
     if not form.is_submitted():
-        _fill_form(form, product)
+        _fill_form(form, product, own_supplier)
     if form.validate_on_submit():
         try:
             product = _save_product(form, product)
@@ -177,10 +178,9 @@ def product_form(product_id=None):
     return render_template("admin/product_form.html", form=form, product=product), status
 
 
-def _fill_form(form, product):
+def _fill_form(form, product, own_supplier):
     if product is None:
-        supplier = default_supplier(db.session)
-        form.supplier_id.data = supplier.id
+        form.supplier_id.data = own_supplier.id
         form.category_id.data = 0
         return
     form.category_id.data = product.category_id or 0

@@ -1,0 +1,138 @@
+"""Reading supplier replies defensively, shared by all adapters.
+
+One bad product is rejected with a reason and the rest of the page is kept;
+a bad reply as a whole (no balance, a list that is not a list) is Transient.
+"""
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from kamen.suppliers.base import (
+    AuthFailed,
+    InsufficientBalance,
+    OutOfStock,
+    ProductUnavailable,
+    RateLimited,
+    RejectedItem,
+    SupplierError,
+    Transient,
+)
+
+
+class BadValue(ValueError):
+    """A field is missing or unusable; str() is a Chinese reason."""
+
+
+def value(data, key):
+    if not isinstance(data, dict):
+        raise BadValue(f"应为对象，收到 {type(data).__name__}")
+    if key not in data or data[key] is None:
+        raise BadValue(f"缺少字段“{key}”")
+    return data[key]
+
+
+def text(data, key):
+    result = str(value(data, key)).strip()
+    if not result:
+        raise BadValue(f"字段“{key}”为空")
+    return result
+
+
+def optional_text(data, key):
+    result = data.get(key)
+    if result is None:
+        return None
+    return str(result).strip() or None
+
+
+def money(data, key, *, signed=False):
+    """A Decimal from a JSON number (already Decimal/int) or a numeric string;
+    negative only when ``signed`` (a balance may be overdrawn, a price may not)."""
+    raw = value(data, key)
+    if isinstance(raw, bool) or isinstance(raw, float):
+        raise BadValue(f"字段“{key}”不是有效金额：{raw!r}")
+    try:
+        amount = Decimal(str(raw).strip()) if isinstance(raw, str) else Decimal(raw)
+    except (InvalidOperation, TypeError, ValueError):
+        raise BadValue(f"字段“{key}”不是有效金额：{raw!r}") from None
+    if not amount.is_finite():
+        raise BadValue(f"字段“{key}”不是有效金额：{raw!r}")
+    if amount < 0 and not signed:
+        raise BadValue(f"字段“{key}”为负数：{amount}")
+    return amount
+
+
+def optional_money(data, key):
+    if data.get(key) in (None, ""):
+        return None
+    return money(data, key)
+
+
+def count(raw):
+    """An int from an int or a digit string ("12"); None when it is neither."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, (str, Decimal)):
+        try:
+            number = Decimal(str(raw).strip())
+        except InvalidOperation:
+            return None
+        if number.is_finite() and number == number.to_integral_value():
+            return int(number)
+    return None
+
+
+def utc_datetime(raw):
+    """ISO 8601 ('2024-05-01T12:00:00Z' or with an offset) -> naive UTC."""
+    try:
+        parsed = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadValue(f"时间格式错误：{raw!r}") from None
+    if parsed.tzinfo is None:
+        raise BadValue(f"时间缺少时区：{raw!r}")
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def collect(rows, build, code_of):
+    """Build products from rows; rows that fail become RejectedItems."""
+    items, rejected = [], []
+    for row in rows:
+        try:
+            items.append(build(row))
+        except BadValue as exc:
+            code = code_of(row) if isinstance(row, dict) else None
+            rejected.append(RejectedItem(code=None if code is None else str(code), reason=str(exc)))
+    return items, rejected
+
+
+@contextmanager
+def reply_check():
+    """A bad value in a reply as a whole: the supplier is misbehaving, try again later."""
+    try:
+        yield
+    except BadValue as exc:
+        raise Transient(f"货源返回数据有误：{exc}") from None
+
+
+# Checked in order: "商户ID不存在" is an auth problem, not a missing product.
+_MESSAGE_RULES = (
+    (AuthFailed, ("签名", "密钥", "商户", "app_key", "appkey", "授权", "token", "ip白名单", "白名单")),
+    (InsufficientBalance, ("余额不足", "余额不够")),
+    (OutOfStock, ("库存不足", "缺货", "断货", "无库存")),
+    (RateLimited, ("频繁", "频率", "限流")),
+    (ProductUnavailable, ("商品不存在", "停售", "下架", "维护", "未上架", "不存在")),
+    (Transient, ("繁忙", "系统异常", "稍后", "超时")),
+)
+
+
+def error_from_message(message, code=None):
+    """Classify a supplier's own error text; protocols word them alike."""
+    message = str(message or "").strip() or "未知错误"
+    lowered = message.lower()
+    shown = f"货源返回错误：{message}" + (f"（代码 {code}）" if code not in (None, "") else "")
+    for cls, words in _MESSAGE_RULES:
+        if any(word in lowered for word in words):
+            return cls(shown)
+    return SupplierError(shown)

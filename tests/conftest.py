@@ -1,0 +1,154 @@
+"""Fixtures shared by the whole suite.
+
+Every test that uses ``app`` runs once per database backend: SQLite, and
+PostgreSQL on the real server (a throwaway database per test session).
+``KAMEN_TEST_DBS=sqlite`` narrows the list; ``KAMEN_REQUIRE_SERVICES=1``
+(set by CI) turns "PostgreSQL/Redis not running" into a failure, not a skip.
+"""
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from kamen import create_app
+from kamen.extensions import db
+from tests.helpers import AuthActions, CSRFClient
+
+PG_SERVER = os.environ.get("KAMEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("KAMEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("KAMEN_REQUIRE_SERVICES") == "1"
+BACKENDS = [b for b in os.environ.get("KAMEN_TEST_DBS", "sqlite,postgresql").split(",") if b]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these database backends")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        wanted = [b for b in BACKENDS if marker is None or b in marker.args]
+        metafunc.parametrize("backend", wanted, indirect=True)
+
+
+def _unavailable(what, exc):
+    message = f"{what} is not reachable: {exc}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"kamen_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, tmp_path, request):
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'kamen.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+_pg_schema_ready = set()
+
+
+@pytest.fixture
+def app(db_url, tmp_path):
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": db_url,
+            "SECRET_KEY": "test-secret",
+            "TESTING": True,
+            "JOBS_SYNC": True,
+            "REDIS_URL": None,
+        }
+    )
+    with app.app_context():
+        if db_url.startswith("sqlite"):
+            db.create_all()
+        else:
+            if db_url not in _pg_schema_ready:
+                db.drop_all()
+                db.create_all()
+                _pg_schema_ready.add(db_url)
+            _truncate_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _truncate_all():
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = CSRFClient
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def auth(client, app):
+    return AuthActions(client, app)
+
+
+@pytest.fixture
+def redis_url():
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except RedisConnectionError as exc:
+        _unavailable("Redis", exc)
+    finally:
+        conn.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def count_queries(app):
+    """Context manager counting the SQL statements run inside it."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting():
+        statements = []
+
+        def before(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        sa.event.listen(db.engine, "before_cursor_execute", before)
+        try:
+            yield statements
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", before)
+
+    return counting

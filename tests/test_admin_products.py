@@ -1,0 +1,250 @@
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from kamen.extensions import db
+from kamen.models import Product, StockMode
+from kamen.services.suppliers import default_supplier
+from tests.helpers import make_category, make_product, make_products
+
+
+@pytest.fixture
+def admin(auth):
+    auth.login()
+    return auth.client
+
+
+def _reload(product):
+    db.session.expire_all()
+    return db.session.get(Product, product.id)
+
+
+def test_list_filters_by_category_status_low_stock_and_search(admin):
+    games = make_category("游戏点卡")
+    phone = make_category("话费")
+    make_product(games, name="王者荣耀点券", code="WZ60", stock=3)
+    make_product(games, name="网易一卡通", is_listed=False)
+    make_product(phone, name="移动话费 50元", code="YD50", stock=0)
+    make_product(phone, name="电信话费 100元", stock=0, stock_mode=StockMode.UNLIMITED)
+
+    def names(query):
+        page = admin.get(f"/admin/products?{query}").get_data(as_text=True)
+        return {n for n in ("王者荣耀点券", "网易一卡通", "移动话费 50元", "电信话费 100元") if n in page}
+
+    assert names(f"category_id={games.id}") == {"王者荣耀点券", "网易一卡通"}
+    assert names("listed=0") == {"网易一卡通"}
+    assert names("low_stock=1") == {"王者荣耀点券", "移动话费 50元"}
+    assert names("q=YD5") == {"移动话费 50元"}
+    assert names("q=话费&sort=name") == {"移动话费 50元", "电信话费 100元"}
+
+
+def test_list_paginates(admin, app):
+    app.config["ADMIN_PAGE_SIZE"] = 10
+    make_products(25, name="批量商品")
+    page3 = admin.get("/admin/products?page=3").get_data(as_text=True)
+    assert "第 3 / 3 页" in page3
+    assert page3.count('name="ids"') == 5
+
+
+def test_inline_edit_saves_a_valid_price(admin):
+    product = make_product(cost_price=Decimal("9.00"), sale_price=Decimal("10.00"))
+    editor = admin.hx_get(f"/admin/products/{product.id}/cell/sale_price?edit=1")
+    assert 'name="value"' in editor.get_data(as_text=True)
+    response = admin.post(f"/admin/products/{product.id}/cell/sale_price", data={"value": "¥12.5"}, htmx=True)
+    assert response.status_code == 200
+    assert "¥12.50" in response.get_data(as_text=True)
+    assert _reload(product).sale_price == Decimal("12.50")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("sale_price", "abc", "售价格式错误"),
+        ("sale_price", "-1", "售价不能为负数"),
+        ("sale_price", "10.123", "售价最多两位小数"),
+        ("sale_price", "8.00", "低于供货价"),
+        ("promo_price", "11.00", "折扣价 ¥11.00 不能高于售价 ¥10.00"),
+        ("stock", "-3", "库存不能为负数"),
+        ("stock", "2.5", "库存必须是整数"),
+        ("low_stock_threshold", "x", "预警阈值必须是整数"),
+    ],
+)
+def test_inline_edit_rejects_bad_input_and_saves_nothing(admin, field, value, message):
+    product = make_product(cost_price=Decimal("9.00"), sale_price=Decimal("10.00"), stock=7)
+    before = {f: getattr(product, f) for f in ("sale_price", "promo_price", "stock", "low_stock_threshold")}
+    response = admin.post(f"/admin/products/{product.id}/cell/{field}", data={"value": value}, htmx=True)
+    assert response.status_code == 422
+    body = response.get_data(as_text=True)
+    assert message in body
+    assert f'value="{value}"' in body  # the admin's input is kept for correction
+    fresh = _reload(product)
+    assert {f: getattr(fresh, f) for f in before} == before
+
+
+def test_inline_edit_clears_promo_and_threshold_with_empty_input(admin):
+    product = make_product(promo_price=Decimal("9.50"), low_stock_threshold=3)
+    assert admin.post(f"/admin/products/{product.id}/cell/promo_price", data={"value": ""}, htmx=True).status_code == 200
+    response = admin.post(f"/admin/products/{product.id}/cell/low_stock_threshold", data={"value": ""}, htmx=True)
+    assert "默认" in response.get_data(as_text=True)
+    fresh = _reload(product)
+    assert fresh.promo_price is None and fresh.low_stock_threshold is None
+
+
+def test_inline_edit_refuses_stock_for_unlimited_products(admin):
+    product = make_product(stock_mode=StockMode.UNLIMITED, stock=0)
+    response = admin.post(f"/admin/products/{product.id}/cell/stock", data={"value": "5"}, htmx=True)
+    assert response.status_code == 422 and "不限库存" in response.get_data(as_text=True)
+    assert _reload(product).stock == 0
+
+
+def test_inline_edit_without_htmx_falls_back_to_pages(admin):
+    product = make_product()
+    assert admin.get(f"/admin/products/{product.id}/cell/stock").status_code == 302
+    response = admin.post(f"/admin/products/{product.id}/cell/stock", data={"value": "bad"}, follow_redirects=True)
+    assert "库存必须是整数" in response.get_data(as_text=True)
+    assert admin.get(f"/admin/products/{product.id}/cell/nope").status_code == 404
+
+
+def test_toggle_listed(admin):
+    product = make_product()
+    response = admin.post(f"/admin/products/{product.id}/listed", data={"listed": "0"}, htmx=True)
+    assert "已下架" in response.get_data(as_text=True)
+    assert _reload(product).is_listed is False
+    assert admin.get(f"/p/{product.id}").status_code == 404
+
+
+def test_bulk_delist_list_and_move(admin):
+    games = make_category("游戏点卡")
+    products = make_products(3)
+    ids = [str(p.id) for p in products[:2]]
+    response = admin.post("/admin/products/bulk", data={"ids": ids, "action": "delist"}, follow_redirects=True)
+    assert "已下架 2 个商品" in response.get_data(as_text=True)
+    assert [_reload(p).is_listed for p in products] == [False, False, True]
+    admin.post("/admin/products/bulk", data={"ids": ids, "action": "list"})
+    assert all(_reload(p).is_listed for p in products)
+    admin.post("/admin/products/bulk", data={"ids": ids, "action": "move", "category_id": str(games.id)})
+    assert [_reload(p).category_id for p in products] == [games.id, games.id, None]
+
+
+def test_bulk_markup_reprices_from_cost(admin):
+    a = make_product(cost_price=Decimal("9.60"), sale_price=Decimal("20.00"))
+    b = make_product(cost_price=Decimal("48.50"), sale_price=Decimal("60.00"))
+    response = admin.post(
+        "/admin/products/bulk",
+        data={"ids": [str(a.id), str(b.id)], "action": "markup", "markup_percent": "3", "markup_fixed": "0.1"},
+        follow_redirects=True,
+    )
+    assert "重新定价 2 个商品" in response.get_data(as_text=True)
+    assert _reload(a).sale_price == Decimal("9.99")
+    assert _reload(b).sale_price == Decimal("50.06")
+
+
+def test_bulk_markup_is_all_or_nothing(admin):
+    ok = make_product(cost_price=Decimal("10.00"), sale_price=Decimal("15.00"))
+    clash = make_product(code="CLASH", cost_price=Decimal("10.00"), sale_price=Decimal("15.00"), promo_price=Decimal("14.00"))
+    response = admin.post(
+        "/admin/products/bulk",
+        data={"ids": [str(ok.id), str(clash.id)], "action": "markup", "markup_percent": "10"},
+        follow_redirects=True,
+    )
+    body = response.get_data(as_text=True)
+    assert "未修改任何商品" in body and "CLASH" in body and "不能高于售价" in body
+    assert _reload(ok).sale_price == Decimal("15.00")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"action": "delist"}, "请先勾选商品"),
+        ({"ids": ["1"], "action": ""}, "请选择批量操作"),
+        ({"ids": ["1"], "action": "markup", "markup_percent": "abc"}, "加价百分比格式错误"),
+        ({"ids": ["1"], "action": "move", "category_id": "9999"}, "目标分类不存在"),
+        ({"ids": ["x"], "action": "delist"}, "选择的商品无效"),
+        ({"ids": ["1", "9999"], "action": "delist"}, "部分商品已不存在"),
+    ],
+)
+def test_bulk_bad_input_is_explained(admin, data, message):
+    make_product()
+    response = admin.post("/admin/products/bulk", data=data, follow_redirects=True)
+    assert message in response.get_data(as_text=True)
+
+
+FORM = {
+    "code": "NEW-1",
+    "name": "新商品 腾讯视频月卡",
+    "category_id": "0",
+    "face_value": "30",
+    "tier_label": "月卡",
+    "cost_price": "18.00",
+    "market_price": "30",
+    "sale_price": "20.50",
+    "promo_price": "",
+    "promo_start": "",
+    "promo_end": "",
+    "stock_mode": "synced",
+    "stock": "50",
+    "low_stock_threshold": "",
+    "delivery_type": "topup",
+    "delivery_minutes": "5",
+    "buyer_fields": "account|充值账号|^1\\d{10}$|11 位手机号",
+    "description": "正规渠道",
+    "is_listed": "y",
+    "sort_weight": "0",
+}
+
+
+def _form(admin, **changes):
+    data = {**FORM, "supplier_id": str(default_supplier(db.session).id), **changes}
+    return admin.post("/admin/products/new", data=data)
+
+
+def test_create_product_with_the_form(admin, client):
+    response = _form(admin, promo_price="19.80", promo_start="2026-01-01T00:00", promo_end="2099-12-31T23:59")
+    assert response.status_code == 302
+    product = db.session.scalar(sa.select(Product).filter_by(code="NEW-1"))
+    assert product.sale_price == Decimal("20.50") and product.promo_price == Decimal("19.80")
+    assert product.buyer_fields == [{"key": "account", "label": "充值账号", "pattern": "^1\\d{10}$", "hint": "11 位手机号"}]
+    # Times are typed in shop time (UTC+8) and stored in UTC.
+    assert product.promo_start.isoformat() == "2025-12-31T16:00:00"
+    page = client.get(f"/p/{product.id}").get_data(as_text=True)
+    assert "¥19.80" in page and "充值账号" in page
+    edit = admin.get(f"/admin/products/{product.id}/edit").get_data(as_text=True)
+    assert 'value="2026-01-01T00:00"' in edit
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"sale_price": "1,0.1.1"}, "售价格式错误"),
+        ({"cost_price": ""}, "请输入供货价"),
+        ({"stock": "-1"}, "库存不能为负数"),
+        ({"promo_price": "25"}, "不能高于售价"),
+        ({"promo_start": "2026-02-01T00:00", "promo_end": "2026-01-01T00:00", "promo_price": "19"}, "活动结束时间必须晚于开始时间"),
+        ({"code": "有 空格"}, "商品编码只能包含"),
+        ({"buyer_fields": "account|账号|[unclosed"}, "正则表达式无效"),
+        ({"category_id": "424242"}, "分类选择无效"),
+        ({"promo_end": "明天"}, "活动结束格式错误"),
+    ],
+)
+def test_product_form_rejects_bad_input_and_saves_nothing(admin, changes, message):
+    response = _form(admin, **changes)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 0
+
+
+def test_product_form_refuses_duplicate_code(admin):
+    assert _form(admin).status_code == 302
+    response = _form(admin, name="另一个")
+    assert response.status_code == 400
+    assert "已有相同商品编码" in response.get_data(as_text=True)
+
+
+def test_edit_product(admin):
+    assert _form(admin).status_code == 302
+    product = db.session.scalar(sa.select(Product).filter_by(code="NEW-1"))
+    data = {**FORM, "supplier_id": str(product.supplier_id), "name": "改名后", "stock": "7"}
+    assert admin.post(f"/admin/products/{product.id}/edit", data=data).status_code == 302
+    fresh = _reload(product)
+    assert (fresh.name, fresh.stock) == ("改名后", 7)

@@ -1,0 +1,49 @@
+"""The migrations build exactly the models' schema, on both databases."""
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+
+from kamen import create_app
+from kamen.extensions import db
+from tests.conftest import BACKENDS, PG_SERVER, _unavailable
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+        return
+    name = f"kamen_mig_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _diff(app):
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        return compare_metadata(ctx, db.metadata)
+
+
+def test_migrations_match_models_and_downgrade_cleanly(empty_db_url):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_db_url, "SECRET_KEY": "x"})
+    with app.app_context():
+        upgrade()
+        assert _diff(app) == []
+        downgrade(revision="base")
+        remaining = set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
+        assert remaining == set()
+        upgrade()
+        assert _diff(app) == []
+        db.engine.dispose()
