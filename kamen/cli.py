@@ -14,10 +14,15 @@ def register_cli(app):
 @click.command("create-admin")
 @click.argument("username")
 @click.option("--password", help="Leave out to generate a one-time password, printed once.")
-def create_admin_command(username, password):
+@click.option("--if-none", is_flag=True, help="Only when the shop has no admin yet (first run).")
+def create_admin_command(username, password, if_none):
     """Create an admin (or reset their password)."""
+    from kamen.models import AdminUser
     from kamen.services.auth import create_admin
 
+    if if_none and db.session.scalar(sa.select(sa.func.count()).select_from(AdminUser)):
+        click.echo("已有管理员账号，跳过创建。")
+        return
     try:
         _user, password_used = create_admin(db.session, username, password)
     except ValueError as exc:

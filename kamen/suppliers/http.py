@@ -22,7 +22,7 @@ def loads(text):
 class HttpClient:
     """Sends bytes the adapter built (and maybe signed) and returns decoded JSON.
 
-    ``error_from_reply(status, data)`` lets a protocol turn its own error body
+    ``error_from_reply(resp, data)`` lets a protocol turn its own error body
     (on a non-2xx reply) into the right exception before the generic mapping.
     """
 
@@ -59,14 +59,14 @@ class HttpClient:
         status = resp.status_code
         data, problem = _parse_json(resp)
         if status >= 400 and problem is None and self.error_from_reply:
-            error = self.error_from_reply(status, data)
+            error = self.error_from_reply(resp, data)
             if error is not None:
                 raise error
         if status in (401, 403):
             raise AuthFailed(f"货源拒绝了我们的凭据（HTTP {status}），请检查 AppKey/密钥")
         if status == 429:
             raise RateLimited("货源限制了请求频率（HTTP 429），稍后再试",
-                              retry_after=_retry_after(resp))
+                              retry_after=retry_after(resp))
         if status >= 500:
             raise Transient(f"货源服务器出错（HTTP {status}），稍后重试")
         if 300 <= status < 400:
@@ -95,6 +95,6 @@ def _parse_json(resp):
         return None, f"货源返回的数据无法解析（不是合法的 JSON，HTTP {resp.status_code}）"
 
 
-def _retry_after(resp):
+def retry_after(resp):
     value = resp.headers.get("Retry-After", "")
     return int(value) if value.isdigit() else None

@@ -96,15 +96,23 @@ def utc_datetime(raw):
 
 
 def collect(rows, build, code_of):
-    """Build products from rows; rows that fail become RejectedItems."""
+    """Build products from rows; rows that fail become RejectedItems.
+
+    ``code_of(row)`` must cope with any row (it is asked about the bad ones).
+    """
     items, rejected = [], []
     for row in rows:
         try:
             items.append(build(row))
         except BadValue as exc:
-            code = code_of(row) if isinstance(row, dict) else None
+            code = code_of(row)
             rejected.append(RejectedItem(code=None if code is None else str(code), reason=str(exc)))
     return items, rejected
+
+
+def key_of(row, key):
+    """``row[key]`` when row is a dict, else None: a safe ``code_of`` for collect."""
+    return row.get(key) if isinstance(row, dict) else None
 
 
 @contextmanager

@@ -1,0 +1,323 @@
+"""Open an uploaded spreadsheet (csv, xlsx, xls) and stream its rows.
+
+The type comes from the file's bytes, never its extension: admins rename
+files, and systems export HTML tables named ".xls". Every way a file can be
+unusable raises one ImportFileError with a message the admin can act on.
+"""
+import codecs
+import collections
+import csv
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from xml.etree import ElementTree
+
+import python_calamine
+
+from kamen.services.importing.errors import BadCell, ImportFileError
+
+MB = 1024 * 1024
+SAMPLE_BYTES = 64 * 1024
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# An encrypted xlsx is an OLE container holding this stream.
+ENCRYPTED_MARKER = "EncryptedPackage".encode("utf-16-le")
+DELIMITERS = (",", "\t", ";")
+
+NOT_A_SHEET = "无法识别的文件类型：不是 Excel（.xlsx / .xls）或 CSV 文件。如果只是改了扩展名，请用 Excel 打开后另存为 .xlsx 再上传"
+FAKE_EXCEL = "这是网页格式的“假 Excel”文件（常见于系统导出的 .xls），请用 Excel 打开后另存为 .xlsx 再上传"
+CORRUPT = "文件已损坏，无法读取。请用 Excel 打开后重新保存再上传"
+ENCRYPTED = "文件设置了打开密码，请在 Excel 中取消密码后再上传"
+NO_CACHED_VALUE = "公式没有计算结果（文件不是用 Excel 保存的），请用 Excel 打开并保存后再上传"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_bytes: int = 50 * MB
+    max_rows: int = 200_000
+    # Uncompressed size of all xlsx parts, read from the zip directory before unpacking.
+    max_unpacked_bytes: int = 500 * MB
+    max_zip_entries: int = 10_000
+
+
+def open_spreadsheet(path, limits=ReadLimits()):
+    """Check the file and return a Spreadsheet; raises ImportFileError."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ImportFileError("文件是空的（0 字节），请检查是否选错了文件")
+    if size > limits.max_bytes:
+        raise ImportFileError(
+            f"文件太大（{size / MB:.1f} MB），上限 {limits.max_bytes / MB:.0f} MB，请拆分后分批导入"
+        )
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    if head.startswith(ZIP_MAGIC):
+        _check_zip(path, limits)
+        return Spreadsheet(path, "xlsx", limits)
+    if head.startswith(OLE_MAGIC):
+        return Spreadsheet(path, "xls", limits)
+    encoding, delimiter = _sniff_text(head, complete=size <= SAMPLE_BYTES)
+    return Spreadsheet(path, "csv", limits, encoding=encoding, delimiter=delimiter)
+
+
+class Spreadsheet:
+    """An opened file. ``sheet_names`` lists visible worksheets (empty for csv)."""
+
+    def __init__(self, path, kind, limits, *, encoding=None, delimiter=None):
+        self.path = path
+        self.kind = kind
+        self.limits = limits
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.sheet_names = []
+        self._book = None
+        if kind != "csv":
+            self._book = _calamine(lambda: python_calamine.CalamineWorkbook.from_path(path), path)
+            self.sheet_names = [
+                m.name
+                for m in self._book.sheets_metadata
+                if m.typ == python_calamine.SheetTypeEnum.WorkSheet
+                and m.visible == python_calamine.SheetVisibleEnum.Visible
+            ]
+            if not self.sheet_names:
+                raise ImportFileError("工作簿里没有可见的工作表")
+
+    def rows(self, sheet=None):
+        """Yield each row as a list of cell values, starting at the sheet's row 1.
+
+        CSV cells are strings; Excel cells are str, float, bool, date/datetime,
+        "" for empty, or BadCell. Rows are never all held in Python at once.
+        """
+        if self.kind == "csv":
+            return self._csv_rows()
+        return self._sheet_rows(sheet or self.sheet_names[0])
+
+    def close(self):
+        if self._book is not None:
+            self._book.close()
+            self._book = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _csv_rows(self):
+        count = 0
+        try:
+            with open(self.path, encoding=self.encoding, newline="") as f:
+                for row in csv.reader(f, delimiter=self.delimiter):
+                    count += 1
+                    if count > self.limits.max_rows:
+                        raise _too_many_rows(self.limits)
+                    yield row
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"第 {count + 1} 行附近有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
+                "请在 Excel 中另存为“CSV UTF-8”后上传"
+            ) from exc
+        except csv.Error as exc:
+            raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
+
+    def _sheet_rows(self, name):
+        if name not in self.sheet_names:
+            raise ImportFileError(f"找不到工作表“{name}”")
+        sheet = _calamine(lambda: self._book.get_sheet_by_name(name), self.path)
+        if sheet.height > self.limits.max_rows:
+            raise _too_many_rows(self.limits, sheet.height)
+        bad_cells = _bad_xlsx_cells(self.path, name) if self.kind == "xlsx" else {}
+        return _rows_with_bad_cells(sheet, bad_cells)
+
+
+def _rows_with_bad_cells(sheet, bad_cells):
+    # calamine yields rows from row 1 but trims leading empty columns.
+    first_col = sheet.start[1] if sheet.start else 0
+    for index, row in enumerate(sheet.iter_rows()):
+        bad = bad_cells.get(index)
+        if bad:
+            for col, cell in bad.items():
+                if 0 <= col - first_col < len(row):
+                    row[col - first_col] = cell
+        yield row
+
+
+def _too_many_rows(limits, count=None):
+    found = f"有 {count} 行，" if count else ""
+    return ImportFileError(f"表格{found}超过单次导入上限 {limits.max_rows} 行，请拆分后分批导入")
+
+
+def _calamine(call, path):
+    try:
+        return call()
+    except python_calamine.PasswordError as exc:
+        raise ImportFileError(ENCRYPTED) from exc
+    except python_calamine.CalamineError as exc:
+        with open(path, "rb") as f:
+            encrypted = ENCRYPTED_MARKER in f.read()
+        raise ImportFileError(ENCRYPTED if encrypted else CORRUPT) from exc
+
+
+def _check_zip(path, limits):
+    """Refuse non-Excel zips and zip bombs from the central directory alone."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ImportFileError(CORRUPT) from exc
+    names = {info.filename for info in infos}
+    if "xl/workbook.xml" not in names:
+        if "xl/workbook.bin" in names:
+            raise ImportFileError("不支持 .xlsb 格式，请在 Excel 中另存为 .xlsx 再上传")
+        raise ImportFileError("这是一个压缩包或其他 Office 文档，不是 Excel 表格；请上传 .xlsx / .xls 或 CSV 文件")
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > limits.max_unpacked_bytes or len(infos) > limits.max_zip_entries:
+        raise ImportFileError(
+            f"文件解压后有 {unpacked / MB:.0f} MB，超过上限 {limits.max_unpacked_bytes / MB:.0f} MB，"
+            "疑似压缩炸弹，已拒绝"
+        )
+
+
+def _sniff_text(head, complete):
+    """Pick encoding and delimiter for a text file from its first bytes."""
+    if head.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"  # Excel's "Unicode 文本"
+    elif b"\0" in head:
+        raise ImportFileError(NOT_A_SHEET)
+    else:
+        # GB18030 is a superset of GBK, which Chinese Excel uses for CSV.
+        encoding = next((e for e in ("utf-8", "gb18030") if _decodes(head, e, complete)), None)
+        if encoding is None:
+            raise ImportFileError(NOT_A_SHEET)
+    text = head.decode(encoding, errors="ignore")
+    if text.lstrip("\ufeff \t\r\n").startswith("<"):
+        raise ImportFileError(FAKE_EXCEL)
+    lines = text.splitlines()
+    if not complete:
+        lines = lines[:-1]  # the sample may end mid-line
+    return encoding, _sniff_delimiter(lines[:50])
+
+
+def _decodes(data, encoding, complete):
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(data, final=complete)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _sniff_delimiter(lines):
+    """The delimiter giving the most rows with the same field count (> 1).
+
+    Counting parsed fields, not characters, keeps quoted "1,000" in a tab
+    file and a title line without delimiters from skewing the choice.
+    """
+    best, best_score = ",", (0, 0)
+    for delimiter in DELIMITERS:
+        widths = [len(r) for r in csv.reader(lines, delimiter=delimiter) if any(c.strip() for c in r)]
+        if not widths:
+            continue
+        width, rows = collections.Counter(widths).most_common(1)[0]
+        score = (rows, width) if width > 1 else (0, 0)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+_CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
+_CELL_TYPE = re.compile(rb'\bt="(\w+)"')
+_ROOT_PREFIX = re.compile(rb"<(\w+:)?worksheet\b")
+
+
+def _bad_xlsx_cells(path, sheet_name):
+    """{row: {col: BadCell}} (0-based) for formulas without a cached value and error cells.
+
+    calamine reads both as "", so the sheet XML is scanned: only bytes near a
+    formula tag or an error type are looked at, which keeps 100k rows fast.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            member = _sheet_member(zf, sheet_name)
+            with zf.open(member) as xml:
+                return _scan_sheet_xml(xml)
+    except (zipfile.BadZipFile, KeyError, OSError, ElementTree.ParseError) as exc:
+        raise ImportFileError(CORRUPT) from exc
+
+
+def _sheet_member(zf, sheet_name):
+    rel_id = None
+    for el in ElementTree.fromstring(zf.read("xl/workbook.xml")).iter():
+        if el.tag.endswith("}sheet") and el.get("name") == sheet_name:
+            rel_id = next(v for k, v in el.attrib.items() if k.endswith("}id"))
+    for el in ElementTree.fromstring(zf.read("xl/_rels/workbook.xml.rels")).iter():
+        if el.get("Id") == rel_id:
+            target = el.get("Target")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    raise KeyError(sheet_name)
+
+
+def _scan_sheet_xml(xml):
+    bad = {}
+    buffer = xml.read(SAMPLE_BYTES)
+    match = _ROOT_PREFIX.search(buffer)
+    prefix = (match.group(1) or b"") if match else b""
+    tags = _SheetTags(prefix)
+    while True:
+        chunk = xml.read(4 * MB)
+        buffer += chunk
+        if not chunk:
+            tags.scan(buffer, bad)
+            return bad
+        cut = buffer.rfind(tags.row_end)
+        if cut > 0:  # scan whole rows only, so no cell is split between chunks
+            tags.scan(buffer[:cut], bad)
+            buffer = buffer[cut:]
+
+
+class _SheetTags:
+    """Byte patterns for one sheet's namespace prefix (usually none)."""
+
+    def __init__(self, prefix):
+        self.row_end = b"</" + prefix + b"row>"
+        self.cell_start = b"<" + prefix + b"c "
+        self.cell_end = b"</" + prefix + b"c>"
+        self.marks = re.compile(b"<" + re.escape(prefix) + rb"f[\s>/]| t=\"e\"")
+        self.value = re.compile(b"<" + re.escape(prefix) + rb"v(?:\s*/>|>([^<]*)<)")
+        self.formula = b"<" + prefix + b"f"
+
+    def scan(self, data, bad):
+        seen_end = -1
+        for mark in self.marks.finditer(data):
+            if mark.start() < seen_end:
+                continue  # same cell as the previous mark
+            start = data.rfind(self.cell_start, 0, mark.start())
+            end = data.find(self.cell_end, mark.start())
+            if start < 0 or end < 0:
+                continue  # a self-closing cell has no formula or error value
+            seen_end = end
+            message = self._problem(data[start:end])
+            ref = _CELL_REF.search(data, start, data.find(b">", start))
+            if message and ref:
+                bad.setdefault(int(ref.group(2)) - 1, {})[_column_index(ref.group(1))] = BadCell(message)
+
+    def _problem(self, cell):
+        head = cell[: cell.find(b">")]
+        kind = _CELL_TYPE.search(head)
+        kind = kind.group(1) if kind else b"n"
+        value = self.value.search(cell)
+        text = value.group(1) if value else None
+        if kind == b"e":
+            return f"单元格是错误值 {(text or b'').decode()}，请修正公式或填写数值"
+        if self.formula in cell and not text and not (kind == b"str" and value):
+            return NO_CACHED_VALUE
+        return None
+
+
+def _column_index(letters):
+    index = 0
+    for ch in letters:
+        index = index * 26 + ch - 64
+    return index - 1

@@ -1,0 +1,96 @@
+"""The job queue: in-process (sync and thread pool) and RQ with a real worker."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from jobs.maintenance import purge_login_attempts
+from kamen import queue
+from kamen.extensions import db
+from kamen.models import LoginAttempt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _old_attempts(n=3):
+    db.session.add_all(
+        LoginAttempt(username=f"u{i}", ip="1.2.3.4", succeeded=False, at=datetime(2020, 1, 1)) for i in range(n)
+    )
+    db.session.commit()
+
+
+def _attempts():
+    db.session.expire_all()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt))
+
+
+@pytest.mark.backends("sqlite")
+def test_sync_mode_runs_the_job_at_once(app):
+    _old_attempts()
+    handle = queue.enqueue(purge_login_attempts, 30)
+    assert handle.backend == "sync"
+    assert _attempts() == 0
+
+
+@pytest.mark.backends("sqlite")
+def test_thread_mode_runs_in_the_background(app):
+    app.config["JOBS_SYNC"] = False
+    _old_attempts()
+    handle = queue.enqueue(purge_login_attempts, 30)
+    assert handle.backend == "thread"
+    deadline = time.monotonic() + 10
+    while _attempts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _attempts() == 0
+
+
+def test_rq_worker_subprocess_runs_the_job_against_the_database(app, redis_url, db_url):
+    """A real `rq worker --burst` process picks the job from the real Redis."""
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    _old_attempts()
+    handle = queue.enqueue(purge_login_attempts, 30)
+    assert handle.backend == "rq"
+    assert _attempts() == 3  # nothing ran in-process
+
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
+           "SECRET_KEY": "test"}
+    rq = Path(sys.executable).with_name("rq")
+    result = subprocess.run(
+        [str(rq), "worker", "--burst", "--url", redis_url, queue_name],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _attempts() == 0
+    job = queue.rq_queue().fetch_job(handle.id)
+    assert job.is_finished and job.return_value() == 3
+
+
+def test_rq_cron_loads_the_schedule(redis_url):
+    """`rq cron jobs.cron` (RQ's own scheduler) starts and registers our jobs."""
+    rq = Path(sys.executable).with_name("rq")
+    proc = subprocess.Popen(
+        [str(rq), "cron", "jobs.cron", "--url", redis_url, "--logging-level", "debug"],
+        cwd=ROOT, env={**os.environ, "TZ": "Asia/Shanghai"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Successfully registered" in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    output = "".join(lines)
+    assert "Successfully registered 1 cron jobs" in output, output
