@@ -26,12 +26,14 @@ def create_app(config=None):
 
     from kamen import models  # noqa: F401  (register every table)
     from kamen.blueprints.admin import bp as admin_bp
+    from kamen.blueprints.api import bp as api_bp
     from kamen.blueprints.shop import bp as shop_bp
     from kamen.cli import register_cli
     from kamen.templating import register_templating
 
     app.register_blueprint(shop_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(api_bp)
     register_templating(app)
     register_cli(app)
     _register_error_pages(app)

@@ -35,14 +35,19 @@ def rq_queue():
     return Queue(current_app.config["JOB_QUEUE"], connection=conn) if conn else None
 
 
-def enqueue(func, *args, job_id=None, **kwargs):
+def enqueue(func, *args, job_id=None, retry=None, **kwargs):
+    """Run ``func(*args, **kwargs)`` in the background; ``retry`` (an rq.Retry)
+    applies on RQ only: in-process jobs are not retried."""
     queue = rq_queue()
     if queue is not None:
-        job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id)
+        job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry)
         return Enqueued(job.id, "rq")
     app = current_app._get_current_object()
     if app.config["JOBS_SYNC"]:
-        func(*args, **kwargs)
+        try:
+            _run_in_app(app, func, args, kwargs)
+        except Exception:  # as with RQ, a failed job never fails the caller (it is logged)
+            pass
         return Enqueued(job_id, "sync")
     _executor(app).submit(_run_in_app, app, func, args, kwargs)
     return Enqueued(job_id, "thread")

@@ -78,6 +78,13 @@ class Product(db.Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
 
     is_listed: Mapped[bool] = mapped_column(default=True)
+    # Sync bookkeeping: delisted by the sync (stock hit zero / gone upstream),
+    # so the sync may relist it; waiting for an admin to review a new remote
+    # product; alerted once for low stock until it recovers.
+    auto_delisted: Mapped[bool] = mapped_column(default=False)
+    pending_review: Mapped[bool] = mapped_column(default=False)
+    low_stock_alerted: Mapped[bool] = mapped_column(default=False)
+    remote_category: Mapped[str | None] = mapped_column(sa.String(200))
     is_pinned: Mapped[bool] = mapped_column(default=False)
     sort_weight: Mapped[int] = mapped_column(default=0)
     view_count: Mapped[int] = mapped_column(default=0)

@@ -69,7 +69,8 @@ def form_pairs(params):
 def sign(params, app_key):
     """Sorted ``k=v&…`` of every field but sign (exactly "" dropped), ``&key=``, URL-decoded, md5."""
     kept = {k: v for k, v in sorted(params.items()) if k != "sign" and v != ""}
-    return hashlib.md5(unquote_plus(urlencode(form_pairs(kept)) + "&key=" + app_key).encode("utf-8")).hexdigest()
+    plain = unquote_plus(urlencode(form_pairs(kept)) + "&key=" + app_key)
+    return hashlib.md5(plain.encode("utf-8")).hexdigest()
 
 
 class AcgFakaAdapter(SupplierAdapter):

@@ -1,0 +1,109 @@
+"""Alerts: a dashboard notification, plus the robot webhook and email when set.
+
+One alert is one message listing every item (never one message per product):
+WeCom and DingTalk robots accept about 20 messages a minute.
+"""
+import base64
+import hashlib
+import hmac
+import logging
+import smtplib
+import time
+from email.message import EmailMessage
+from urllib.parse import quote_plus
+
+import requests
+
+from kamen.models import Notification
+from kamen.secretbox import decrypt
+from kamen.services import settings
+
+log = logging.getLogger("kamen.alerts")
+
+WECOM_MARKDOWN_LIMIT = 4096
+DINGTALK_LIMIT = 4096
+MAX_LINES = 200
+
+
+def raise_alert(session, kind, title, lines):
+    """Record a notification and push it to the configured channels.
+
+    Channel failures are logged and noted on the notification; they never
+    undo the work that raised the alert."""
+    lines = list(lines)
+    note = Notification(kind=kind, title=title, body="\n".join(lines[:MAX_LINES]))
+    session.add(note)
+    session.commit()
+    config = settings.get(session, "alerts")
+    problems = []
+    for channel in (_send_webhook, _send_email):
+        try:
+            channel(config, title, lines)
+        except Exception as exc:  # a channel down must not break a sync
+            log.warning("alert channel %s failed: %s", channel.__name__, exc)
+            problems.append(f"{_CHANNEL_NAMES[channel.__name__]}发送失败：{exc}")
+    if problems:
+        note.body += "\n\n" + "\n".join(problems)
+        session.commit()
+    return note
+
+
+def fit_lines(title, lines, limit, prefix="> "):
+    """Markdown text of the lines, cut to ``limit`` UTF-8 bytes with a count of the rest."""
+    head = f"**{title}**\n"
+    out, size = [], len(head.encode())
+    for n, line in enumerate(lines):
+        piece = f"{prefix}{line}\n"
+        rest = f"…另有 {len(lines) - n} 项，请到后台查看"
+        if size + len(piece.encode()) + len(rest.encode()) > limit:
+            out.append(rest)
+            break
+        out.append(piece.rstrip("\n"))
+        size += len(piece.encode())
+    return head + "\n".join(out)
+
+
+def dingtalk_signed_url(url, secret, timestamp_ms=None):
+    timestamp_ms = timestamp_ms or int(time.time() * 1000)
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    sign = quote_plus(base64.b64encode(digest).decode())
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}timestamp={timestamp_ms}&sign={sign}"
+
+
+def _send_webhook(config, title, lines):
+    kind, url = config.get("webhook_kind"), config.get("webhook_url")
+    if not kind or not url:
+        return
+    if kind == "wecom":
+        payload = {"msgtype": "markdown", "markdown": {"content": fit_lines(title, lines, WECOM_MARKDOWN_LIMIT)}}
+    else:
+        secret = decrypt(config.get("dingtalk_secret", ""))
+        if secret:
+            url = dingtalk_signed_url(url, secret)
+        payload = {"msgtype": "markdown", "markdown": {"title": title, "text": fit_lines(title, lines, DINGTALK_LIMIT)}}
+    resp = requests.post(url, json=payload, timeout=10)
+    resp.raise_for_status()
+    body = resp.json()
+    if body.get("errcode", 0) != 0:
+        raise RuntimeError(f"机器人返回错误 {body.get('errcode')}：{body.get('errmsg')}")
+
+
+def _send_email(config, title, lines):
+    to, host = config.get("email_to"), config.get("smtp_host")
+    if not to or not host:
+        return
+    message = EmailMessage()
+    message["Subject"] = f"[kamen] {title}"
+    message["From"] = config.get("smtp_user") or "kamen@localhost"
+    message["To"] = to
+    message.set_content("\n".join([title, ""] + lines))
+    smtp_cls = smtplib.SMTP_SSL if config.get("smtp_ssl") else smtplib.SMTP
+    with smtp_cls(host, int(config.get("smtp_port") or 25), timeout=10) as smtp:
+        password = decrypt(config.get("smtp_password", ""))
+        if config.get("smtp_user") and password:
+            smtp.login(config["smtp_user"], password)
+        smtp.send_message(message)
+
+
+_CHANNEL_NAMES = {"_send_webhook": "机器人", "_send_email": "邮件"}

@@ -1,0 +1,31 @@
+"""Run-time settings admins change in the back office (stored in the database)."""
+from kamen.models import Setting
+
+DEFAULTS = {
+    "alerts": {
+        "webhook_kind": "",  # "" | wecom | dingtalk
+        "webhook_url": "",
+        "dingtalk_secret": "",
+        "email_to": "",
+        "smtp_host": "",
+        "smtp_port": 465,
+        "smtp_user": "",
+        "smtp_password": "",
+        "smtp_ssl": True,
+        "sync_failure_alert_after": 3,
+    },
+}
+
+
+def get(session, key):
+    row = session.get(Setting, key)
+    return {**DEFAULTS.get(key, {}), **(row.value if row else {})}
+
+
+def put(session, key, value):
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+    session.commit()

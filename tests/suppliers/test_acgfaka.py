@@ -1,0 +1,113 @@
+import hashlib
+from decimal import Decimal
+from urllib.parse import parse_qsl
+
+import pytest
+
+from kamen.suppliers.acgfaka import form_pairs, sign
+from kamen.suppliers.base import AuthFailed, Delivery, Level, OutOfStock, ProductUnavailable
+from tests.suppliers.simulator import MISSING, SimError
+
+KEY = "0123456789ABCDEF"
+PARAMS = {
+    "shared_code": "A1B2",
+    "num": 0,  # "0" is signed, only exactly "" is dropped
+    "race": "",
+    "app_id": "1001",
+    "app_key": KEY,
+    "sku": {"颜色": "红+蓝", "size": "L"},
+}
+
+
+def test_sign_matches_the_rule_computed_by_hand():
+    plain = f"app_id=1001&app_key={KEY}&num=0&shared_code=A1B2&sku[颜色]=红+蓝&sku[size]=L&key={KEY}"
+    assert sign(PARAMS, KEY) == hashlib.md5(plain.encode("utf-8")).hexdigest()
+
+
+def test_sign_fixed_vector():
+    assert sign({**PARAMS, "sign": "ignored"}, KEY) == "1a97997b6e5710fd1a4ea266bfed20e1"
+
+
+def test_nested_fields_are_posted_as_php_arrays():
+    assert form_pairs({"sku": {"a": 1}, "flag": True, "skip": None}) == [
+        ("sku[a]", "1"), ("flag", "1")]
+
+
+def test_posts_are_form_encoded_and_signed(acg, simulator):
+    acg.test_connection()
+    method, path, content_type, body = simulator.requests[-1]
+    form = dict(parse_qsl(body.decode()))
+    assert (method, path, content_type) == (
+        "POST", "/shared/authentication/connect", "application/x-www-form-urlencoded")
+    assert form["app_id"] == "1001" and form["app_key"] == KEY
+    assert form["sign"] == form["sign"].lower() and len(form["sign"]) == 32
+
+
+def test_connect(acg):
+    info = acg.test_connection()
+    assert (info.name, info.balance) == ("模拟主站", Decimal("1234.56"))
+    assert acg.balance() == Decimal("1234.56")
+
+
+def test_items_tree_is_flattened(acg, simulator):
+    simulator.overrides = {"1003": {"stock": "7"}}
+    page = acg.list_products()
+    by_code = {p.code: p for p in page.items}
+    assert page.rejected == [] and page.next_cursor is None
+    assert by_code["1001"].category_path == ("游戏点卡",)
+    assert by_code["1002"].category_path == ("话费充值",)
+    card = by_code["1001"]
+    assert card.cost_price == Decimal("9.50") and card.market_price == Decimal("10.00")
+    assert (card.delivery, card.stock.level, card.stock.qty) == (Delivery.CARD, Level.IN, 100)
+    assert by_code["1003"].stock.qty == 7  # stock sent as a string
+    manual = by_code["1002"]
+    assert manual.delivery == Delivery.TOPUP and manual.stock.level == Level.IN
+    assert "account" in manual.field_template
+
+
+def test_delisted_goods_are_not_listed(acg, simulator):
+    simulator.products["1001"].on_sale = False
+    assert "1001" not in {p.code for p in acg.list_products().items}
+
+
+def test_bad_products_are_rejected(acg, simulator):
+    simulator.overrides = {
+        "1001": {"factory_price": 0, "config": "[category]\n月卡=10\n周卡=5\n"},
+        "1002": {"code": MISSING},
+        "1003": {"stock": "很多"},
+        "1004": {"factory_price": Decimal("-3")},
+    }
+    page = acg.list_products()
+    assert [p.code for p in page.items] == ["1003"]
+    assert page.items[0].stock.level == Level.UNKNOWN
+    reasons = sorted(r.reason for r in page.rejected)
+    assert any("负数" in r for r in reasons)
+    assert any("code" in r for r in reasons)
+    assert any("多规格" in r for r in reasons)
+
+
+def test_inventory(acg, simulator):
+    simulator.products["1001"].stock = 0
+    simulator.products["1003"].on_sale = False
+    levels = acg.get_stock(["1001", "1002", "1003", "nope"])
+    assert levels["1001"].level == Level.OUT and levels["1001"].qty == 0
+    assert levels["1002"].level == Level.IN  # fulfilled by hand: nothing to count
+    assert levels["1003"].level == Level.OUT
+    assert levels["nope"].level == Level.OUT
+
+
+@pytest.mark.parametrize("message, error", [
+    ("库存不足", OutOfStock),
+    ("当前商品已停售", ProductUnavailable),
+    ("商户ID不存在", AuthFailed),
+])
+def test_errors_are_classified(acg, simulator, message, error):
+    simulator.error = SimError(message)
+    with pytest.raises(error, match=message):
+        acg.list_products()
+
+
+def test_wrong_key_is_auth_failed(acg):
+    acg.app_key = "FFFFFFFFFFFFFFFF"
+    with pytest.raises(AuthFailed, match="密钥错误"):
+        acg.test_connection()
