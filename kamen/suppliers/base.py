@@ -162,14 +162,5 @@ class SupplierAdapter(ABC):
     def test_connection(self) -> ConnectionInfo:
         """Check endpoint and credentials; what 测试连接 shows."""
 
-    # Ordering (一键代发) is part of the contract but built in a later issue;
-    # adapters do not implement it yet.
-    def place_order(self, idempotency_key, code, qty, fields, max_unit_cost) -> OrderResult:
-        raise NotImplementedError("ordering is not built yet")
-
-    def query_order(self, idempotency_key) -> OrderResult:
-        raise NotImplementedError("ordering is not built yet")
-
-    def parse_callback(self, headers, body) -> OrderResult:
-        """Verify the callback's signature, then read the order result from it."""
-        raise NotImplementedError("ordering is not built yet")
+    # Ordering (一键代发: place_order, query_order, parse_callback; see DESIGN.md)
+    # joins this contract when forwarding is built.

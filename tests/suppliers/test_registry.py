@@ -1,4 +1,3 @@
-from decimal import Decimal
 
 import pytest
 
@@ -48,7 +47,3 @@ def test_manual_supplier_has_no_api():
     assert manual.balance() is None
     assert manual.test_connection().message == "表格/手工货源无需连接"
 
-
-def test_ordering_is_not_built_yet():
-    with pytest.raises(NotImplementedError):
-        adapter_for("manual", {}).place_order("K1", "A", 1, {}, Decimal("1"))
