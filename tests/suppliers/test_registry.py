@@ -1,4 +1,3 @@
-
 import pytest
 
 from kamen.models import SupplierKind
