@@ -9,6 +9,8 @@ def register_cli(app):
     app.cli.add_command(create_admin_command)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(purge_logins_command)
+    app.cli.add_command(sync_supplier_command)
+    app.cli.add_command(dispatch_syncs_command)
 
 
 @click.command("create-admin")
@@ -53,3 +55,38 @@ def purge_logins_command(days):
     from jobs.maintenance import purge_login_attempts
 
     click.echo(f"已清理 {purge_login_attempts(days)} 条登录记录。")
+
+
+@click.command("sync-supplier")
+@click.argument("code")
+@click.option("--incremental", is_flag=True, help="Only what changed since the last sync.")
+def sync_supplier_command(code, incremental):
+    """同步商品库 for one supplier now, in this process; prints the run's totals."""
+    from kamen.models import Supplier
+    from kamen.services import syncing
+    from kamen.suppliers.base import SupplierError
+
+    supplier = db.session.scalar(sa.select(Supplier).filter_by(code=code))
+    if supplier is None:
+        raise click.ClickException(f"没有代号为 {code} 的货源")
+    try:
+        run = syncing.request_sync(db.session, supplier, "incremental" if incremental else "full")
+        run = syncing.run_sync(db.session, run.id)
+    except syncing.SyncBusy as exc:
+        raise click.ClickException(f"该货源已有同步在进行（记录 #{exc.args[0]}）") from exc
+    except SupplierError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{run.status}: 读取 {run.seen}，新增 {run.created}，变更 {run.changed}，无变化 {run.unchanged}，"
+        f"下架 {run.delisted}，失败 {run.failed}，耗时 {run.duration_seconds:.1f} 秒"
+    )
+    if run.status != "succeeded":
+        raise click.ClickException(run.message)
+
+
+@click.command("dispatch-syncs")
+def dispatch_syncs_command():
+    """What the schedule does every minute: queue due syncs and re-check reminders."""
+    from jobs.sync import dispatch_due_syncs
+
+    click.echo(f"已排队同步：{dispatch_due_syncs() or '无'}")

@@ -1,35 +1,13 @@
 """Two real kamens over HTTP: a 主站 serving its upstream API and a 分站 syncing from it."""
-import threading
 from decimal import Decimal
 
-import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
-from kamen import create_app
 from kamen.extensions import db
 from kamen.models import Product, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import encrypt
-from kamen.services import stations, syncing
-from kamen.services.demo import seed_demo
-
-
-@pytest.fixture
-def main_station(tmp_path):
-    """The 主站: its own app and SQLite database, served on a free port."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'main.db'}",
-                      "SECRET_KEY": "main-secret", "TESTING": True, "JOBS_SYNC": True, "REDIS_URL": None})
-    with app.app_context():
-        db.create_all()
-        seed_demo(db.session)
-        station, secret = stations.create_station(db.session, "测试分站", Decimal("2"), Decimal("0"))
-        app_id = station.app_id
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"app": app, "url": f"http://127.0.0.1:{server.server_port}", "app_id": app_id, "secret": secret}
-    server.shutdown()
-    thread.join(timeout=5)
+from kamen.services import syncing
+from tests.peers import main_station  # noqa: F401  (fixture)
 
 
 def _supplier(main, secret=None):
@@ -48,7 +26,7 @@ def _sync(supplier, mode):
     return db.session.get(SyncRun, run.id)
 
 
-def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):
+def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):  # noqa: F811
     supplier = _supplier(main_station)
     run = _sync(supplier, "full")
     assert run.status == "succeeded", run.message
@@ -70,7 +48,7 @@ def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):
     assert (run.status, run.seen, run.changed, run.created) == ("succeeded", 0, 0, 0)
 
 
-def test_bad_signature_is_refused_and_recorded(app, main_station):
+def test_bad_signature_is_refused_and_recorded(app, main_station):  # noqa: F811
     supplier = _supplier(main_station, secret="not-the-secret")
     run = _sync(supplier, "full")
     assert run.status == "failed"

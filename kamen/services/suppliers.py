@@ -1,7 +1,8 @@
-"""Supplier lookups. The shop's own goods belong to a built-in manual supplier."""
+"""Suppliers in the back office. The shop's own goods belong to a built-in manual supplier."""
 import sqlalchemy as sa
 
-from kamen.models import Supplier, SupplierKind
+from kamen.models import Category, Product, Supplier, SupplierKind
+from kamen.secretbox import encrypt
 
 OWN_SUPPLIER_CODE = "self"
 
@@ -14,3 +15,84 @@ def default_supplier(session):
         session.add(supplier)
         session.commit()
     return supplier
+
+
+class SupplierInvalid(ValueError):
+    pass
+
+
+SETTINGS_FIELDS = (
+    "name", "code", "kind", "base_url", "app_id", "markup_percent", "markup_fixed", "markup_step", "min_margin",
+    "auto_list", "default_category_id", "sync_interval_minutes", "nightly_sync_at", "auto_delist_at_zero",
+    "recheck_hours", "is_active",
+)
+
+
+def save_supplier(session, supplier, values, secret=None):
+    """Create or update a supplier; ``secret`` None or "" keeps the stored one."""
+    clash = sa.select(Supplier.id).where(Supplier.code == values["code"])
+    if supplier is not None:
+        clash = clash.where(Supplier.id != supplier.id)
+    if session.scalar(clash) is not None:
+        raise SupplierInvalid(f"货源代号“{values['code']}”已被使用")
+    if supplier is not None and supplier.code == OWN_SUPPLIER_CODE and values["code"] != OWN_SUPPLIER_CODE:
+        raise SupplierInvalid("自营货源的代号不能修改")
+    kind = SupplierKind(values["kind"])
+    if kind is not SupplierKind.MANUAL and not values.get("base_url"):
+        raise SupplierInvalid("接口货源必须填写接口地址")
+    if supplier is None:
+        supplier = Supplier()
+        session.add(supplier)
+    for name in SETTINGS_FIELDS:
+        setattr(supplier, name, values[name])
+    supplier.kind = kind
+    if secret:
+        supplier.secret_encrypted = encrypt(secret)
+    session.commit()
+    return supplier
+
+
+def pending_products(session, supplier):
+    return session.scalars(
+        sa.select(Product)
+        .where(Product.supplier_id == supplier.id, Product.pending_review.is_(True))
+        .order_by(Product.remote_category, Product.name)
+    ).all()
+
+
+def review_pending(session, supplier, ids, *, approve, category_id=None):
+    """List (approve) or keep delisted (reject) new remote products; all or nothing."""
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise SupplierInvalid("请先勾选商品")
+    if category_id is not None and session.get(Category, category_id) is None:
+        raise SupplierInvalid("目标分类不存在")
+    values = {"pending_review": False}
+    if approve:
+        values.update(is_listed=True, auto_delisted=False)
+    if category_id is not None:
+        values["category_id"] = category_id
+    result = session.execute(
+        sa.update(Product)
+        .where(Product.id.in_(ids), Product.supplier_id == supplier.id, Product.pending_review.is_(True))
+        .values(**values)
+    )
+    if result.rowcount != len(set(ids)):
+        session.rollback()
+        raise SupplierInvalid("部分商品已处理或不存在，请刷新后重试")
+    session.commit()
+    return result.rowcount
+
+
+def map_remote_category(session, supplier, remote_path, category_id):
+    """Remember where a remote category goes, and move its waiting products there."""
+    if session.get(Category, category_id) is None:
+        raise SupplierInvalid("目标分类不存在")
+    supplier.category_map = {**(supplier.category_map or {}), remote_path: category_id}
+    session.execute(
+        sa.update(Product)
+        .where(Product.supplier_id == supplier.id, Product.remote_category == remote_path,
+               Product.pending_review.is_(True))
+        .values(category_id=category_id)
+    )
+    session.commit()

@@ -18,7 +18,18 @@ def _require_login():
 def _admin_globals():
     from kamen.services.products import INLINE_FIELDS
 
-    return {"inline_fields": INLINE_FIELDS}
+    return {"inline_fields": INLINE_FIELDS, "run_status_labels": RUN_STATUS_LABELS}
 
 
-from kamen.blueprints.admin import auth, categories, dashboard, products  # noqa: E402,F401
+RUN_STATUS_LABELS = {"queued": "排队中", "running": "同步中", "succeeded": "成功", "failed": "失败"}
+
+
+from kamen.blueprints.admin import (  # noqa: E402,F401
+    auth,
+    categories,
+    dashboard,
+    products,
+    settings,
+    stations,
+    suppliers,
+)

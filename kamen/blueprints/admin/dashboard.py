@@ -1,13 +1,32 @@
-"""Back-office home: the shop at a glance."""
-from flask import current_app, render_template
+"""Back-office home: the shop at a glance, notifications, suppliers to re-check."""
+import sqlalchemy as sa
+from flask import current_app, redirect, render_template, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
+from kamen.models import Notification
 from kamen.services.stats import catalog_stats
+from kamen.services.syncing import overdue_manual_suppliers
+from kamen.timeutil import utcnow
 
 
 @bp.get("/")
 def dashboard():
     stats = catalog_stats(db.session, current_app.config["LOW_STOCK_THRESHOLD"])
-    schedules_on = bool(current_app.config["REDIS_URL"])
-    return render_template("admin/dashboard.html", stats=stats, schedules_on=schedules_on)
+    notes = db.session.scalars(
+        sa.select(Notification).where(Notification.read_at.is_(None)).order_by(Notification.id.desc()).limit(20)
+    ).all()
+    return render_template(
+        "admin/dashboard.html",
+        stats=stats,
+        notes=notes,
+        recheck=overdue_manual_suppliers(db.session, utcnow()),
+        schedules_on=bool(current_app.config["REDIS_URL"]),
+    )
+
+
+@bp.post("/notifications/read")
+def notifications_read():
+    db.session.execute(sa.update(Notification).where(Notification.read_at.is_(None)).values(read_at=utcnow()))
+    db.session.commit()
+    return redirect(url_for("admin.dashboard"))

@@ -1,11 +1,12 @@
 """WTForms for the back office (flask-wtf adds CSRF to each)."""
 from datetime import datetime
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
-from kamen.models import DeliveryType, StockMode
+from kamen.models import DeliveryType, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
 from kamen.services.products import ProductInvalid, parse_whole
 
@@ -141,3 +142,66 @@ class ProductForm(FlaskForm):
     is_listed = BooleanField("上架", default=True)
     is_pinned = BooleanField("置顶推荐")
     sort_weight = SignedWholeField("排序权重（大的在前）", required=True, default=0)
+
+
+INTERVALS = [(0, "关闭"), (15, "每 15 分钟"), (30, "每 30 分钟"), (60, "每小时"), (120, "每 2 小时"), (360, "每 6 小时")]
+
+
+class SupplierForm(FlaskForm):
+    name = StringField("货源名称", validators=[DataRequired("请输入货源名称"), Length(max=100, message="最多 100 个字")])
+    code = StringField(
+        "货源代号",
+        validators=[
+            DataRequired("请输入货源代号"),
+            Length(max=32, message="最多 32 个字符"),
+            Regexp(r"^[a-z0-9_-]+$", message="货源代号只能包含小写字母、数字、横线和下划线"),
+        ],
+    )
+    kind = ChoiceField("对接方式", choices=[SelectChoice(v, label) for v, label in SupplierKind.choices()])
+    base_url = StringField(
+        "接口地址",
+        validators=[Optional(), Length(max=255), Regexp(r"^https?://\S+$", message="接口地址应以 http:// 或 https:// 开头")],
+    )
+    app_id = StringField("AppID / AppKey", validators=[Optional(), Length(max=64, message="最多 64 个字符")])
+    secret = PasswordField("密钥（留空则不修改）")
+    markup_percent = MoneyField("加价百分比 %", required=True, default=Decimal("5"))
+    markup_fixed = MoneyField("固定加价（元）", required=True, default=Decimal("0"))
+    markup_step = ChoiceField("取整", choices=[SelectChoice("0.01", "精确到分"), SelectChoice("0.1", "精确到角")])
+    min_margin = MoneyField("最低利润（元）", required=True, default=Decimal("0"))
+    auto_list = BooleanField("新商品自动上架（否则进入待审核）")
+    default_category_id = ChoiceField("新商品默认分类", coerce=int)
+    sync_interval_minutes = ChoiceField("自动同步", coerce=int, choices=[SelectChoice(v, label) for v, label in INTERVALS])
+    nightly_sync_at = StringField(
+        "每晚全量同步时间",
+        default="02:00",
+        validators=[Optional(), Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", message="时间格式应为 HH:MM，如 02:00")],
+    )
+    auto_delist_at_zero = BooleanField("库存为 0 自动下架、有货自动上架", default=True)
+    recheck_hours = WholeField("手工货源核对提醒间隔（小时）", required=True, default=8)
+    is_active = BooleanField("启用", default=True)
+
+
+class StationForm(FlaskForm):
+    name = StringField("分站名称", validators=[DataRequired("请输入分站名称"), Length(max=100, message="最多 100 个字")])
+    markup_percent = MoneyField("分站加价百分比 %", required=True, default=Decimal("0"))
+    markup_fixed = MoneyField("分站固定加价（元）", required=True, default=Decimal("0"))
+    is_active = BooleanField("启用", default=True)
+
+
+class AlertSettingsForm(FlaskForm):
+    webhook_kind = ChoiceField(
+        "机器人类型",
+        choices=[SelectChoice("", "不使用"), SelectChoice("wecom", "企业微信"), SelectChoice("dingtalk", "钉钉")],
+    )
+    webhook_url = StringField(
+        "Webhook 地址",
+        validators=[Optional(), Regexp(r"^https?://\S+$", message="Webhook 地址应以 http:// 或 https:// 开头")],
+    )
+    dingtalk_secret = PasswordField("钉钉加签密钥（SEC 开头，留空则不修改）")
+    email_to = StringField("接收邮箱", validators=[Optional(), Regexp(r"^[^@\s]+@[^@\s]+$", message="邮箱格式错误")])
+    smtp_host = StringField("SMTP 服务器", validators=[Optional(), Length(max=255)])
+    smtp_port = WholeField("SMTP 端口", required=True, default=465)
+    smtp_user = StringField("SMTP 用户名", validators=[Optional(), Length(max=255)])
+    smtp_password = PasswordField("SMTP 密码（留空则不修改）")
+    smtp_ssl = BooleanField("使用 SSL", default=True)
+    sync_failure_alert_after = WholeField("同步连续失败几次后告警", required=True, default=3)

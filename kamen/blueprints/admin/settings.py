@@ -1,0 +1,37 @@
+"""Alert channels: robot webhook (WeCom / DingTalk) and email."""
+from flask import flash, redirect, render_template, url_for
+
+from kamen.blueprints.admin import bp
+from kamen.blueprints.admin.forms import AlertSettingsForm
+from kamen.extensions import db
+from kamen.secretbox import encrypt, mask
+from kamen.services import alerts, settings
+
+SECRET_FIELDS = ("dingtalk_secret", "smtp_password")
+
+
+@bp.route("/settings/alerts", methods=["GET", "POST"])
+def alert_settings():
+    current = settings.get(db.session, "alerts")
+    form = AlertSettingsForm(data={k: v for k, v in current.items() if k not in SECRET_FIELDS})
+    if form.validate_on_submit():
+        values = {name: field.data for name, field in form._fields.items() if name not in ("csrf_token",)}
+        for name in SECRET_FIELDS:
+            values[name] = encrypt(values[name]) if values[name] else current.get(name, "")
+        settings.put(db.session, "alerts", values)
+        flash("告警设置已保存。", "success")
+        return redirect(url_for("admin.alert_settings"))
+    secret_states = {name: mask(current.get(name)) for name in SECRET_FIELDS}
+    return render_template("admin/alert_settings.html", form=form, secret_states=secret_states), (
+        400 if form.errors else 200
+    )
+
+
+@bp.post("/settings/alerts/test")
+def alert_test():
+    note = alerts.raise_alert(db.session, "test", "测试告警", ["这是一条测试消息，收到说明告警渠道配置正确。"])
+    if "发送失败" in note.body:
+        flash(note.body.split("\n\n", 1)[-1], "error")
+    else:
+        flash("测试告警已发送（同时记录在概览页的通知中）。", "success")
+    return redirect(url_for("admin.alert_settings"))
