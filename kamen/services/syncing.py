@@ -23,6 +23,10 @@ log = logging.getLogger("kamen.sync")
 # A supplier that gives a level but no count: the stock we record for it.
 LEVEL_STOCK = {Level.IN: 999, Level.LOW: 1, Level.OUT: 0, Level.UNKNOWN: 0}
 STALE_RUN = timedelta(hours=2)
+# Incremental syncs ask for changes since the last sync minus this overlap, so
+# a supplier clock a little behind ours loses nothing; re-read rows that did
+# not change cost no writes.
+SYNC_OVERLAP = timedelta(minutes=10)
 MAX_ERRORS_KEPT = 200
 
 
@@ -121,7 +125,9 @@ def _finish_failed(session, supplier, run, exc):
 
 
 def _pull(session, supplier, run, adapter):
-    updated_after = supplier.last_sync_at if run.mode == "incremental" else None
+    updated_after = None
+    if run.mode == "incremental" and supplier.last_sync_at is not None:
+        updated_after = supplier.last_sync_at - SYNC_OVERLAP
     seen = set()
     crossed = []
     cursor = None

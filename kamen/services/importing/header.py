@@ -12,6 +12,7 @@ from itertools import chain, islice
 
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import VOCABULARY, normalize_header
+from kamen.services.importing.normalize import is_blank
 
 SCAN_ROWS = 30
 FOOTER_WORDS = ("合计", "总计", "小计", "备注", "说明", "注:", "注：", "*注", "注意", "温馨提示", "联系", "以上")
@@ -41,7 +42,7 @@ def locate_table(rows, header_row=None, scan_rows=SCAN_ROWS):
     if header_row is None:
         index, headers = detect_header(sample)
     elif header_row < len(sample) and _filled_count(sample[header_row]):
-        index, headers = header_row, [cell_text(c) for c in sample[header_row]]
+        index, headers = header_row, header_labels(sample, header_row)
     else:
         raise ImportFileError(f"第 {header_row + 1} 行是空行，不能作为表头")
     data = _source_rows(chain(sample[index + 1 :], rows), index + 2, headers)
@@ -56,14 +57,19 @@ def locate_table(rows, header_row=None, scan_rows=SCAN_ROWS):
 
 
 def detect_header(sample):
-    """(index, labels) of the header in the first rows, merging a two-row header."""
+    """(index, labels) of the header in the first rows; a two-row header ends on its lower row."""
     index = find_header_row(sample)
-    labels = [cell_text(c) for c in sample[index]]
     if index + 1 < len(sample) and _header_like(sample[index + 1]):
-        return index + 1, _merge(labels, sample[index + 1])
+        index += 1
+    return index, header_labels(sample, index)
+
+
+def header_labels(sample, index):
+    """Labels of one row, merged with a group row above it (价格 over 供货价 | 售价)."""
+    labels = [cell_text(c) for c in sample[index]]
     if index > 0 and _header_like(sample[index - 1]):
-        return index, _merge([cell_text(c) for c in sample[index - 1]], sample[index])
-    return index, labels
+        return _merge([cell_text(c) for c in sample[index - 1]], labels)
+    return labels
 
 
 def find_header_row(sample):
@@ -96,7 +102,8 @@ def _source_rows(rows, first_line, headers):
     labelled = sum(1 for h in headers if h)
     header_words = {normalize_header(h) for h in headers if h}
     for line, cells in enumerate(rows, first_line):
-        filled = [c for c in cells if not _blank(c)]
+        # is_blank inlined: this runs for every cell of the file.
+        filled = [c for c in cells if (c.strip() if c.__class__ is str else c is not None)]
         if not filled:
             continue
         yield SourceRow(line, cells, _skip_reason(filled, labelled, header_words))
@@ -115,9 +122,8 @@ def _skip_reason(filled, labelled, header_words):
     return None
 
 
-def _merge(upper, lower_row):
+def _merge(upper, lower):
     """Lower label where present (供货价 under a merged 价格), else the upper one."""
-    lower = [cell_text(c) for c in lower_row]
     width = max(len(upper), len(lower))
     upper, lower = upper + [""] * (width - len(upper)), lower + [""] * (width - len(lower))
     return [b or a for a, b in zip(upper, lower)]
@@ -132,11 +138,7 @@ def _known_count(row):
 
 
 def _filled_count(row):
-    return sum(1 for c in row if not _blank(c))
-
-
-def _blank(value):
-    return value is None or (isinstance(value, str) and not value.strip())
+    return sum(1 for c in row if not is_blank(c))
 
 
 def _is_number(value):

@@ -7,6 +7,7 @@ unusable raises one ImportFileError with a message the admin can act on.
 import codecs
 import collections
 import csv
+import io
 import os
 import re
 import zipfile
@@ -27,7 +28,7 @@ DELIMITERS = (",", "\t", ";")
 
 NOT_A_SHEET = "无法识别的文件类型：不是 Excel（.xlsx / .xls）或 CSV 文件。如果只是改了扩展名，请用 Excel 打开后另存为 .xlsx 再上传"
 FAKE_EXCEL = "这是网页格式的“假 Excel”文件（常见于系统导出的 .xls），请用 Excel 打开后另存为 .xlsx 再上传"
-CORRUPT = "文件已损坏，无法读取。请用 Excel 打开后重新保存再上传"
+CORRUPT = "文件已损坏或不是有效的 Excel 文件，无法读取。请用 Excel 打开后重新保存再上传"
 ENCRYPTED = "文件设置了打开密码，请在 Excel 中取消密码后再上传"
 NO_CACHED_VALUE = "公式没有计算结果（文件不是用 Excel 保存的），请用 Excel 打开并保存后再上传"
 
@@ -81,6 +82,7 @@ class Spreadsheet:
                 and m.visible == python_calamine.SheetVisibleEnum.Visible
             ]
             if not self.sheet_names:
+                self.close()
                 raise ImportFileError("工作簿里没有可见的工作表")
 
     def rows(self, sheet=None):
@@ -106,20 +108,31 @@ class Spreadsheet:
 
     def _csv_rows(self):
         count = 0
-        try:
-            with open(self.path, encoding=self.encoding, newline="") as f:
-                for row in csv.reader(f, delimiter=self.delimiter):
+        with open(self.path, "rb") as f:
+            if self.encoding == "utf-16":
+                lines = io.TextIOWrapper(f, encoding=self.encoding, newline="")
+            else:
+                lines = self._decoded_lines(f)
+            try:
+                for row in csv.reader(lines, delimiter=self.delimiter):
                     count += 1
                     if count > self.limits.max_rows:
                         raise _too_many_rows(self.limits)
                     yield row
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                f"第 {count + 1} 行附近有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
-                "请在 Excel 中另存为“CSV UTF-8”后上传"
-            ) from exc
-        except csv.Error as exc:
-            raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
+            except csv.Error as exc:
+                raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
+
+    def _decoded_lines(self, f):
+        # Line by line, so a bad byte is reported on its own line; "\n" never
+        # occurs inside a UTF-8 or GB18030 character.
+        for number, line in enumerate(f, 1):
+            try:
+                yield line.decode(self.encoding)
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(
+                    f"第 {number} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
+                    "请在 Excel 中另存为“CSV UTF-8”后上传"
+                ) from exc
 
     def _sheet_rows(self, name):
         if name not in self.sheet_names:
@@ -171,8 +184,10 @@ def _check_zip(path, limits):
         if "xl/workbook.bin" in names:
             raise ImportFileError("不支持 .xlsb 格式，请在 Excel 中另存为 .xlsx 再上传")
         raise ImportFileError("这是一个压缩包或其他 Office 文档，不是 Excel 表格；请上传 .xlsx / .xls 或 CSV 文件")
+    if len(infos) > limits.max_zip_entries:
+        raise ImportFileError(f"文件内含 {len(infos)} 个部件，超过上限 {limits.max_zip_entries}，疑似压缩炸弹，已拒绝")
     unpacked = sum(info.file_size for info in infos)
-    if unpacked > limits.max_unpacked_bytes or len(infos) > limits.max_zip_entries:
+    if unpacked > limits.max_unpacked_bytes:
         raise ImportFileError(
             f"文件解压后有 {unpacked / MB:.0f} MB，超过上限 {limits.max_unpacked_bytes / MB:.0f} MB，"
             "疑似压缩炸弹，已拒绝"
@@ -228,7 +243,6 @@ def _sniff_delimiter(lines):
 
 
 _CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
-_CELL_TYPE = re.compile(rb'\bt="(\w+)"')
 _ROOT_PREFIX = re.compile(rb"<(\w+:)?worksheet\b")
 
 
@@ -251,7 +265,7 @@ def _sheet_member(zf, sheet_name):
     rel_id = None
     for el in ElementTree.fromstring(zf.read("xl/workbook.xml")).iter():
         if el.tag.endswith("}sheet") and el.get("name") == sheet_name:
-            rel_id = next(v for k, v in el.attrib.items() if k.endswith("}id"))
+            rel_id = next((v for k, v in el.attrib.items() if k.endswith("}id")), None)
     for el in ElementTree.fromstring(zf.read("xl/_rels/workbook.xml.rels")).iter():
         if el.get("Id") == rel_id:
             target = el.get("Target")
@@ -281,39 +295,36 @@ class _SheetTags:
     """Byte patterns for one sheet's namespace prefix (usually none)."""
 
     def __init__(self, prefix):
+        p = re.escape(prefix)
         self.row_end = b"</" + prefix + b"row>"
         self.cell_start = b"<" + prefix + b"c "
-        self.cell_end = b"</" + prefix + b"c>"
-        self.marks = re.compile(b"<" + re.escape(prefix) + rb"f[\s>/]| t=\"e\"")
-        self.value = re.compile(b"<" + re.escape(prefix) + rb"v(?:\s*/>|>([^<]*)<)")
-        self.formula = b"<" + prefix + b"f"
+        # A formula followed by no cached value, or an empty one, then the cell's end.
+        self.uncached = re.compile(
+            b"<" + p + rb"f\b[^>]*?(?:/>|>[^<]*</" + p + rb"f>)\s*"
+            rb"(<" + p + rb"v\s*/>|<" + p + rb"v>\s*</" + p + rb"v>)?\s*</" + p + rb"c>"
+        )
+        self.error_value = re.compile(rb' t="e"[^>]*>.*?<' + p + rb"v>([^<]*)<", re.DOTALL)
 
     def scan(self, data, bad):
-        seen_end = -1
-        for mark in self.marks.finditer(data):
-            if mark.start() < seen_end:
-                continue  # same cell as the previous mark
-            start = data.rfind(self.cell_start, 0, mark.start())
-            end = data.find(self.cell_end, mark.start())
-            if start < 0 or end < 0:
-                continue  # a self-closing cell has no formula or error value
-            seen_end = end
-            message = self._problem(data[start:end])
-            ref = _CELL_REF.search(data, start, data.find(b">", start))
-            if message and ref:
-                bad.setdefault(int(ref.group(2)) - 1, {})[_column_index(ref.group(1))] = BadCell(message)
+        for match in self.uncached.finditer(data):
+            head = self._cell_head(data, match.start())
+            # Excel writes an empty cached text result as t="str" with <v></v>.
+            if match.group(1) and b't="str"' in head:
+                continue
+            self._mark(bad, head, NO_CACHED_VALUE)
+        for match in self.error_value.finditer(data):
+            code = match.group(1).decode(errors="replace")
+            self._mark(bad, self._cell_head(data, match.start()), f"单元格是错误值 {code}，请修正公式或填写数值")
 
-    def _problem(self, cell):
-        head = cell[: cell.find(b">")]
-        kind = _CELL_TYPE.search(head)
-        kind = kind.group(1) if kind else b"n"
-        value = self.value.search(cell)
-        text = value.group(1) if value else None
-        if kind == b"e":
-            return f"单元格是错误值 {(text or b'').decode()}，请修正公式或填写数值"
-        if self.formula in cell and not text and not (kind == b"str" and value):
-            return NO_CACHED_VALUE
-        return None
+    def _cell_head(self, data, position):
+        start = data.rfind(self.cell_start, 0, position)
+        return data[start : data.find(b">", start) + 1]
+
+    @staticmethod
+    def _mark(bad, head, message):
+        ref = _CELL_REF.search(head)
+        if ref:  # cells without a reference are rare; calamine places them, we cannot
+            bad.setdefault(int(ref.group(2)) - 1, {})[_column_index(ref.group(1))] = BadCell(message)
 
 
 def _column_index(letters):

@@ -1,0 +1,151 @@
+"""Validate one import row: raw cells -> normalized values, errors and warnings.
+
+Values hold only the fields the row filled in, so an update leaves the
+others alone. Errors stop the row; warnings (供货价高于售价, 价格变动过大)
+need the admin's confirmation. Every issue has a kind the preview filters by
+and a Chinese message naming the field and the value.
+"""
+from dataclasses import dataclass
+from decimal import Decimal
+
+from kamen.services.importing import normalize as n
+from kamen.services.importing.mapping import FIELDS_BY_KEY, REQUIRED
+
+DEFAULT_MAX_PRICE_CHANGE = Decimal(30)  # percent versus today's price
+
+
+def _label(key):
+    return FIELDS_BY_KEY[key].label
+
+
+PARSERS = {
+    "code": n.parse_code,
+    "name": lambda v: n.parse_text(v, "商品名称", 200),
+    "category": lambda v: n.parse_text(v, "分类", 60),
+    "face_value": n.parse_face_value,
+    "tier_label": n.parse_tier,
+    "cost_price": lambda v: n.parse_money_cell(v, "供货价"),
+    "market_price": lambda v: n.parse_money_cell(v, "市场价"),
+    "sale_price": lambda v: n.parse_money_cell(v, "售价"),
+    "stock": lambda v: n.parse_whole(v, "库存"),
+    "promo_price": lambda v: n.parse_money_cell(v, "折扣价"),
+    "promo_start": lambda v: n.parse_datetime(v, "活动开始"),
+    "promo_end": lambda v: n.parse_datetime(v, "活动结束", end_of_day=True),
+    "sync_stock": lambda v: n.parse_bool(v, "需同步库存"),
+    "delivery_type": n.parse_delivery,
+    "account_format": lambda v: n.parse_text(v, "充值账号格式", 50),
+    "delivery_minutes": n.parse_minutes,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    field: str  # field key
+    kind: str  # 字段缺失, 格式错误, 重复编码, 活动结束早于开始, 负库存, 折扣价高于售价, 供货价高于售价, 价格变动过大
+    message: str
+
+
+@dataclass(slots=True)
+class RowResult:
+    values: dict
+    errors: list
+    warnings: list
+    computed: tuple  # keys derived, not read: the preview marks them "计算得出"
+
+    @property
+    def ok(self):
+        return not self.errors
+
+    def reason(self):
+        """The 错误原因 cell of the error report."""
+        return "；".join(issue.message for issue in self.errors)
+
+
+def validate_row(raw, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE):
+    """Validate {field key: raw cell}, e.g. a staged row after an inline edit.
+
+    ``markup`` prices rows without 售价 (None: leave it out); ``current`` is the
+    product's values today, for the price-change warning.
+    """
+    return _validate(raw, markup, lambda code: current, max_price_change)
+
+
+class FileValidator:
+    """Validates a file's rows in order, tracking codes seen to flag duplicates."""
+
+    def __init__(self, columns, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE):
+        """``columns`` is Mapping.columns; ``current`` maps code -> today's values."""
+        self._plan = tuple(columns.items())
+        self._markup = markup
+        self._current = (current or {}).get
+        self._max_price_change = max_price_change
+        self._first_line = {}
+
+    def check(self, cells, line):
+        width = len(cells)
+        raw = {key: cells[col] for key, col in self._plan if col < width}
+        result = _validate(raw, self._markup, self._current, self._max_price_change)
+        code = result.values.get("code")
+        if code is not None:
+            first = self._first_line.setdefault(code, line)
+            if first != line:
+                result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {first} 行重复"))
+        return result
+
+
+def _validate(raw, markup, current_for, max_price_change):
+    values, errors, warnings, computed = {}, [], [], ()
+    failed = set()
+    for key, cell in raw.items():
+        if cell is None or (cell.__class__ is str and (not cell or cell.isspace())):
+            continue  # blank: n.is_blank inlined, this runs for every cell
+        try:
+            if key == "face_value" and n.is_range(cell):
+                values["tier_label"] = n.parse_tier(cell)
+            else:
+                values[key] = PARSERS[key](cell)
+        except n.FieldError as exc:
+            errors.append(Issue(key, "格式错误", str(exc)))
+            failed.add(key)
+    for key in REQUIRED:
+        if key not in values and key not in failed:
+            errors.append(Issue(key, "字段缺失", f"{_label(key)}不能为空"))
+
+    stock = values.get("stock")
+    if stock is not None and stock < 0:
+        errors.append(Issue("stock", "负库存", f"库存不能为负数：{stock}"))
+    start, end = values.get("promo_start"), values.get("promo_end")
+    if start and end and end <= start:
+        errors.append(Issue("promo_end", "活动结束早于开始", "活动结束时间早于开始时间"))
+
+    cost = values.get("cost_price")
+    sale = values.get("sale_price")
+    if sale is None and cost is not None and markup is not None and "sale_price" not in failed:
+        sale = values["sale_price"] = markup.apply(cost)  # Markup never goes below cost
+        computed = ("sale_price",)
+    elif sale is not None and cost is not None and cost > sale:
+        warnings.append(Issue("sale_price", "供货价高于售价", f"售价 {sale} 低于供货价 {cost}，会亏本"))
+    promo = values.get("promo_price")
+    if promo is not None and sale is not None and promo > sale:
+        errors.append(Issue("promo_price", "折扣价高于售价", f"折扣价 {promo} 高于售价 {sale}"))
+
+    current = current_for(values.get("code")) if max_price_change is not None else None
+    if current:
+        for key in ("cost_price", "sale_price"):
+            warning = _price_change(key, current.get(key), values.get(key), max_price_change)
+            if warning:
+                warnings.append(warning)
+    return RowResult(values, errors, warnings, computed)
+
+
+def _price_change(key, old, new, limit):
+    if old is None or new is None or old == new:
+        return None
+    if old:
+        change = (new - old) / old * 100
+        if abs(change) <= limit:
+            return None
+        shown = f"{change:+.1f}%"
+    else:
+        shown = "原价为 0"
+    return Issue(key, "价格变动过大", f"{_label(key)} {old} → {new}（{shown}），变动超过 {limit}%，请确认")

@@ -1,0 +1,264 @@
+import codecs
+import zipfile
+from datetime import date, datetime
+
+import pytest
+
+from kamen.services.importing.errors import BadCell, ImportFileError
+from kamen.services.importing.readers import ReadLimits, open_spreadsheet
+
+ROWS = [["商品编码", "商品名称", "供货价"], ["1001", "腾讯QQ会员", "9.50"], ["1002", "爱奇艺黄金会员", "15"]]
+
+
+@pytest.mark.parametrize(
+    "encoding, delimiter",
+    [("utf-8", ","), ("utf-8-sig", ","), ("gbk", ","), ("gb18030", "\t"), ("gbk", ";"), ("utf-16", "\t")],
+)
+def test_csv_encodings_and_delimiters(make_csv, read_rows, encoding, delimiter):
+    path = make_csv(ROWS, encoding=encoding, delimiter=delimiter)
+    with open_spreadsheet(path) as book:
+        assert book.kind == "csv"
+        assert book.delimiter == delimiter
+        assert book.sheet_names == []
+    assert read_rows(path) == ROWS
+
+
+def test_gbk_is_read_as_gb18030(make_csv):
+    with open_spreadsheet(make_csv(ROWS, encoding="gbk")) as book:
+        assert book.encoding == "gb18030"
+
+
+def test_delimiter_counts_fields_not_characters(make_csv, read_rows):
+    # A title line, and thousands separators inside quotes, in a tab file.
+    rows = [["XX货源价格表"], ["商品编码", "商品名称", "供货价"], ["1001", "点券 1,000 个", "1,000.00"]]
+    path = make_csv(rows, delimiter="\t")
+    assert read_rows(path) == rows
+
+
+def test_csv_renamed_to_xlsx_is_read_by_content(make_csv, read_rows):
+    path = make_csv(ROWS, name="price.xlsx")
+    assert read_rows(path) == ROWS
+
+
+def test_xlsx_rows_keep_excel_types_and_visible_sheets(make_xlsx):
+    path = make_xlsx(
+        sheets={"话费": [["编码", "日期"], [1001, datetime(2026, 12, 31, 8, 0)], [1002, date(2026, 1, 5)]], "隐藏": [["x"]], "游戏": [["y"]]},
+        hidden=("隐藏",),
+    )
+    with open_spreadsheet(path) as book:
+        assert book.kind == "xlsx"
+        assert book.sheet_names == ["话费", "游戏"]
+        assert list(book.rows()) == [["编码", "日期"], [1001.0, datetime(2026, 12, 31, 8, 0)], [1002.0, date(2026, 1, 5)]]
+        assert list(book.rows("游戏")) == [["y"]]
+        with pytest.raises(ImportFileError, match="找不到工作表“隐藏”"):
+            book.rows("隐藏")
+
+
+def test_xlsx_rows_start_at_excel_row_one(make_xlsx, read_rows):
+    # Data placed at B3: row numbers must still match what the admin sees.
+    path = make_xlsx([[], [], [None, "商品编码", "供货价"], [None, "1001", 9.5]])
+    assert read_rows(path) == [["", ""], ["", ""], ["商品编码", "供货价"], ["1001", 9.5]]
+
+
+def test_formula_without_cached_value_and_error_cells_are_bad_cells(make_xlsx, read_rows):
+    # openpyxl writes formulas without results, as a script would.
+    path = make_xlsx([["供货价", "售价", "市场价"], [10, "=A2*1.1", "#DIV/0!"]])
+    header, row = read_rows(path)
+    assert row[0] == 10.0
+    assert isinstance(row[1], BadCell) and "公式没有计算结果" in row[1].message
+    assert row[2] == BadCell("单元格是错误值 #DIV/0!，请修正公式或填写数值")
+
+
+def test_formula_with_cached_value_uses_the_value(make_xlsx, read_rows, tmp_path):
+    path = make_xlsx([["供货价", "售价"], [10, "=A2*1.1"]])
+    saved_by_excel = _edit_part(path, tmp_path / "excel.xlsx", "xl/worksheets/sheet1.xml", b"<v />", b"<v>11</v>")
+    assert read_rows(saved_by_excel)[1] == [10.0, 11.0]
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(ImportFileError, match="文件是空的"):
+        open_spreadsheet(path)
+
+
+def test_over_size_limit(make_csv):
+    path = make_csv(ROWS * 100)
+    with pytest.raises(ImportFileError, match=r"文件太大（.* MB），上限 0 MB"):
+        open_spreadsheet(path, ReadLimits(max_bytes=1000))
+
+
+def test_default_size_limit_is_50_mb():
+    assert ReadLimits().max_bytes == 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "无法识别的文件类型"),
+        (b"%PDF-1.7\n\0\xff binary", "无法识别的文件类型"),
+        (b"\xff\xfd\xfc" * 20, "无法识别的文件类型"),
+        ("<html><body><table><tr><td>商品编码</td></tr></table>".encode("gbk"), "“假 Excel”"),
+    ],
+)
+def test_wrong_type_renamed_to_xlsx(tmp_path, content, message):
+    path = tmp_path / "price.xlsx"
+    path.write_bytes(content)
+    with pytest.raises(ImportFileError, match=message):
+        open_spreadsheet(path)
+
+
+def test_truncated_xlsx_is_corrupt(make_xlsx):
+    path = make_xlsx([["商品编码"], ["1001"]])
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ImportFileError, match="文件已损坏"):
+        open_spreadsheet(path)
+
+
+def test_zip_that_is_not_a_workbook(tmp_path):
+    path = tmp_path / "doc.xlsx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("word/document.xml", "<w:document/>")
+    with pytest.raises(ImportFileError, match="不是 Excel 表格"):
+        open_spreadsheet(path)
+
+
+def test_xlsb_is_refused(tmp_path):
+    path = tmp_path / "book.xlsb"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("xl/workbook.bin", b"\0")
+    with pytest.raises(ImportFileError, match="不支持 .xlsb"):
+        open_spreadsheet(path)
+
+
+def test_zip_bomb_is_refused_before_unpacking(make_xlsx):
+    path = make_xlsx([["商品编码"], ["1001"]])
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("xl/media/padding.bin", b"\0" * (8 * 1024 * 1024))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ImportFileError, match="文件解压后有 8 MB，超过上限 2 MB，疑似压缩炸弹"):
+        open_spreadsheet(path, ReadLimits(max_unpacked_bytes=2 * 1024 * 1024))
+
+
+def test_corrupt_xls(tmp_path):
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x07" * 2000)
+    with pytest.raises(ImportFileError, match="文件已损坏"):
+        open_spreadsheet(path)
+
+
+def test_password_protected_workbook(tmp_path):
+    # Excel stores an encrypted xlsx as an OLE container with an EncryptedPackage stream.
+    path = tmp_path / "locked.xlsx"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600 + "EncryptedPackage".encode("utf-16-le"))
+    with pytest.raises(ImportFileError, match="设置了打开密码"):
+        open_spreadsheet(path)
+
+
+def test_too_many_rows_csv(make_csv, read_rows):
+    path = make_csv([["1001", "x"]] * 11)
+    assert len(read_rows(path, max_rows=11)) == 11
+    with pytest.raises(ImportFileError, match="表格超过单次导入上限 10 行"):
+        read_rows(path, max_rows=10)
+
+
+def test_too_many_rows_xlsx(make_xlsx, read_rows):
+    path = make_xlsx([["1001", "x"]] * 11)
+    with pytest.raises(ImportFileError, match="表格有 11 行，超过单次导入上限 10 行"):
+        read_rows(path, max_rows=10)
+
+
+def test_bad_bytes_after_the_sample_name_the_row(tmp_path, read_rows):
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"1001,abc\r\n" * 8000 + "1002,腾讯\r\n".encode("utf-8") + b"1003,\xff\xfe\r\n")
+    with pytest.raises(ImportFileError, match="第 8002 行有无法识别的文字"):
+        read_rows(path)
+
+
+def test_unbalanced_quote_is_a_csv_error(tmp_path, read_rows):
+    path = tmp_path / "quote.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b'a,b\n1,"x' + b"y" * 200_000)
+    with pytest.raises(ImportFileError, match="CSV 格式错误"):
+        read_rows(path)
+
+
+def _edit_part(source, target, part, old, new):
+    """Copy a workbook, replacing bytes in one of its XML parts."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data.replace(old, new) if item.filename == part else data)
+    return target
+
+
+def _raw_xlsx(path, sheet_xml):
+    """A minimal workbook around hand-written sheet XML, as other tools write it."""
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+            '<Override PartName="/xl/worksheets/data.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+            "</Types>"
+        ),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+            "</Relationships>"
+        ),
+        "xl/workbook.xml": (
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+            '<sheets><sheet name="价格" sheetId="1" r:id="rId7"/></sheets></workbook>'
+        ),
+        "xl/_rels/workbook.xml.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId7" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/data.xml"/>'
+            "</Relationships>"
+        ),
+        "xl/worksheets/data.xml": sheet_xml,
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in parts.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_formula_scan_handles_prefixes_shared_formulas_and_empty_text_results(tmp_path, read_rows):
+    sheet = (
+        '<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
+        '<x:row r="1"><x:c r="A1" t="inlineStr"><x:is><x:t>供货价</x:t></x:is></x:c>'
+        '<x:c r="B1" t="inlineStr"><x:is><x:t>售价</x:t></x:is></x:c>'
+        '<x:c r="C1" t="inlineStr"><x:is><x:t>备注</x:t></x:is></x:c></x:row>'
+        '<x:row r="2"><x:c r="A2"><x:v>10</x:v></x:c><x:c r="B2"><x:f t="shared" ref="B2:B3" si="0">A2*2</x:f><x:v>20</x:v></x:c>'
+        '<x:c r="C2" t="str"><x:f>IF(A2&gt;99,"贵","")</x:f><x:v></x:v></x:c></x:row>'
+        '<x:row r="3"><x:c r="A3"><x:v>5</x:v></x:c><x:c r="B3"><x:f t="shared" si="0"/></x:c>'
+        '<x:c r="C3" t="e"><x:f>1/0</x:f><x:v>#DIV/0!</x:v></x:c></x:row>'
+        "</x:sheetData></x:worksheet>"
+    )
+    path = _raw_xlsx(tmp_path / "other-tool.xlsx", sheet)
+    with open_spreadsheet(path) as book:
+        assert book.sheet_names == ["价格"]
+    rows = read_rows(path)
+    assert rows[1] == [10.0, 20.0, ""]
+    assert rows[2][0] == 5.0
+    assert "公式没有计算结果" in rows[2][1].message
+    assert rows[2][2] == BadCell("单元格是错误值 #DIV/0!，请修正公式或填写数值")
+
+
+def test_workbook_with_only_hidden_sheets(make_xlsx, tmp_path):
+    # openpyxl refuses to save this, so hide the last visible sheet in the XML.
+    path = make_xlsx([["x"]])
+    hidden = _edit_part(path, tmp_path / "hidden.xlsx", "xl/workbook.xml", b'state="visible"', b'state="hidden"')
+    with pytest.raises(ImportFileError, match="工作簿里没有可见的工作表"):
+        open_spreadsheet(hidden)
+
+
+def test_zip_with_too_many_parts(make_xlsx):
+    path = make_xlsx([["商品编码"]])
+    with zipfile.ZipFile(path, "a") as zf:
+        for i in range(30):
+            zf.writestr(f"xl/media/{i}.bin", b"")
+    with pytest.raises(ImportFileError, match="文件内含 .* 个部件，超过上限 20，疑似压缩炸弹"):
+        open_spreadsheet(path, ReadLimits(max_zip_entries=20))
