@@ -9,11 +9,12 @@ import os
 
 from rq import cron
 
-from jobs import maintenance, sync
+from jobs import imports, maintenance, sync
 
 QUEUE = os.environ.get("KAMEN_JOB_QUEUE", "kamen")
 
 # Each supplier's interval and nightly full sync are checked every minute, so
 # changing them in the back office needs no restart of this process.
 cron.register(sync.dispatch_due_syncs, QUEUE, cron="* * * * *", name="dispatch-syncs")
+cron.register(imports.dispatch_scheduled_imports, QUEUE, cron="* * * * *", name="dispatch-imports")
 cron.register(maintenance.purge_login_attempts, QUEUE, cron="30 3 * * *", name="purge-login-attempts")

@@ -32,6 +32,9 @@ class Config:
         self.LOGIN_LOCK_MINUTES = _int("KAMEN_LOGIN_LOCK_MINUTES", 15)
         self.ADMIN_PAGE_SIZE = _int("KAMEN_ADMIN_PAGE_SIZE", 50)
         self.SHOP_PAGE_SIZE = _int("KAMEN_SHOP_PAGE_SIZE", 60)
+        self.IMPORT_MAX_BYTES = _int("KAMEN_IMPORT_MAX_MB", 50) * 1024 * 1024
+        self.IMPORT_MAX_ROWS = _int("KAMEN_IMPORT_MAX_ROWS", 200_000)
+        self.MAX_CONTENT_LENGTH = self.IMPORT_MAX_BYTES + 1024 * 1024
         self.WTF_CSRF_TIME_LIMIT = None
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

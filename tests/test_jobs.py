@@ -93,4 +93,4 @@ def test_rq_cron_loads_the_schedule(redis_url):
         proc.terminate()
         proc.wait(timeout=10)
     output = "".join(lines)
-    assert "Successfully registered 2 cron jobs" in output, output
+    assert "Successfully registered 3 cron jobs" in output, output

@@ -1,15 +1,21 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
+from kamen.models.imports import ApiToken, CardCode, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.suppliers import DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
 from kamen.models.users import AdminUser, LoginAttempt
 
 __all__ = [
     "AdminUser",
+    "ApiToken",
+    "CardCode",
     "Category",
     "DeliveryType",
     "DownstreamStation",
+    "ImportBatch",
+    "ImportRow",
     "LoginAttempt",
+    "MappingTemplate",
     "Notification",
     "Product",
     "Setting",

@@ -1,0 +1,132 @@
+"""Batch import (批量导入): batches, staged rows, saved mappings, card codes."""
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from kamen.extensions import db
+from kamen.models.types import Money
+from kamen.timeutil import utcnow
+
+
+class ImportBatch(db.Model):
+    """One uploaded file on its way in: analyzed → staged (preview) → committed."""
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id"), index=True)
+    category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"))  # import into one category
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    file_kind: Mapped[str] = mapped_column(sa.String(8), default="")  # csv | xlsx | xls
+    csv_encoding: Mapped[str | None] = mapped_column(sa.String(20))
+    csv_delimiter: Mapped[str | None] = mapped_column(sa.String(1))
+    sheets: Mapped[list] = mapped_column(sa.JSON, default=list)  # sheet names in the file
+    sheet: Mapped[str | None] = mapped_column(sa.String(100))  # chosen sheet; "*" = all sheets
+    header_row: Mapped[int | None]  # 0-based; None = detected
+    headers: Mapped[list] = mapped_column(sa.JSON, default=list)
+    mapping: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # field key -> column index
+    match_info: Mapped[list] = mapped_column(sa.JSON, default=list)  # [{column, header, key, how, confidence}]
+    template_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mapping_templates.id"))
+    mode: Mapped[str] = mapped_column(sa.String(8), default="upsert")  # upsert | create | update
+    delist_missing: Mapped[str] = mapped_column(sa.String(10), default="")  # "" | supplier | category
+    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("0"))
+    markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    markup_step: Mapped[Decimal] = mapped_column(sa.Numeric(4, 2), default=Decimal("0.01"))
+    max_price_change: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("30"))
+    warnings_confirmed: Mapped[bool] = mapped_column(default=False)
+
+    status: Mapped[str] = mapped_column(sa.String(12), default="analyzing")
+    message: Mapped[str] = mapped_column(sa.Text, default="")
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    scheduled_for: Mapped[datetime | None]
+
+    rows_in: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    delisted_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    committed_at: Mapped[datetime | None]
+    undone_at: Mapped[datetime | None]
+
+    supplier: Mapped["Supplier"] = relationship()  # noqa: F821
+    category: Mapped["Category | None"] = relationship()  # noqa: F821
+
+
+class ImportRow(db.Model):
+    """A staged row: the admin's cells, what they mean, and what committing does."""
+
+    __tablename__ = "import_rows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("import_batches.id", ondelete="CASCADE"))
+    sheet: Mapped[str | None] = mapped_column(sa.String(100))
+    line: Mapped[int]  # row number in the admin's file (Excel numbering)
+    cells: Mapped[list] = mapped_column(sa.JSON)  # the row as read, for the error file
+    raw: Mapped[dict] = mapped_column(sa.JSON)  # field key -> text (inline edits change this)
+    values: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # normalized, JSON-safe
+    errors: Mapped[list] = mapped_column(sa.JSON, default=list)  # [{field, kind, message}]
+    warnings: Mapped[list] = mapped_column(sa.JSON, default=list)
+    has_warnings: Mapped[bool] = mapped_column(default=False)  # needs the admin's confirmation
+    error_kinds: Mapped[str] = mapped_column(sa.String(120), default="")  # ",格式错误,重复编码," for filtering
+    changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # field -> [old, new] for updates
+    code: Mapped[str | None] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(10))  # create | update | unchanged | skip | error
+    skip_reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    product_id: Mapped[int | None]
+    before: Mapped[dict | None] = mapped_column(sa.JSON)  # before-image, for undo
+    committed: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (sa.Index("ix_import_rows_batch_action", "batch_id", "action", "line"),)
+
+
+class MappingTemplate(db.Model):
+    """A supplier's column headers -> our fields, found again by header fingerprint."""
+
+    __tablename__ = "mapping_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id"))
+    name: Mapped[str] = mapped_column(sa.String(60))
+    fingerprint: Mapped[str] = mapped_column(sa.String(32), index=True)
+    columns: Mapped[dict] = mapped_column(sa.JSON)  # normalized header -> field key or None
+    header_row: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("supplier_id", "name"),)
+
+
+class CardCode(db.Model):
+    """One card code (卡密) of a card-code product; the secret is stored encrypted."""
+
+    __tablename__ = "card_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(sa.ForeignKey("products.id"), index=True)
+    number: Mapped[str] = mapped_column(sa.String(128), default="")  # 卡号 (may be empty)
+    secret_encrypted: Mapped[str] = mapped_column(sa.Text)  # 卡密
+    digest: Mapped[str] = mapped_column(sa.String(64))  # sha256 of number + secret, for duplicates
+    status: Mapped[str] = mapped_column(sa.String(10), default="available")  # available | sold
+    upload_id: Mapped[str] = mapped_column(sa.String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("product_id", "digest"),)
+
+
+class ApiToken(db.Model):
+    """A token for scripts that upload price lists over HTTP; only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(60))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]

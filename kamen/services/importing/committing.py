@@ -1,0 +1,171 @@
+"""Commit a staged batch into the catalog, and undo it.
+
+Rows are written in chunks, one transaction each, and marked committed in
+the same transaction: a commit that is cancelled, crashes or runs twice
+never writes a row twice. Updates keep before-images so the batch can be
+undone while nothing later has touched its products.
+"""
+import sqlalchemy as sa
+
+from kamen.models import CardCode, ImportBatch, ImportRow, Product
+from kamen.services.importing.staging import PRODUCT_FIELDS, ImportInvalid, from_json, to_json, warning_count
+from kamen.timeutil import utcnow
+
+CHUNK = 1000
+COMMITTABLE = ("ready", "scheduled", "committing", "cancelled", "failed")
+
+
+def request_commit(session, batch, *, confirm_warnings=False, at=None):
+    """Check the batch can be committed; returns it marked committing (or scheduled at ``at``)."""
+    if batch.status not in ("ready", "cancelled", "scheduled"):
+        raise ImportInvalid("只有预览就绪的批次才能提交")
+    warned = warning_count(session, batch)
+    if warned and not confirm_warnings:
+        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大或售价低于供货价），请勾选确认后再提交")
+    batch.warnings_confirmed = bool(confirm_warnings)
+    batch.cancel_requested = False
+    batch.progress_done = 0
+    batch.progress_total = session.scalar(
+        sa.select(sa.func.count()).where(
+            ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.committed.is_(False)
+        )
+    )
+    if at is not None:
+        batch.status, batch.scheduled_for = "scheduled", at
+    else:
+        batch.status, batch.scheduled_for = "committing", None
+    session.commit()
+    return batch
+
+
+def commit_batch(session, batch_id):
+    """Write the batch's create/update rows; honours cancel between chunks."""
+    batch = session.get(ImportBatch, batch_id)
+    if batch is None or batch.status not in COMMITTABLE:
+        return batch
+    if batch.status == "scheduled":
+        batch.status = "committing"
+        session.commit()
+    while True:
+        session.refresh(batch)
+        if batch.cancel_requested:
+            batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
+            session.commit()
+            return batch
+        rows = session.scalars(
+            sa.select(ImportRow)
+            .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")),
+                   ImportRow.committed.is_(False))
+            .order_by(ImportRow.id)
+            .limit(CHUNK)
+        ).all()
+        if not rows:
+            break
+        _write_chunk(session, batch, rows)
+        batch.progress_done += len(rows)
+        session.commit()
+    if batch.delist_missing:
+        _delist_missing(session, batch)
+    batch.status, batch.committed_at = "committed", utcnow()
+    session.commit()
+    return batch
+
+
+def _write_chunk(session, batch, rows):
+    now = utcnow()
+    updates = [r for r in rows if r.action == "update"]
+    current = {}
+    if updates:
+        found = session.execute(
+            sa.select(Product.id, *[getattr(Product, f) for f in PRODUCT_FIELDS])
+            .where(Product.id.in_([r.product_id for r in updates]))
+        )
+        current = {row.id: row for row in found}
+    for row in updates:
+        before = current.get(row.product_id)
+        if before is None:  # deleted since staging: nothing to update
+            row.action, row.skip_reason, row.committed = "skip", "商品在预览后已被删除，跳过", True
+            continue
+        values = from_json(row.values)
+        row.before = to_json({f: getattr(before, f) for f in values})
+        session.execute(sa.update(Product).where(Product.id == row.product_id).values(**values, updated_at=now))
+        row.committed = True
+    creates = [r for r in rows if r.action == "create"]
+    if creates:
+        inserted = session.execute(
+            sa.insert(Product).returning(Product.id, Product.code),
+            [_new_product(batch, r, now) for r in creates],
+        ).all()
+        ids = {code: pid for pid, code in inserted}
+        for row in creates:
+            row.product_id = ids[row.code]
+            row.committed = True
+
+
+NEW_PRODUCT_DEFAULTS = {
+    **{f: None for f in PRODUCT_FIELDS},
+    "stock": 0, "stock_mode": "synced", "delivery_type": "card", "buyer_fields": [], "delivery_minutes": 5,
+    "description": "", "is_listed": True, "is_pinned": False, "sort_weight": 0, "view_count": 0, "sales_count": 0,
+    "auto_delisted": False, "pending_review": False, "low_stock_alerted": False, "remote_category": None,
+}
+
+
+def _new_product(batch, row, now):
+    """Every key present in every row: one executemany INSERT needs uniform rows."""
+    return {**NEW_PRODUCT_DEFAULTS, **from_json(row.values), "supplier_id": batch.supplier_id, "code": row.code,
+            "created_at": now, "updated_at": now}
+
+
+def _delist_missing(session, batch):
+    """Delist the supplier's (or the category's) listed products the file did not name."""
+    in_file = sa.select(ImportRow.code).where(ImportRow.batch_id == batch.id, ImportRow.code.is_not(None))
+    stmt = sa.select(Product.id).where(
+        Product.supplier_id == batch.supplier_id, Product.is_listed.is_(True), Product.code.not_in(in_file)
+    )
+    if batch.delist_missing == "category":
+        stmt = stmt.where(Product.category_id == batch.category_id)
+    ids = session.scalars(stmt).all()
+    if ids:
+        session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=False, updated_at=utcnow()))
+    batch.delisted_ids = ids
+
+
+def undo_blockers(session, batch):
+    """Codes of this batch's products changed after it was committed (undo would lose that)."""
+    if batch.status != "committed":
+        return None
+    touched = sa.select(ImportRow.product_id).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
+    later = session.scalars(
+        sa.select(Product.code).where(
+            sa.or_(Product.id.in_(touched), Product.id.in_(batch.delisted_ids or [-1])),
+            sa.or_(
+                Product.updated_at > batch.committed_at,
+                Product.id.in_(sa.select(CardCode.product_id)),  # card codes were added to it
+            ),
+        ).limit(10)
+    ).all()
+    return later
+
+
+def undo_batch(session, batch):
+    """Restore before-images, delete created products, relist what was delisted; all in one transaction."""
+    blockers = undo_blockers(session, batch)
+    if blockers is None:
+        raise ImportInvalid("只有已提交的批次才能撤销")
+    if blockers:
+        raise ImportInvalid(f"以下商品在导入后又被修改过，不能撤销：{'、'.join(blockers)}")
+    rows = session.scalars(
+        sa.select(ImportRow).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
+    ).all()
+    created = [r.product_id for r in rows if r.action == "create"]
+    for row in rows:
+        if row.action == "update" and row.before:
+            session.execute(sa.update(Product).where(Product.id == row.product_id).values(**from_json(row.before)))
+        row.committed = False
+    if created:
+        session.execute(sa.delete(Product).where(Product.id.in_(created)))
+    if batch.delisted_ids:
+        session.execute(sa.update(Product).where(Product.id.in_(batch.delisted_ids)).values(is_listed=True))
+    batch.status, batch.undone_at = "undone", utcnow()
+    session.commit()
+    return batch

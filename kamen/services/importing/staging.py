@@ -1,0 +1,489 @@
+"""From an uploaded file to staged rows the admin previews and fixes.
+
+analyze: open the file, find the header, map columns (a saved template first).
+stage: validate every row into ImportRow with the action committing would
+take (create / update / unchanged / skip / error) and old → new per field.
+revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
+"""
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import current_app
+
+from kamen.models import Category, ImportBatch, ImportRow, MappingTemplate, Product, StockMode
+from kamen.services.importing.errors import BadCell, ImportFileError
+from kamen.services.importing.header import cell_text, locate_table
+from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fingerprint, manual_map
+from kamen.services.importing.readers import ReadLimits, open_spreadsheet
+from kamen.services.importing.validate import FileValidator, Issue, validate_row
+from kamen.services.pricing import Markup
+from kamen.timeutil import from_local
+
+ALL_SHEETS = "*"
+CHUNK = 2000
+MONEY_FIELDS = ("face_value", "cost_price", "market_price", "sale_price", "promo_price")
+TIME_FIELDS = ("promo_start", "promo_end")
+# Product attributes an import may set, compared for "unchanged" and kept as before-images.
+PRODUCT_FIELDS = (
+    "name", "category_id", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
+    "promo_price", "promo_start", "promo_end", "stock_mode", "delivery_type", "buyer_fields", "delivery_minutes",
+)
+ACCOUNT_FORMATS = {
+    "手机号": (r"^1[3-9]\d{9}$", "11 位手机号"),
+    "qq": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
+    "qq号": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
+    "邮箱": (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "电子邮箱"),
+}
+
+
+class ImportInvalid(ValueError):
+    """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
+
+
+def upload_dir():
+    path = os.path.join(current_app.instance_path, "imports")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def batch_path(batch):
+    return os.path.join(upload_dir(), f"{batch.id}.upload")
+
+
+def read_limits():
+    config = current_app.config
+    return ReadLimits(max_bytes=config["IMPORT_MAX_BYTES"], max_rows=config["IMPORT_MAX_ROWS"])
+
+
+def create_batch(session, stream, filename, *, supplier, category_id=None, mode="upsert", sheet=None):
+    """Save the upload and create its batch; the file is read by ``analyze``."""
+    markup = supplier_markup_defaults(supplier)
+    batch = ImportBatch(
+        supplier_id=supplier.id, category_id=category_id, filename=os.path.basename(filename or "upload")[:255],
+        mode=mode, sheet=sheet, status="analyzing", **markup,
+    )
+    session.add(batch)
+    session.flush()
+    limit = current_app.config["IMPORT_MAX_BYTES"]
+    written = 0
+    with open(batch_path(batch), "wb") as out:
+        while chunk := stream.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                out.close()
+                os.remove(batch_path(batch))
+                session.rollback()
+                raise ImportFileError(f"文件太大，上限 {limit / (1 << 20):.0f} MB，请拆分后分批导入")
+            out.write(chunk)
+    session.commit()
+    return batch
+
+
+def supplier_markup_defaults(supplier):
+    return {
+        "markup_percent": supplier.markup_percent,
+        "markup_fixed": supplier.markup_fixed,
+        "markup_step": supplier.markup_step,
+    }
+
+
+def analyze(session, batch_id):
+    """Read the header of the chosen sheet and propose a mapping; status → mapping."""
+    batch = session.get(ImportBatch, batch_id)
+    try:
+        with open_spreadsheet(batch_path(batch), read_limits()) as book:
+            batch.file_kind, batch.sheets = book.kind, book.sheet_names
+            batch.csv_encoding, batch.csv_delimiter = book.encoding, book.delimiter
+            if batch.sheet and batch.sheet != ALL_SHEETS and batch.sheet not in book.sheet_names:
+                batch.sheet = None
+            first = book.sheet_names[0] if book.sheet_names and batch.sheet in (None, ALL_SHEETS) else batch.sheet
+            table = locate_table(book.rows(first), header_row=batch.header_row)
+    except ImportFileError as exc:
+        return _fail(session, batch, str(exc))
+    batch.header_row = table.header_index
+    batch.headers = [cell_text(h) for h in table.headers]
+    template = find_template(session, batch.supplier_id, batch.headers)
+    mapping = auto_map(batch.headers, template.columns if template else None)
+    batch.template_id = template.id if template else None
+    _store_mapping(batch, mapping)
+    batch.status = "mapping"
+    batch.message = mapping.missing_message()
+    session.commit()
+    return batch
+
+
+def _fail(session, batch, message):
+    batch.status, batch.message = "failed", message
+    session.commit()
+    return batch
+
+
+def _store_mapping(batch, mapping):
+    batch.mapping = {key: column for key, column in mapping.columns.items()}
+    batch.match_info = [
+        {"column": m.column, "header": m.header, "key": m.key, "how": m.how, "confidence": m.confidence}
+        for m in mapping.matches
+    ]
+
+
+def find_template(session, supplier_id, headers):
+    return session.scalar(
+        sa.select(MappingTemplate)
+        .where(MappingTemplate.supplier_id == supplier_id, MappingTemplate.fingerprint == header_fingerprint(headers))
+        .order_by(MappingTemplate.id.desc())
+    )
+
+
+def template_by_name(session, supplier_id, name):
+    return session.scalar(sa.select(MappingTemplate).filter_by(supplier_id=supplier_id, name=name))
+
+
+@dataclass
+class StageOptions:
+    choices: dict  # column index -> field key ("" = ignore)
+    mode: str = "upsert"
+    sheet: str | None = None
+    category_id: int | None = None
+    delist_missing: str = ""
+    markup: Markup | None = None
+    max_price_change: Decimal = Decimal("30")
+    template_name: str = ""
+
+
+def apply_mapping(session, batch, options):
+    """Check and store the admin's mapping and options before any row work."""
+    if batch.status not in ("mapping", "ready", "failed"):
+        raise ImportInvalid("该批次当前状态不能修改列对应")
+    try:
+        mapping = manual_map(batch.headers, options.choices)
+    except ValueError as exc:
+        raise ImportInvalid(str(exc)) from exc
+    if mapping.missing:
+        raise ImportInvalid(mapping.missing_message())
+    if options.mode not in ("upsert", "create", "update"):
+        raise ImportInvalid("导入模式无效")
+    if options.delist_missing == "category" and not options.category_id:
+        raise ImportInvalid("“下架本分类中文件里没有的商品”需要先选择导入到的分类")
+    if options.sheet is not None and options.sheet != ALL_SHEETS and options.sheet not in batch.sheets:
+        raise ImportInvalid("工作表选择无效")
+    _store_mapping(batch, mapping)
+    batch.mode, batch.category_id, batch.delist_missing = options.mode, options.category_id, options.delist_missing
+    if options.sheet is not None:
+        batch.sheet = options.sheet
+    if options.markup is not None:
+        batch.markup_percent = options.markup.percent
+        batch.markup_fixed = options.markup.fixed
+        batch.markup_step = options.markup.step
+    batch.max_price_change = options.max_price_change
+    if options.template_name:
+        save_template(session, batch, options.template_name, mapping)
+    batch.status, batch.message, batch.progress_done = "staging", "", 0
+    session.commit()
+
+
+def save_template(session, batch, name, mapping):
+    template = template_by_name(session, batch.supplier_id, name) or MappingTemplate(
+        supplier_id=batch.supplier_id, name=name[:60]
+    )
+    template.fingerprint = mapping.fingerprint()
+    template.columns = mapping.to_template()
+    template.header_row = batch.header_row
+    session.add(template)
+    session.flush()
+    batch.template_id = template.id
+
+
+def batch_markup(batch):
+    return Markup(percent=batch.markup_percent, fixed=batch.markup_fixed, step=batch.markup_step)
+
+
+class _Context:
+    """What deciding a row's action needs: loaded once per batch (or for a few codes)."""
+
+    def __init__(self, session, batch, codes=None):
+        self.batch = batch
+        self.categories = _category_lookup(session)
+        self.current = {}
+        stmt = sa.select(Product.id, Product.code, *[getattr(Product, f) for f in PRODUCT_FIELDS]).where(
+            Product.supplier_id == batch.supplier_id
+        )
+        if codes is not None:
+            stmt = stmt.where(Product.code.in_(codes))
+        for row in session.execute(stmt):
+            self.current[row.code] = (row.id, {f: getattr(row, f) for f in PRODUCT_FIELDS})
+
+    def validator_current(self):
+        return {code: {"cost_price": v["cost_price"], "sale_price": v["sale_price"]} for code, (_, v) in self.current.items()}
+
+
+def _category_lookup(session):
+    cats = session.execute(sa.select(Category.id, Category.name, Category.parent_id)).all()
+    names = {c.id: c.name for c in cats}
+    lookup, ambiguous = {}, set()
+    for c in cats:
+        for key in filter(None, (c.name, f"{names.get(c.parent_id)}/{c.name}" if c.parent_id else None)):
+            if key in lookup and lookup[key] != c.id:
+                ambiguous.add(key)
+            lookup[key] = c.id
+    return {k: v for k, v in lookup.items() if k not in ambiguous}
+
+
+def stage(session, batch_id):
+    """Validate every row into staging; status → ready. Re-staging replaces earlier rows."""
+    batch = session.get(ImportBatch, batch_id)
+    session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
+    context = _Context(session, batch)
+    validator = FileValidator(
+        {k: int(v) for k, v in batch.mapping.items()},
+        markup=batch_markup(batch),
+        current=context.validator_current(),
+        max_price_change=batch.max_price_change,
+    )
+    pending, done = [], 0
+    try:
+        with open_spreadsheet(batch_path(batch), read_limits()) as book:
+            sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
+            for sheet in sheets:
+                sheet_category = context.categories.get(sheet) if batch.sheet == ALL_SHEETS else None
+                table = locate_table(book.rows(sheet), header_row=batch.header_row)
+                for source in table.rows:
+                    pending.append(_stage_row(batch, context, validator, source, sheet, sheet_category))
+                    if len(pending) >= CHUNK:
+                        done += _flush(session, batch, pending)
+    except ImportFileError as exc:
+        session.rollback()
+        batch = session.get(ImportBatch, batch_id)
+        session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
+        return _fail(session, batch, str(exc))
+    _flush(session, batch, pending)
+    _recount(session, batch)
+    batch.status = "ready"
+    session.commit()
+    return batch
+
+
+def _flush(session, batch, rows):
+    if rows:
+        session.execute(sa.insert(ImportRow), rows)
+        batch.progress_done += len(rows)
+        session.commit()
+    n = len(rows)
+    rows.clear()
+    return n
+
+
+def _stage_row(batch, context, validator, source, sheet, sheet_category):
+    cells = [json_cell(c) for c in source.cells]
+    raw = {key: text_of(source.cells[col]) if col < len(source.cells) else "" for key, col in batch.mapping.items()}
+    base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
+            "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
+            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False}
+    if source.skip:
+        return {**base, "action": "skip", "skip_reason": source.skip}
+    result = validator.check(source.cells, source.line)
+    return {**base, **_decide(context, result, sheet_category)}
+
+
+def _decide(context, result, sheet_category=None):
+    """The action committing would take for one validated row, and what changes."""
+    batch = context.batch
+    code = result.values.get("code")
+    errors = [_issue(i) for i in result.errors]
+    warnings = [_issue(i) for i in result.warnings]
+    existing = context.current.get(code)
+    new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
+    fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
+              "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
+    if existing is None:
+        merged = new
+    else:
+        merged = {**existing[1], **new}
+        fields["product_id"] = existing[0]
+    if not errors and merged.get("promo_price") is not None and merged.get("sale_price") is not None \
+            and merged["promo_price"] > merged["sale_price"]:
+        errors.append(_issue(Issue("promo_price", "折扣价高于售价",
+                                   f"折扣价 {merged['promo_price']} 高于售价 {merged['sale_price']}")))
+    if errors:
+        kinds = ",".join(sorted({e["kind"] for e in errors}))
+        return {**fields, "action": "error", "error_kinds": f",{kinds},"}
+    fields["error_kinds"] = ""
+    if existing is None:
+        if batch.mode == "update":
+            return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
+        return {**fields, "action": "create"}
+    if batch.mode == "create":
+        return {**fields, "action": "skip", "skip_reason": "仅新增模式：商品已存在，跳过"}
+    changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
+    fields["changes"] = changes
+    return {**fields, "action": "update" if changes else "unchanged"}
+
+
+def _issue(issue):
+    return {"field": issue.field, "kind": issue.kind, "message": issue.message}
+
+
+def _product_values(values, context, sheet_category, errors, *, is_new):
+    """Validated import fields → Product attributes (only what the row sets)."""
+    out = {}
+    for key in ("name", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
+                "promo_price", "delivery_minutes"):
+        if key in values:
+            out[key] = values[key]
+    for key in TIME_FIELDS:
+        if key in values:
+            out[key] = from_local(values[key])
+    if "delivery_type" in values:
+        out["delivery_type"] = values["delivery_type"]
+    if "sync_stock" in values:
+        delivery = values.get("delivery_type", "card")
+        out["stock_mode"] = (
+            StockMode.SYNCED.value if values["sync_stock"]
+            else StockMode.CARDS.value if delivery == "card" else StockMode.UNLIMITED.value
+        )
+    if "account_format" in values:
+        out["buyer_fields"] = buyer_fields_for(values["account_format"])
+    category_id = context.batch.category_id or sheet_category
+    if "category" in values:
+        found = context.categories.get(values["category"].replace(" / ", "/"))
+        if found is None:
+            errors.append(_issue(Issue("category", "格式错误",
+                                       f"分类“{values['category']}”不存在，请先在分类管理中创建，或为本次导入选择分类")))
+        else:
+            category_id = found
+    if category_id is not None:
+        out["category_id"] = category_id
+    if is_new:
+        out.setdefault("stock", 0)
+        out.setdefault("stock_mode", StockMode.SYNCED.value)
+        out.setdefault("delivery_type", "card")
+        out.setdefault("buyer_fields", [])
+        out.setdefault("delivery_minutes", 5)
+    return out
+
+
+def buyer_fields_for(text):
+    pattern, hint = ACCOUNT_FORMATS.get(text.strip().lower(), ("", ""))
+    label = "充值账号" if pattern else text.strip()
+    return [{"key": "account", "label": label, "pattern": pattern, "hint": hint or (text.strip() if pattern else "")}]
+
+
+def to_json(values):
+    return {k: _json_value(v) for k, v in values.items()}
+
+
+def _json_value(v):
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if hasattr(v, "value") and isinstance(getattr(v, "value"), str):  # enums
+        return v.value
+    return v
+
+
+def from_json(values):
+    """Staged JSON values → Python values for the Product columns."""
+    out = {}
+    for k, v in values.items():
+        if v is not None and k in MONEY_FIELDS:
+            v = Decimal(v)
+        elif v is not None and k in TIME_FIELDS:
+            v = datetime.fromisoformat(v)
+        out[k] = v
+    return out
+
+
+def json_cell(value):
+    """A cell as JSON (for the error file): numbers stay numbers, dates become text."""
+    if isinstance(value, BadCell):
+        return ""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return value
+
+
+def text_of(value):
+    """A cell as the text an admin edits in the preview."""
+    if value is None or isinstance(value, BadCell):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M") if (value.hour or value.minute) else value.strftime("%Y-%m-%d")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return str(value).strip()
+
+
+def revalidate_cell(session, batch, row, field, text):
+    """An inline fix: change one cell, re-validate that row at once."""
+    if batch.status != "ready":
+        raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+    if field not in FIELDS_BY_KEY or field not in batch.mapping:
+        raise ImportInvalid("该列未参与导入，不能修改")
+    row.raw = {**row.raw, field: text.strip()[:500]}
+    _revalidate(session, batch, row)
+    session.commit()
+    return row
+
+
+def _revalidate(session, batch, row):
+    markup, limit = batch_markup(batch), batch.max_price_change
+    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit)
+    code = result.values.get("code")
+    context = _Context(session, batch, codes=[code] if code else [])
+    if code in context.current:
+        result = validate_row(row.raw, markup=markup, current=context.validator_current()[code], max_price_change=limit)
+    if code is not None:
+        clash = session.scalar(
+            sa.select(ImportRow.line).where(
+                ImportRow.batch_id == batch.id, ImportRow.code == code, ImportRow.id != row.id,
+                ImportRow.action != "skip",
+            ).order_by(ImportRow.line)
+        )
+        if clash is not None:
+            result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {clash} 行重复"))
+    sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
+    for name, value in _decide(context, result, sheet_category).items():
+        setattr(row, name, value)
+    _recount(session, batch)
+
+
+def set_skipped(session, batch, row, skipped):
+    if batch.status != "ready":
+        raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+    if skipped:
+        row.action, row.skip_reason = "skip", "管理员选择跳过"
+        _recount(session, batch)
+    else:
+        _revalidate(session, batch, row)
+    session.commit()
+    return row
+
+
+ACTIONS = ("create", "update", "unchanged", "skip", "error")
+
+
+def _recount(session, batch):
+    counts = dict(
+        session.execute(
+            sa.select(ImportRow.action, sa.func.count()).where(ImportRow.batch_id == batch.id).group_by(ImportRow.action)
+        ).all()
+    )
+    batch.created, batch.updated = counts.get("create", 0), counts.get("update", 0)
+    batch.unchanged, batch.skipped, batch.failed = counts.get("unchanged", 0), counts.get("skip", 0), counts.get("error", 0)
+    batch.rows_in = sum(counts.get(a, 0) for a in ACTIONS)
+
+
+def warning_count(session, batch):
+    """Rows that would be written and carry a warning (need the admin's confirmation)."""
+    return session.scalar(
+        sa.select(sa.func.count()).where(
+            ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.has_warnings
+        )
+    )

@@ -1,0 +1,62 @@
+"""The import pipeline without HTTP: analyze → map → stage → commit → undo."""
+import io
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from kamen.extensions import db
+from kamen.models import ImportRow, Product
+from kamen.services.importing import committing, staging
+from kamen.services.suppliers import default_supplier
+from tests.helpers import make_product
+from tests.import_files import messy_csv
+
+
+def _batch(data=None, **kwargs):
+    supplier = default_supplier(db.session)
+    batch = staging.create_batch(db.session, io.BytesIO(data or messy_csv()), "价格表.csv", supplier=supplier, **kwargs)
+    return staging.analyze(db.session, batch.id)
+
+
+def _stage(batch, **options):
+    choices = {m["column"]: m["key"] for m in batch.match_info}
+    staging.apply_mapping(db.session, batch, staging.StageOptions(choices=choices, **options))
+    return staging.stage(db.session, batch.id)
+
+
+def test_analyze_finds_header_and_maps_synonyms(app):
+    batch = _batch()
+    assert batch.status == "mapping", batch.message
+    assert batch.file_kind == "csv" and batch.header_row == 3
+    assert batch.mapping == {"code": 0, "name": 1, "cost_price": 2, "face_value": 3, "stock": 4,
+                             "promo_price": 5, "promo_end": 6}
+
+
+def test_stage_counts_are_honest(app):
+    make_product(code="QB30", name="腾讯Q币 30元", cost_price=Decimal("28.80"), sale_price=Decimal("29.66"),
+                 face_value=Decimal("30"), stock=200, supplier_id=default_supplier(db.session).id)
+    batch = _stage(_batch(), markup=staging.Markup(percent=Decimal("3")))
+    assert batch.status == "ready", batch.message
+    rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
+    assert rows[5].action == "create" and rows[5].values["sale_price"] == "9.89"
+    assert rows[6].action == "unchanged"
+    assert rows[7].action == "error" and "供货价" in rows[7].errors[0]["message"]
+    assert rows[8].action == "error" and rows[8].errors[0]["kind"] == "重复编码"
+    assert rows[9].action == "error" and rows[9].errors[0]["kind"] == "负库存"
+    assert rows[10].action == "skip"  # the 合计 row
+    assert (batch.created, batch.updated, batch.unchanged, batch.skipped, batch.failed) == (1, 0, 1, 1, 3)
+    assert batch.rows_in == 6
+
+    committing.request_commit(db.session, batch)
+    batch = committing.commit_batch(db.session, batch.id)
+    assert batch.status == "committed"
+    qb10 = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
+    assert qb10.sale_price == Decimal("9.89") and qb10.stock == 500 and qb10.face_value == Decimal("10")
+    # Committing again writes nothing more.
+    batch.status = "committing"
+    db.session.commit()
+    committing.commit_batch(db.session, batch.id)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 2
+
+    committing.undo_batch(db.session, batch)
+    assert db.session.scalar(sa.select(Product).filter_by(code="QB10")) is None
