@@ -12,6 +12,8 @@ from flask import current_app
 from redis import Redis
 from rq import Queue
 
+from kamen.extensions import db
+
 
 @dataclass
 class Enqueued:
@@ -48,6 +50,8 @@ def enqueue(func, *args, job_id=None, retry=None, **kwargs):
             _run_in_app(app, func, args, kwargs)
         except Exception:  # as with RQ, a failed job never fails the caller (it is logged)
             pass
+        # The job wrote through its own session: what the caller loaded may be stale.
+        db.session.expire_all()
         return Enqueued(job_id, "sync")
     _executor(app).submit(_run_in_app, app, func, args, kwargs)
     return Enqueued(job_id, "thread")

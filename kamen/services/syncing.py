@@ -15,7 +15,7 @@ from kamen.services import alerts, settings
 from kamen.services.pricing import Markup
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.suppliers import adapter_for
-from kamen.suppliers.base import Delivery, Level, SupplierError, Transient
+from kamen.suppliers.base import Delivery, Level, RejectedItem, SupplierError, Transient
 from kamen.timeutil import utcnow
 
 log = logging.getLogger("kamen.sync")
@@ -28,6 +28,7 @@ STALE_RUN = timedelta(hours=2)
 # not change cost no writes.
 SYNC_OVERLAP = timedelta(minutes=10)
 MAX_ERRORS_KEPT = 200
+CODE_LENGTH = Product.__table__.c.code.type.length
 
 
 class SyncBusy(Exception):
@@ -83,15 +84,23 @@ def run_sync(session, run_id, adapter=None):
     supplier = run.supplier
     run.status, run.attempts, run.started_at, run.finished_at = "running", run.attempts + 1, utcnow(), None
     session.commit()
+    crossed = []  # filled page by page: committed pages alert even if a later one fails
     try:
         adapter = adapter or adapter_for_supplier(supplier)
-        crossed = _pull(session, supplier, run, adapter)
+        _pull(session, supplier, run, adapter, crossed)
     except SupplierError as exc:
         session.rollback()
         _finish_failed(session, supplier, run, exc)
+        _alert_low_stock(session, supplier, crossed)
         if isinstance(exc, Transient):
             raise
         return run
+    except Exception as exc:  # a bug or a database error must not leave the run "running" for hours
+        session.rollback()
+        reason = SupplierError(f"同步时发生内部错误（{type(exc).__name__}），详见服务器日志")
+        _finish_failed(session, supplier, run, reason)
+        _alert_low_stock(session, supplier, crossed)
+        raise
     now = utcnow()
     run.status, run.finished_at = "succeeded", now
     supplier.last_sync_at = run.started_at
@@ -99,11 +108,15 @@ def run_sync(session, run_id, adapter=None):
         supplier.last_full_sync_at = run.started_at
     supplier.failure_streak = 0
     session.commit()
+    _alert_low_stock(session, supplier, crossed)
+    return run
+
+
+def _alert_low_stock(session, supplier, crossed):
     if crossed:
         alerts.raise_alert(
             session, "low_stock", f"库存预警：{supplier.name} 有 {len(crossed)} 个商品库存不足", crossed
         )
-    return run
 
 
 def _finish_failed(session, supplier, run, exc):
@@ -112,7 +125,8 @@ def _finish_failed(session, supplier, run, exc):
     run.status, run.finished_at = "failed", utcnow()
     run.message = str(exc)
     run.errors = (run.errors or []) + [{"code": None, "reason": str(exc)}]
-    supplier.failure_streak += 1
+    if run.attempts == 1:  # RQ's retries of this run are not more failed runs
+        supplier.failure_streak += 1
     session.commit()
     limit = int(settings.get(session, "alerts")["sync_failure_alert_after"])
     if supplier.failure_streak == limit:
@@ -124,12 +138,11 @@ def _finish_failed(session, supplier, run, exc):
         )
 
 
-def _pull(session, supplier, run, adapter):
+def _pull(session, supplier, run, adapter, crossed):
     updated_after = None
     if run.mode == "incremental" and supplier.last_sync_at is not None:
         updated_after = supplier.last_sync_at - SYNC_OVERLAP
     seen = set()
-    crossed = []
     cursor = None
     while True:
         page = adapter.list_products(cursor=cursor, updated_after=updated_after)
@@ -141,13 +154,15 @@ def _pull(session, supplier, run, adapter):
             break
     if run.mode == "full":
         _delist_gone(session, supplier, run, seen)
-    return crossed
 
 
 def _apply_page(session, supplier, run, page):
     """Upsert one page in one transaction; returns low-stock alert lines."""
     threshold_default = _default_threshold()
-    items = {item.code: item for item in page.items}
+    # A code our column cannot hold would fail the whole page on PostgreSQL.
+    rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
+                                for item in page.items if len(item.code) > CODE_LENGTH]
+    items = {item.code: item for item in page.items if len(item.code) <= CODE_LENGTH}
     existing = {}
     if items:
         rows = session.execute(
@@ -180,13 +195,13 @@ def _apply_page(session, supplier, run, page):
     if updates:
         session.execute(sa.update(Product), updates)
     run.pages += 1
-    run.seen += len(items) + len(page.rejected)
+    run.seen += len(items) + len(rejected)
     run.created += len(inserts)
     run.changed += len(updates)
-    run.failed += len(page.rejected)
-    if page.rejected:
+    run.failed += len(rejected)
+    if rejected:
         kept = MAX_ERRORS_KEPT - len(run.errors or [])
-        run.errors = (run.errors or []) + [{"code": r.code, "reason": r.reason} for r in page.rejected[:max(kept, 0)]]
+        run.errors = (run.errors or []) + [{"code": r.code, "reason": r.reason} for r in rejected[:max(kept, 0)]]
     session.commit()
     return crossed
 
@@ -303,24 +318,38 @@ def _default_threshold():
 
 
 def due_syncs(session, now_local, now_utc):
-    """(supplier, mode) pairs whose interval or nightly time has come."""
+    """(supplier, mode) pairs whose interval or nightly time has come.
+
+    Counted from the last run started, failed or not: a failed run is retried
+    by RQ with backoff, so the schedule must not start a new one every minute."""
     due = []
     suppliers = session.scalars(
         sa.select(Supplier).where(Supplier.is_active.is_(True), Supplier.kind != SupplierKind.MANUAL)
     ).all()
+    last_run, last_full_run = _last_runs(session)
     for supplier in suppliers:
-        nightly = _nightly_due(supplier, now_local, now_utc)
-        if nightly:
+        tried = last_run.get(supplier.id)
+        if _nightly_due(supplier, last_full_run.get(supplier.id), now_local, now_utc):
             due.append((supplier, "full"))
         elif supplier.sync_interval_minutes and (
-            supplier.last_sync_at is None
-            or now_utc - supplier.last_sync_at >= timedelta(minutes=supplier.sync_interval_minutes)
+            tried is None or now_utc - tried >= timedelta(minutes=supplier.sync_interval_minutes)
         ):
             due.append((supplier, "incremental" if supplier.last_sync_at else "full"))
     return due
 
 
-def _nightly_due(supplier, now_local, now_utc):
+def _last_runs(session):
+    """When each supplier's latest run, and latest full run, started."""
+    started = sa.func.max(SyncRun.started_at)
+    full_started = sa.func.max(sa.case((SyncRun.mode == "full", SyncRun.started_at)))
+    rows = session.execute(sa.select(SyncRun.supplier_id, started, full_started).group_by(SyncRun.supplier_id))
+    last_run, last_full_run = {}, {}
+    for supplier_id, at, full_at in rows:
+        last_run[supplier_id], last_full_run[supplier_id] = at, full_at
+    return last_run, last_full_run
+
+
+def _nightly_due(supplier, last_full_run, now_local, now_utc):
     if not supplier.nightly_sync_at:
         return False
     hour, minute = (int(x) for x in supplier.nightly_sync_at.split(":"))
@@ -328,7 +357,7 @@ def _nightly_due(supplier, now_local, now_utc):
     if now_local < today_at:
         return False
     due_since_utc = now_utc - (now_local - today_at)
-    return supplier.last_full_sync_at is None or supplier.last_full_sync_at < due_since_utc
+    return last_full_run is None or last_full_run < due_since_utc
 
 
 def overdue_manual_suppliers(session, now_utc):

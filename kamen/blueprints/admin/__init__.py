@@ -26,8 +26,10 @@ RUN_STATUS_LABELS = {"queued": "排队中", "running": "同步中", "succeeded":
 
 from kamen.blueprints.admin import (  # noqa: E402,F401
     auth,
+    card_codes,
     categories,
     dashboard,
+    imports,
     products,
     settings,
     stations,

@@ -1,0 +1,378 @@
+"""批量导入: upload → column mapping → preview with inline fixes → commit (now or later) → report / undo."""
+import io
+import os
+import tempfile
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
+
+from kamen import queue
+from kamen.blueprints.admin import bp
+from kamen.extensions import db
+from kamen.models import Category, ImportBatch, ImportRow, Supplier
+from kamen.money import MoneyError, parse_money
+from kamen.services.importing import committing, staging
+from kamen.services.importing.error_report import write_error_report
+from kamen.services.importing.errors import ImportFileError
+from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
+from kamen.services.importing.template import template_csv, template_xlsx
+from kamen.services.pricing import Markup
+from kamen.services.suppliers import default_supplier
+from kamen.timeutil import from_local, shop_zone
+
+PAGE_SIZE = 50
+IN_PROGRESS = ("analyzing", "staging", "committing")
+ACTION_LABELS = {"create": "新增", "update": "更新", "unchanged": "无变化", "skip": "跳过", "error": "错误"}
+STATUS_LABELS = {
+    "analyzing": "读取表头中", "mapping": "待确认列对应", "staging": "校验中", "ready": "预览就绪",
+    "scheduled": "已预约提交", "committing": "提交中", "committed": "已提交", "cancelled": "已取消",
+    "failed": "失败", "undone": "已撤销",
+}
+# Which Product attribute a staged change of each import field lands in.
+FIELD_ATTRS = {"category": "category_id", "sync_stock": "stock_mode", "account_format": "buyer_fields"}
+
+
+@bp.context_processor
+def _import_labels():
+    return {"import_status_labels": STATUS_LABELS, "action_labels": ACTION_LABELS}
+
+
+def _batch_or_404(batch_id):
+    return db.session.get(ImportBatch, batch_id) or abort(404)
+
+
+def _categories():
+    cats = db.session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
+    return [(c.id, c.full_name) for c in cats]
+
+
+@bp.get("/imports")
+def imports():
+    batches = db.session.scalars(sa.select(ImportBatch).order_by(ImportBatch.id.desc()).limit(50)).all()
+    return render_template("admin/imports.html", batches=batches)
+
+
+@bp.get("/imports/template.<kind>")
+def import_template(kind):
+    if kind == "xlsx":
+        data, mime = template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    elif kind == "csv":
+        data, mime = template_csv(), "text/csv; charset=utf-8"
+    else:
+        abort(404)
+    return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=f"kamen商品导入模板.{kind}")
+
+
+@bp.route("/imports/new", methods=["GET", "POST"])
+def import_new():
+    suppliers = db.session.scalars(sa.select(Supplier).order_by(Supplier.id)).all() or [default_supplier(db.session)]
+    error = None
+    if request.method == "POST":
+        upload = request.files.get("file")
+        supplier = db.session.get(Supplier, request.form.get("supplier_id", type=int) or 0)
+        category_id = request.form.get("category_id", type=int) or None
+        if upload is None or not upload.filename:
+            error = "请选择要导入的文件"
+        elif supplier is None:
+            error = "货源选择无效，请刷新后重试"
+        elif category_id is not None and db.session.get(Category, category_id) is None:
+            error = "分类选择无效，请刷新后重试"
+        else:
+            try:
+                batch = staging.create_batch(db.session, upload.stream, upload.filename, supplier=supplier,
+                                             category_id=category_id)
+            except ImportFileError as exc:
+                error = str(exc)
+            else:
+                from jobs.imports import analyze_import
+
+                queue.enqueue(analyze_import, batch.id)
+                return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    html = render_template("admin/import_new.html", suppliers=suppliers, categories=_categories(), error=error)
+    return html, (400 if error else 200)
+
+
+@bp.get("/imports/<int:batch_id>")
+def import_batch(batch_id):
+    batch = _batch_or_404(batch_id)
+    if request.headers.get("HX-Request") == "true":
+        if batch.status in IN_PROGRESS:
+            return render_template("admin/_import_progress.html", batch=batch)
+        response = make_response("")
+        response.headers["HX-Refresh"] = "true"
+        return response
+    if batch.status in IN_PROGRESS:
+        return render_template("admin/import_batch.html", batch=batch, step="progress")
+    if batch.status == "mapping" or (batch.status in ("ready", "failed") and request.args.get("step") == "mapping"
+                                     and batch.headers):
+        return _mapping_page(batch)
+    if batch.status in ("ready", "scheduled"):
+        return _preview_page(batch)
+    blockers = committing.undo_blockers(db.session, batch)
+    return render_template("admin/import_batch.html", batch=batch, step="report", blockers=blockers)
+
+
+def _mapping_page(batch, error=None, status=200):
+    columns = []
+    by_column = {m["column"]: m for m in batch.match_info}
+    for index, header in enumerate(batch.headers):
+        if str(header).strip():
+            columns.append({"index": index, "letter": column_letter(index), "header": header,
+                            "match": by_column.get(index)})
+    return render_template(
+        "admin/import_batch.html", batch=batch, step="mapping", columns=columns, fields=FIELDS,
+        categories=_categories(), error=error or (batch.message if batch.status == "mapping" else None),
+    ), status
+
+
+@bp.post("/imports/<int:batch_id>/header")
+def import_header(batch_id):
+    """Re-read the file with another header row or sheet the admin picked."""
+    batch = _batch_or_404(batch_id)
+    if batch.status not in ("mapping", "ready", "failed"):
+        abort(409)
+    line = request.form.get("header_line", type=int)
+    batch.header_row = line - 1 if line and line > 0 else None
+    sheet = request.form.get("sheet")
+    if sheet:
+        batch.sheet = sheet
+    batch.status = "analyzing"
+    db.session.commit()
+    from jobs.imports import analyze_import
+
+    queue.enqueue(analyze_import, batch.id)
+    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+
+
+@bp.post("/imports/<int:batch_id>/mapping")
+def import_mapping(batch_id):
+    batch = _batch_or_404(batch_id)
+    form = request.form
+    try:
+        options = staging.StageOptions(
+            choices={i: form.get(f"col_{i}", "") for i in range(len(batch.headers))},
+            mode=form.get("mode", "upsert"),
+            sheet=form.get("sheet") or None,
+            category_id=form.get("category_id", type=int) or None,
+            delist_missing=form.get("delist_missing", ""),
+            markup=_markup(form),
+            max_price_change=parse_money(form.get("max_price_change") or "30", field="价格变动提醒阈值"),
+            template_name=form.get("template_name", "").strip()[:60],
+        )
+        if options.category_id is not None and db.session.get(Category, options.category_id) is None:
+            raise staging.ImportInvalid("分类选择无效，请刷新后重试")
+        staging.apply_mapping(db.session, batch, options)
+    except (staging.ImportInvalid, MoneyError) as exc:
+        db.session.rollback()
+        return _mapping_page(_batch_or_404(batch_id), error=str(exc), status=400)
+    from jobs.imports import stage_import
+
+    queue.enqueue(stage_import, batch.id)
+    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+
+
+def _markup(form):
+    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
+    return Markup(
+        percent=parse_money(form.get("markup_percent") or "0", field="加价百分比"),
+        fixed=parse_money(form.get("markup_fixed") or "0", field="固定加价"),
+        step=step,
+    )
+
+
+SHOW_FILTERS = {
+    "all": None,
+    "error": ImportRow.action == "error",
+    "warning": sa.and_(ImportRow.has_warnings, ImportRow.action.in_(("create", "update"))),
+    "create": ImportRow.action == "create",
+    "update": ImportRow.action == "update",
+    "unchanged": ImportRow.action == "unchanged",
+    "skip": ImportRow.action == "skip",
+}
+ROW_ORDER = sa.case(
+    (ImportRow.action == "error", 0), (ImportRow.has_warnings, 1), (ImportRow.action == "update", 2),
+    (ImportRow.action == "create", 3), (ImportRow.action == "unchanged", 4), else_=5,
+)
+
+
+def _preview_page(batch):
+    show = request.args.get("show", "all")
+    kind = request.args.get("kind", "")
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    stmt = sa.select(ImportRow).where(ImportRow.batch_id == batch.id)
+    if SHOW_FILTERS.get(show) is not None:
+        stmt = stmt.where(SHOW_FILTERS[show])
+    if kind:
+        stmt = stmt.where(ImportRow.error_kinds.contains(f",{kind},"))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+    rows = db.session.scalars(
+        stmt.order_by(ROW_ORDER, ImportRow.line, ImportRow.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).all()
+    kinds = db.session.scalars(
+        sa.select(ImportRow.error_kinds).where(ImportRow.batch_id == batch.id, ImportRow.action == "error").distinct()
+    ).all()
+    error_kinds = sorted({k for joined in kinds for k in joined.split(",") if k})
+    return render_template(
+        "admin/import_batch.html", batch=batch, step="preview", rows=rows, total=total, page=page,
+        pages=max(1, -(-total // PAGE_SIZE)), show=show, kind=kind, error_kinds=error_kinds,
+        warnings=staging.warning_count(db.session, batch), **_preview_context(batch),
+    )
+
+
+def _preview_context(batch):
+    keys = sorted(batch.mapping, key=lambda k: batch.mapping[k])
+    if "sale_price" not in batch.mapping:
+        keys.append("sale_price")  # shown as computed from the markup, not editable
+    categories = dict(_categories())
+    return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS,
+            "category_names": categories}
+
+
+def _row_or_404(batch, row_id):
+    row = db.session.get(ImportRow, row_id)
+    if row is None or row.batch_id != batch.id:
+        abort(404)
+    return row
+
+
+def _render_row(batch, row, **extra):
+    return render_template("admin/_import_row.html", batch=batch, row=row, **_preview_context(batch), **extra)
+
+
+@bp.get("/imports/<int:batch_id>/rows/<int:row_id>/cell/<field>")
+def import_cell(batch_id, row_id, field):
+    batch = _batch_or_404(batch_id)
+    row = _row_or_404(batch, row_id)
+    if request.headers.get("HX-Request") != "true":
+        return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    editing = field if request.args.get("edit") == "1" and field in batch.mapping else None
+    return _render_row(batch, row, editing=editing)
+
+
+@bp.post("/imports/<int:batch_id>/rows/<int:row_id>/cell/<field>")
+def import_cell_save(batch_id, row_id, field):
+    batch = _batch_or_404(batch_id)
+    row = _row_or_404(batch, row_id)
+    try:
+        staging.revalidate_cell(db.session, batch, row, field, request.form.get("value", ""))
+    except staging.ImportInvalid as exc:
+        if request.headers.get("HX-Request") != "true":
+            flash(str(exc), "error")
+            return redirect(url_for("admin.import_batch", batch_id=batch.id))
+        return _render_row(batch, row, editing=field, edit_error=str(exc)), 422
+    if request.headers.get("HX-Request") != "true":
+        return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    response = make_response(_render_row(batch, row, saved=True))
+    response.headers["HX-Trigger"] = "import-counts-changed"
+    return response
+
+
+@bp.post("/imports/<int:batch_id>/rows/<int:row_id>/skip")
+def import_skip(batch_id, row_id):
+    batch = _batch_or_404(batch_id)
+    row = _row_or_404(batch, row_id)
+    try:
+        staging.set_skipped(db.session, batch, row, request.form.get("skip") == "1")
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
+    if request.headers.get("HX-Request") != "true":
+        return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    response = make_response(_render_row(batch, row))
+    response.headers["HX-Trigger"] = "import-counts-changed"
+    return response
+
+
+@bp.get("/imports/<int:batch_id>/counts")
+def import_counts(batch_id):
+    batch = _batch_or_404(batch_id)
+    return render_template("admin/_import_counts.html", batch=batch, show=request.args.get("show", "all"),
+                           warnings=staging.warning_count(db.session, batch))
+
+
+@bp.post("/imports/<int:batch_id>/commit")
+def import_commit(batch_id):
+    batch = _batch_or_404(batch_id)
+    at = None
+    when = request.form.get("at", "").strip()
+    try:
+        if when:
+            at = _next_local_time(when)
+            if not current_app.config["REDIS_URL"]:
+                raise staging.ImportInvalid("预约提交需要开启定时任务（设置 REDIS_URL 并运行 rq cron）；当前可以直接提交")
+        committing.request_commit(db.session, batch, confirm_warnings=request.form.get("confirm_warnings") == "1",
+                                  at=at)
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    if at is None:
+        from jobs.imports import commit_import
+
+        queue.enqueue(commit_import, batch.id, job_id=f"kamen-import-commit-{batch.id}")
+    else:
+        flash(f"已预约在 {when} 提交。", "success")
+    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+
+
+def _next_local_time(text):
+    """'03:00' → the next 03:00 shop time, as naive UTC."""
+    try:
+        hour, minute = (int(x) for x in text.split(":"))
+        local_now = datetime.now(shop_zone()).replace(tzinfo=None)
+        at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError as exc:
+        raise staging.ImportInvalid("预约时间格式应为 HH:MM，如 03:00") from exc
+    if at <= local_now:
+        at += timedelta(days=1)
+    return from_local(at)
+
+
+@bp.post("/imports/<int:batch_id>/cancel")
+def import_cancel(batch_id):
+    batch = _batch_or_404(batch_id)
+    if batch.status == "scheduled":
+        batch.status, batch.scheduled_for = "ready", None
+        flash("已取消预约。", "success")
+    elif batch.status == "committing":
+        batch.cancel_requested = True
+        flash("正在取消：当前这一批写完后停止。", "warning")
+    db.session.commit()
+    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+
+
+@bp.post("/imports/<int:batch_id>/undo")
+def import_undo(batch_id):
+    batch = _batch_or_404(batch_id)
+    try:
+        committing.undo_batch(db.session, batch)
+    except staging.ImportInvalid as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash("已撤销本次导入：新增的商品已删除，更新的商品已恢复原值。", "success")
+    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+
+
+@bp.get("/imports/<int:batch_id>/errors")
+def import_errors(batch_id):
+    """The admin's own rows that failed, plus 错误原因, in their file's format."""
+    batch = _batch_or_404(batch_id)
+    kind = "csv" if batch.file_kind == "csv" else "xlsx"
+    rows = db.session.execute(
+        sa.select(ImportRow.cells, ImportRow.errors).where(ImportRow.batch_id == batch.id, ImportRow.action == "error")
+        .order_by(ImportRow.line)
+    )
+    report = [(cells, "；".join(e["message"] for e in errors)) for cells, errors in rows]
+    fd, path = tempfile.mkstemp(suffix=f".{kind}")
+    os.close(fd)
+    try:
+        write_error_report(path, kind, batch.headers, report, delimiter=batch.csv_delimiter or ",",
+                           encoding="utf-8-sig" if (batch.csv_encoding or "").startswith("utf") else (batch.csv_encoding or "utf-8-sig"))
+        with open(path, "rb") as f:
+            data = f.read()
+    finally:
+        os.remove(path)
+    name = f"{os.path.splitext(batch.filename)[0]}-错误行.{kind}"
+    return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
+                     mimetype="text/csv" if kind == "csv" else "application/octet-stream")

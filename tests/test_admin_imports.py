@@ -1,0 +1,209 @@
+"""批量导入 through the back office: upload, mapping, preview fixes, commit, report, undo."""
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from kamen.extensions import db
+from kamen.models import ImportBatch, ImportRow, MappingTemplate, Product
+from kamen.services.suppliers import default_supplier
+from tests.helpers import make_category, make_product
+from tests.import_files import messy_csv, messy_xlsx
+
+
+@pytest.fixture
+def admin(auth):
+    auth.login()
+    return auth.client
+
+
+def _upload(admin, data, name="价格表.csv", **form):
+    supplier = default_supplier(db.session)
+    response = admin.post("/admin/imports/new", data={"supplier_id": str(supplier.id), "category_id": "",
+                                                      "file": (io.BytesIO(data), name), **form},
+                          content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return db.session.scalar(sa.select(ImportBatch).order_by(ImportBatch.id.desc()))
+
+
+def _mapping_form(batch, **extra):
+    form = {f"col_{m['column']}": m["key"] for m in batch.match_info}
+    return {"mode": "upsert", "markup_percent": "3", "markup_fixed": "0", "markup_step": "0.01",
+            "max_price_change": "30", **form, **extra}
+
+
+def _fresh(batch):
+    db.session.expire_all()
+    return db.session.get(ImportBatch, batch.id)
+
+
+def _row(batch, line):
+    db.session.expire_all()
+    return db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id, line=line))
+
+
+def test_full_flow_with_inline_fix_commit_report_and_undo(admin, client):
+    batch = _upload(admin, messy_csv())
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "列对应" in page and "商品ID" in page and "同义词" in page
+    response = admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    assert response.status_code == 302
+    batch = _fresh(batch)
+    assert batch.status == "ready" and (batch.created, batch.failed, batch.skipped) == (2, 3, 1)
+
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert page.index("供货价格式错误") < page.index("腾讯Q币 30元")  # errors first
+    assert "按加价计算：9.89" in page
+
+    # Fix the bad price inline: the row is re-validated at once.
+    bad = _row(batch, 7)
+    response = admin.post(f"/admin/imports/{batch.id}/rows/{bad.id}/cell/cost_price", data={"value": "48.50"}, htmx=True)
+    assert response.status_code == 200 and "新增" in response.get_data(as_text=True)
+    assert _row(batch, 7).action == "create"
+    # A fix that is still wrong says why.
+    response = admin.post(f"/admin/imports/{batch.id}/rows/{bad.id}/cell/stock", data={"value": "很多"}, htmx=True)
+    assert "库存" in response.get_data(as_text=True) and _row(batch, 7).action == "error"
+    admin.post(f"/admin/imports/{batch.id}/rows/{bad.id}/cell/stock", data={"value": "100"}, htmx=True)
+    # Skip the duplicate row on purpose.
+    dup = _row(batch, 8)
+    admin.post(f"/admin/imports/{batch.id}/rows/{dup.id}/skip", data={"skip": "1"}, htmx=True)
+    batch = _fresh(batch)
+    assert (batch.created, batch.updated, batch.unchanged, batch.skipped, batch.failed) == (3, 0, 0, 2, 1)
+    assert batch.rows_in == batch.created + batch.updated + batch.unchanged + batch.skipped + batch.failed
+
+    errors = admin.get(f"/admin/imports/{batch.id}/errors")
+    rows = list(csv.reader(io.StringIO(errors.data.decode("gbk"))))
+    assert rows[0][-1] == "错误原因" and rows[1][0] == "DX100" and "库存不能为负数" in rows[1][-1]
+
+    response = admin.post(f"/admin/imports/{batch.id}/commit", follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "导入报告" in page and "撤销本次导入" in page
+    products = {p.code: p for p in db.session.scalars(sa.select(Product))}
+    assert set(products) == {"QB10", "QB30", "YD50"}
+    assert products["YD50"].cost_price == Decimal("48.50") and products["YD50"].sale_price == Decimal("49.96")
+    assert "移动话费 50元" in client.get("/search?q=移动话费").get_data(as_text=True)
+
+    response = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True)
+    assert "已撤销本次导入" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 0
+
+
+def test_updates_show_old_and_new_and_need_confirmation_for_big_changes(admin):
+    supplier = default_supplier(db.session)
+    make_product(code="QB10", name="腾讯Q币 10元", cost_price=Decimal("5.00"), sale_price=Decimal("9.89"),
+                 face_value=Decimal("10"), stock=500, supplier_id=supplier.id)
+    batch = _upload(admin, messy_csv())
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    page = admin.get(f"/admin/imports/{batch.id}?show=update").get_data(as_text=True)
+    assert "5.00 → 9.60" in page and "变动超过 30%，请确认" in page
+    response = admin.post(f"/admin/imports/{batch.id}/commit", follow_redirects=True)
+    assert "请勾选确认后再提交" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(Product.cost_price).filter_by(code="QB10")) == Decimal("5.00")
+    admin.post(f"/admin/imports/{batch.id}/commit", data={"confirm_warnings": "1"})
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(Product.cost_price).filter_by(code="QB10")) == Decimal("9.60")
+
+    # Undo is refused once the product changed again after the import.
+    product = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
+    product.name = "改过"
+    db.session.commit()
+    response = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True)
+    assert "又被修改过，不能撤销" in response.get_data(as_text=True)
+
+
+def test_saved_template_is_applied_to_the_next_file(admin):
+    batch = _upload(admin, messy_csv())
+    form = _mapping_form(_fresh(batch), template_name="XX货源")
+    form["col_3"] = ""  # the admin ignores 面值
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=form)
+    template = db.session.scalar(sa.select(MappingTemplate))
+    assert template.name == "XX货源"
+    second = _upload(admin, messy_csv())
+    second = _fresh(second)
+    assert second.template_id == template.id and "face_value" not in second.mapping
+    assert "已按保存的模板自动对应" in admin.get(f"/admin/imports/{second.id}").get_data(as_text=True)
+
+
+def test_xlsx_into_one_category_and_create_only_mode(admin):
+    games = make_category("游戏点卡")
+    supplier = default_supplier(db.session)
+    make_product(code="QB30", name="旧名字", supplier_id=supplier.id)
+    batch = _upload(admin, messy_xlsx(), name="price.xlsx")
+    batch = _fresh(batch)
+    assert batch.file_kind == "xlsx" and batch.header_row == 2
+    admin.post(f"/admin/imports/{batch.id}/mapping",
+               data=_mapping_form(batch, mode="create", category_id=str(games.id)))
+    batch = _fresh(batch)
+    assert batch.created == 1 and "仅新增模式" in _row(batch, 5).skip_reason
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(Product.category_id).filter_by(code="QB10")) == games.id
+    assert db.session.scalar(sa.select(Product.name).filter_by(code="QB30")) == "旧名字"
+    report = admin.get(f"/admin/imports/{batch.id}/errors")
+    sheet = load_workbook(io.BytesIO(report.data)).active
+    assert [c.value for c in sheet[1]][-1] == "错误原因" and sheet.max_row == 4
+
+
+@pytest.mark.parametrize(
+    "data, name, message",
+    [
+        (b"", "empty.csv", "文件是空的"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "pic.xlsx", "不是"),
+        (b"PK\x03\x04broken", "broken.xlsx", "损坏"),
+        ("商品编码,商品名称,供货价\n".encode(), "headers.csv", "只有表头"),
+    ],
+)
+def test_bad_files_get_a_clear_message_and_import_nothing(admin, data, name, message):
+    supplier = default_supplier(db.session)
+    admin.post("/admin/imports/new", data={"supplier_id": str(supplier.id), "file": (io.BytesIO(data), name)},
+               content_type="multipart/form-data")
+    batch = db.session.scalar(sa.select(ImportBatch).order_by(ImportBatch.id.desc()))
+    assert batch.status == "failed" and message in batch.message, batch.message
+    assert message in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 0
+
+
+def test_missing_required_column_stops_before_row_work(admin):
+    data = "名称,库存\nQ币,5\n".encode()
+    batch = _upload(admin, data)
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "缺少必填列：商品编码、供货价" in page
+    response = admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    assert response.status_code == 400 and "缺少必填列" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportRow)) == 0
+
+
+def test_upload_without_file_and_template_download(admin):
+    response = admin.post("/admin/imports/new", data={"supplier_id": "1"}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "请选择要导入的文件" in response.get_data(as_text=True)
+    xlsx = admin.get("/admin/imports/template.xlsx")
+    book = load_workbook(io.BytesIO(xlsx.data))
+    assert [c.value for c in book.worksheets[0][1]][:3] == ["商品编码", "商品名称", "分类"]
+    assert "说明" in book.sheetnames
+    assert admin.get("/admin/imports/template.csv").data.startswith("\ufeff商品编码".encode())
+
+
+def test_template_round_trip(admin):
+    """Download the template, fill it in, import it."""
+    book = load_workbook(io.BytesIO(admin.get("/admin/imports/template.xlsx").data))
+    sheet = book.worksheets[0]
+    headers = [c.value for c in sheet[1]]
+    for row in list(sheet.iter_rows(min_row=2)):
+        for cell in row:
+            cell.value = None
+    values = {"商品编码": "NEW1", "商品名称": "新商品 月卡", "供货价": 10, "售价": 12.5, "库存": 8, "需同步库存": "是",
+              "发货方式": "直充", "充值账号格式": "手机号", "预计到账(分钟)": 10}
+    sheet.append([values.get(h) for h in headers])
+    out = io.BytesIO()
+    book.save(out)
+    batch = _upload(admin, out.getvalue(), name="模板.xlsx")
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    batch = _fresh(batch)
+    assert batch.created == 1, [(r.line, r.errors) for r in db.session.scalars(sa.select(ImportRow))]
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    product = db.session.scalar(sa.select(Product).filter_by(code="NEW1"))
+    assert product.sale_price == Decimal("12.50") and product.delivery_type.value == "topup"
+    assert product.buyer_fields[0]["pattern"] == r"^1[3-9]\d{9}$" and product.delivery_minutes == 10
