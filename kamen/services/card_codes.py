@@ -185,7 +185,10 @@ def parse_text(text, limits=Limits()):
     """Pasted text or a decoded .txt: one code per line; a 卡号/卡密 title line is skipped."""
     collector = _Collector(limits)
     seen_content = False
-    for line, raw in enumerate(_LINE_BREAK.split(text), 1):
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":  # the file's final line break
+        lines.pop()
+    for line, raw in enumerate(lines, 1):
         try:
             pair = split_line(raw)
         except CardCodeError as exc:

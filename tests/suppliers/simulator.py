@@ -11,7 +11,9 @@ everything with that status), ``html`` (an HTML error page with HTTP 200),
 ``malformed`` (truncated JSON), ``error`` (a ``SimError``: each protocol's
 own error answer), ``bad_reply_sign`` (Fulu reply signature wrong) and
 ``overrides`` ({product code: {wire field: value or MISSING}}) for missing
-fields, negative prices, stock as a string and so on.
+fields, negative prices, stock as a string and so on. ``healthy_requests``
+delays the failure switches (all but ``overrides``) until that many requests
+have been answered normally: a listing that breaks on page 2.
 """
 import hashlib
 import json
@@ -121,6 +123,11 @@ class Simulator:
         self.error = None
         self.bad_reply_sign = False
         self.overrides = {}
+        self.healthy_requests = 0
+
+    def failing(self):
+        """Whether the failure switches apply to the request being answered."""
+        return len(self.requests) > self.healthy_requests
 
     # --- wire shapes -----------------------------------------------------
     def _override(self, code, wire):
@@ -194,6 +201,8 @@ class Simulator:
         def switches():
             self.requests.append((request.method, request.full_path.rstrip("?"),
                                   request.content_type, request.get_data()))
+            if not self.failing():
+                return None
             if self.latency:
                 time.sleep(self.latency)
             if self.http_status:
@@ -223,7 +232,7 @@ class Simulator:
             return self._fulu_fail(1001, "app_key不存在")
         if params.get("sign") != fulu_sign(params, self.fulu_secret):
             return self._fulu_fail(1002, "签名验证失败")
-        if self.error:
+        if self.error and self.failing():
             return self._fulu_fail(2000, self.error.message)
         biz = json.loads(params["biz_content"])
         method = params["method"]
@@ -257,7 +266,7 @@ class Simulator:
             return self._acg_fail("商户ID不存在")
         if form.get("sign") != acg_sign(form, self.acg_app_key):
             return self._acg_fail("密钥错误")
-        if self.error:
+        if self.error and self.failing():
             return self._acg_fail(self.error.message)
         action = request.path.removeprefix("/shared/")
         if action == "authentication/connect":
@@ -297,7 +306,7 @@ class Simulator:
                    self.kamen_stations.get, nonce_seen)
         except VerificationError as exc:
             return self._kamen_fail(exc.code, exc.message, 401)
-        if self.error:
+        if self.error and self.failing():
             return self._kamen_fail(self.error.code, self.error.message, self.error.status)
         return None
 

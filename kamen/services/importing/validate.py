@@ -148,4 +148,5 @@ def _price_change(key, old, new, limit):
         shown = f"{change:+.1f}%"
     else:
         shown = "原价为 0"
-    return Issue(key, "价格变动过大", f"{_label(key)} {old} → {new}（{shown}），变动超过 {limit}%，请确认")
+    limit_text = format(Decimal(limit).normalize(), "f")
+    return Issue(key, "价格变动过大", f"{_label(key)} {old} → {new}（{shown}），变动超过 {limit_text}%，请确认")
