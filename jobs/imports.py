@@ -23,6 +23,14 @@ def commit_import(batch_id):
         return committing.commit_batch(db.session, batch_id).status
 
 
+def process_automated_import(batch_id, options):
+    """An import sent by a script (HTTP API): no preview, the options decide."""
+    from kamen.services.importing import automation
+
+    with app_context():
+        return automation.process(db.session, batch_id, automation.AutoOptions(**options)).status
+
+
 def dispatch_scheduled_imports():
     """Every minute: commit the batches whose chosen quiet hour has come."""
     from kamen import queue

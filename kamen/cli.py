@@ -11,6 +11,8 @@ def register_cli(app):
     app.cli.add_command(purge_logins_command)
     app.cli.add_command(sync_supplier_command)
     app.cli.add_command(dispatch_syncs_command)
+    app.cli.add_command(import_products_command)
+    app.cli.add_command(create_api_token_command)
 
 
 @click.command("create-admin")
@@ -90,3 +92,53 @@ def dispatch_syncs_command():
     from jobs.sync import dispatch_due_syncs
 
     click.echo(f"已排队同步：{dispatch_due_syncs() or '无'}")
+
+
+@click.command("import-products")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--supplier", "supplier_code", default=None, help="Supplier code (default: the shop's own).")
+@click.option("--template", default="", help="A saved mapping template's name.")
+@click.option("--mode", type=click.Choice(["upsert", "create", "update"]), default="upsert", show_default=True)
+@click.option("--commit", is_flag=True, help="Commit when the preview is ready (otherwise only validate).")
+@click.option("--confirm-warnings", is_flag=True, help="Commit rows with price-change warnings too.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the error rows (+错误原因) here.")
+@click.option("--strict", is_flag=True, help="Exit non-zero when any row has an error.")
+def import_products_command(path, supplier_code, template, mode, commit, confirm_warnings, report, strict):
+    """批量导入 a price list from the command line; prints a JSON summary."""
+    import json
+    import os
+
+    from kamen.models import Supplier
+    from kamen.services.importing import automation
+    from kamen.services.importing.errors import ImportFileError
+    from kamen.services.suppliers import default_supplier
+
+    if supplier_code:
+        supplier = db.session.scalar(sa.select(Supplier).filter_by(code=supplier_code))
+        if supplier is None:
+            raise click.ClickException(f"没有代号为 {supplier_code} 的货源")
+    else:
+        supplier = default_supplier(db.session)
+    options = automation.AutoOptions(mode=mode, template=template, commit=commit, confirm_warnings=confirm_warnings)
+    try:
+        with open(path, "rb") as stream:
+            batch = automation.run_import(db.session, stream, os.path.basename(path), supplier, options)
+    except ImportFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = automation.summary(db.session, batch)
+    if report and batch.failed:
+        automation.write_report(db.session, batch, report)
+        result["report"] = report
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    if batch.status == "failed" or (strict and batch.failed):
+        raise SystemExit(1)
+
+
+@click.command("create-api-token")
+@click.argument("name")
+def create_api_token_command(name):
+    """A token for scripts that upload price lists (POST /api/import/v1/products)."""
+    from kamen.services.api_tokens import create_token
+
+    _token, secret = create_token(db.session, name)
+    click.echo(f"API 令牌（只显示这一次）：{secret}")

@@ -13,8 +13,7 @@ from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportRow, Supplier
 from kamen.money import MoneyError, parse_money
-from kamen.services.importing import committing, staging
-from kamen.services.importing.error_report import write_error_report
+from kamen.services.importing import automation, committing, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
@@ -358,17 +357,10 @@ def import_undo(batch_id):
 def import_errors(batch_id):
     """The admin's own rows that failed, plus 错误原因, in their file's format."""
     batch = _batch_or_404(batch_id)
-    kind = "csv" if batch.file_kind == "csv" else "xlsx"
-    rows = db.session.execute(
-        sa.select(ImportRow.cells, ImportRow.errors).where(ImportRow.batch_id == batch.id, ImportRow.action == "error")
-        .order_by(ImportRow.line)
-    )
-    report = [(cells, "；".join(e["message"] for e in errors)) for cells, errors in rows]
-    fd, path = tempfile.mkstemp(suffix=f".{kind}")
+    fd, path = tempfile.mkstemp()
     os.close(fd)
     try:
-        write_error_report(path, kind, batch.headers, report, delimiter=batch.csv_delimiter or ",",
-                           encoding="utf-8-sig" if (batch.csv_encoding or "").startswith("utf") else (batch.csv_encoding or "utf-8-sig"))
+        kind = automation.write_report(db.session, batch, path)
         with open(path, "rb") as f:
             data = f.read()
     finally:

@@ -1,11 +1,13 @@
-"""Alert channels: robot webhook (WeCom / DingTalk) and email."""
-from flask import flash, redirect, render_template, url_for
+"""Settings: alert channels (robot webhook, email) and API tokens for upload scripts."""
+import sqlalchemy as sa
+from flask import flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import AlertSettingsForm
 from kamen.extensions import db
 from kamen.secretbox import encrypt, mask
-from kamen.services import alerts, settings
+from kamen.models import ApiToken
+from kamen.services import alerts, api_tokens, settings
 
 SECRET_FIELDS = ("dingtalk_secret", "smtp_password")
 
@@ -35,3 +37,25 @@ def alert_test():
     else:
         flash("测试告警已发送（同时记录在概览页的通知中）。", "success")
     return redirect(url_for("admin.alert_settings"))
+
+
+@bp.route("/settings/api-tokens", methods=["GET", "POST"])
+def api_token_settings():
+    secret = None
+    if request.method == "POST":
+        name = request.form.get("name", "").strip()
+        if not name:
+            flash("请填写令牌名称（如：每日价格表脚本）", "error")
+        else:
+            _token, secret = api_tokens.create_token(db.session, name)
+            flash("令牌已创建，只显示这一次，请立即复制。", "success")
+    tokens = db.session.scalars(sa.select(ApiToken).order_by(ApiToken.id)).all()
+    return render_template("admin/api_tokens.html", tokens=tokens, secret=secret,
+                           upload_url=url_for("api.import_products", _external=True))
+
+
+@bp.post("/settings/api-tokens/<int:token_id>/revoke")
+def api_token_revoke(token_id):
+    api_tokens.revoke(db.session, token_id)
+    flash("令牌已作废。", "success")
+    return redirect(url_for("admin.api_token_settings"))

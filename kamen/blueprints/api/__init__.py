@@ -1,5 +1,13 @@
+"""Machine-facing endpoints: the upstream API for 分站 and the import API for scripts.
+
+Both authenticate every request themselves (signatures, tokens), so CSRF,
+which protects browser sessions, does not apply here.
+"""
 from flask import Blueprint
 
-bp = Blueprint("api", __name__)
+from kamen.extensions import csrf
 
-from kamen.blueprints.api import upstream  # noqa: E402,F401
+bp = Blueprint("api", __name__)
+csrf.exempt(bp)
+
+from kamen.blueprints.api import imports, upstream  # noqa: E402,F401

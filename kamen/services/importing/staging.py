@@ -108,7 +108,7 @@ def analyze(session, batch_id):
     template = find_template(session, batch.supplier_id, batch.headers)
     mapping = auto_map(batch.headers, template.columns if template else None)
     batch.template_id = template.id if template else None
-    _store_mapping(batch, mapping)
+    store_mapping(batch, mapping)
     batch.status = "mapping"
     batch.message = mapping.missing_message()
     session.commit()
@@ -121,7 +121,7 @@ def _fail(session, batch, message):
     return batch
 
 
-def _store_mapping(batch, mapping):
+def store_mapping(batch, mapping):
     batch.mapping = {key: column for key, column in mapping.columns.items()}
     batch.match_info = [
         {"column": m.column, "header": m.header, "key": m.key, "how": m.how, "confidence": m.confidence}
@@ -169,7 +169,7 @@ def apply_mapping(session, batch, options):
         raise ImportInvalid("“下架本分类中文件里没有的商品”需要先选择导入到的分类")
     if options.sheet is not None and options.sheet != ALL_SHEETS and options.sheet not in batch.sheets:
         raise ImportInvalid("工作表选择无效")
-    _store_mapping(batch, mapping)
+    store_mapping(batch, mapping)
     batch.mode, batch.category_id, batch.delist_missing = options.mode, options.category_id, options.delist_missing
     if options.sheet is not None:
         batch.sheet = options.sheet
