@@ -45,3 +45,8 @@ def round_up_money(value, step=CENT):
 
 def format_money(value):
     return "" if value is None else f"{Decimal(value).quantize(CENT):,.2f}"
+
+
+def format_plain(value):
+    """30.00 -> "30", 2.50 -> "2.5": a number as an admin would type it (never "3E+1")."""
+    return "" if value is None else format(Decimal(value).normalize(), "f")

@@ -207,3 +207,96 @@ def test_template_round_trip(admin):
     product = db.session.scalar(sa.select(Product).filter_by(code="NEW1"))
     assert product.sale_price == Decimal("12.50") and product.delivery_type.value == "topup"
     assert product.buyer_fields[0]["pattern"] == r"^1[3-9]\d{9}$" and product.delivery_minutes == 10
+
+
+def _two_sheet_xlsx():
+    from openpyxl import Workbook
+
+    book = Workbook()
+    games = book.active
+    games.title = "游戏点卡"
+    games.append(["商品编码", "商品名称", "供货价"])
+    games.append(["G1", "游戏卡 1", 10])
+    phone = book.create_sheet("话费充值")
+    phone.append(["商品编码", "商品名称", "供货价"])
+    phone.append(["P1", "话费 1", 50])
+    phone.append(["P2", "话费 2", 100])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_all_sheets_go_into_the_category_named_like_the_sheet(admin):
+    games, phone = make_category("游戏点卡"), make_category("话费充值")
+    batch = _upload(admin, _two_sheet_xlsx(), name="多表.xlsx")
+    batch = _fresh(batch)
+    assert batch.sheets == ["游戏点卡", "话费充值"]
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(batch, sheet="*"))
+    batch = _fresh(batch)
+    assert batch.created == 3, batch.message
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    db.session.expire_all()
+    placed = dict(db.session.execute(sa.select(Product.code, Product.category_id)).all())
+    assert placed == {"G1": games.id, "P1": phone.id, "P2": phone.id}
+
+
+def test_delist_products_missing_from_the_file_and_undo_relists(admin):
+    supplier = default_supplier(db.session)
+    old = make_product(code="OLD", name="下架的旧商品", supplier_id=supplier.id)
+    batch = _upload(admin, messy_csv())
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch), delist_missing="supplier"))
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    db.session.expire_all()
+    assert db.session.get(Product, old.id).is_listed is False
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "已下架" in page
+    admin.post(f"/admin/imports/{batch.id}/undo")
+    db.session.expire_all()
+    assert db.session.get(Product, old.id).is_listed is True
+
+
+def test_header_row_can_be_corrected_by_the_admin(admin):
+    batch = _upload(admin, messy_csv())
+    response = admin.post(f"/admin/imports/{batch.id}/header", data={"header_line": "2"}, follow_redirects=True)
+    assert "缺少必填列" in response.get_data(as_text=True)
+    admin.post(f"/admin/imports/{batch.id}/header", data={"header_line": "4"})
+    assert _fresh(batch).mapping["code"] == 0
+
+
+def test_scheduled_commit_waits_for_its_hour(admin, app, redis_url):
+    from jobs.imports import dispatch_scheduled_imports
+
+    batch = _upload(admin, messy_csv())
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
+    assert "预约提交需要开启定时任务" in response.get_data(as_text=True)
+    app.config["REDIS_URL"] = redis_url
+    response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
+    assert "已预约在 03:00 提交" in response.get_data(as_text=True)
+    batch = _fresh(batch)
+    assert batch.status == "scheduled" and batch.scheduled_for is not None
+    app.config["REDIS_URL"] = None  # run the tick's job in-process
+    assert dispatch_scheduled_imports() == []  # not yet
+    batch.scheduled_for = batch.scheduled_for.replace(year=2020)
+    db.session.commit()
+    assert dispatch_scheduled_imports() == [batch.id]
+    assert _fresh(batch).status == "committed"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 2
+
+
+def test_cancel_stops_between_chunks_and_keeps_what_was_written(admin, monkeypatch):
+    from kamen.services.importing import committing
+
+    monkeypatch.setattr(committing, "CHUNK", 1)
+    batch = _upload(admin, messy_csv())
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    batch = _fresh(batch)
+    committing.request_commit(db.session, batch)
+    batch.cancel_requested = True  # as if the admin pressed 取消提交 while it runs
+    db.session.commit()
+    batch = committing.commit_batch(db.session, batch.id)
+    assert batch.status == "cancelled"
+    assert "已取消" in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    response = admin.post(f"/admin/imports/{batch.id}/commit", follow_redirects=True)
+    assert "导入报告" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 2

@@ -8,6 +8,7 @@ from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import SupplierForm
 from kamen.extensions import db
 from kamen.models import Category, Product, Supplier, SyncRun
+from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
 from kamen.services import suppliers as supplier_service
 from kamen.services import syncing
@@ -51,7 +52,7 @@ def supplier_form(supplier_id=None):
     if not form.is_submitted():
         if supplier is not None:
             form.kind.data = supplier.kind.value
-            form.markup_step.data = str(supplier.markup_step.normalize()) if supplier.markup_step else "0.01"
+            form.markup_step.data = format_plain(supplier.markup_step) if supplier.markup_step else "0.01"
             form.default_category_id.data = supplier.default_category_id or 0
             form.sync_interval_minutes.data = supplier.sync_interval_minutes or 0
         else:

@@ -1,0 +1,44 @@
+"""批量导入 in a real browser: upload a messy file, fix a cell inline, commit, see the goods in the shop."""
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import chromium, live_server, page  # noqa: F401  (fixtures)
+from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
+from tests.import_files import messy_xlsx
+
+pytestmark = pytest.mark.backends("sqlite")
+
+
+def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):  # noqa: F811
+    auth.create()
+    path = tmp_path / "XX货源价格表.xlsx"
+    path.write_bytes(messy_xlsx())
+
+    page.goto(f"{live_server}/admin/login")
+    page.get_by_label("用户名").fill(ADMIN_USER)
+    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.goto(f"{live_server}/admin/imports/new")
+    page.get_by_label("文件").set_input_files(str(path))
+    page.get_by_role("button", name="上传并识别").click()
+
+    # Mapping: the supplier's own headers were recognised.
+    expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
+    expect(page.get_by_label("进价 对应的字段")).to_have_value("cost_price")
+    page.get_by_role("button", name="确认并校验").click()
+
+    # Preview: errors first; fix the bad price of 移动话费 in place.
+    expect(page.locator(".counts")).to_contain_text("错误 3")
+    page.get_by_role("button", name="修改第 6 行供货价").click()
+    page.get_by_label("供货价", exact=True).fill("48.50")
+    page.get_by_role("button", name="保存").click()
+    row = page.locator("tr", has_text="YD50")
+    expect(row.locator(".badge")).to_have_text("新增")
+    expect(page.locator(".counts")).to_contain_text("错误 2")
+    expect(page.locator(".counts")).to_contain_text("新增 3")
+
+    page.get_by_role("button", name="立即提交").click()
+    expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
+
+    page.goto(f"{live_server}/search?q=移动话费")
+    expect(page.locator(".grid")).to_contain_text("移动话费 50元")
