@@ -58,6 +58,11 @@ def _register_error_pages(app):
     def csrf_failed(_e):
         return render_template("errors/400.html", reason="页面已过期或来源无效，请刷新后重试。"), 400
 
+    @app.errorhandler(413)
+    def too_large(_e):
+        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        return render_template("errors/400.html", reason=f"上传的内容太大（上限约 {limit} MB），请拆分后分批上传。"), 413
+
     @app.errorhandler(500)
     def server_error(_e):
         db.session.rollback()

@@ -7,6 +7,7 @@ PostgreSQL on the real server (a throwaway database per test session).
 """
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -39,21 +40,29 @@ def _unavailable(what, exc):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"kamen_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+@contextmanager
+def throwaway_pg_database(prefix):
+    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         _unavailable("PostgreSQL", exc)
-    url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session."""
+    with throwaway_pg_database("kamen_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -80,6 +89,9 @@ def app(db_url, tmp_path):
             "TESTING": True,
             "JOBS_SYNC": True,
             "REDIS_URL": None,
+            # The shop reloads its category tree and writes views at once.
+            "SHOP_CACHE_SECONDS": 0,
+            "SHOP_VIEW_WRITE_SECONDS": 0,
         }
     )
     with app.app_context():
@@ -131,6 +143,18 @@ def redis_url():
     finally:
         conn.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def shop_caching(app):
+    """The shop as in production: category tree reused, views written in batches."""
+    from kamen.services import catalog
+
+    catalog.forget_shop_tree()
+    app.config.update(SHOP_CACHE_SECONDS=60, SHOP_VIEW_WRITE_SECONDS=3600)
+    yield
+    catalog.write_views(db.session)  # never into the next test's database
+    catalog.forget_shop_tree()
 
 
 @pytest.fixture

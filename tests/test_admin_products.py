@@ -1,4 +1,5 @@
 from decimal import Decimal
+import io
 
 import pytest
 import sqlalchemy as sa
@@ -248,3 +249,17 @@ def test_edit_product(admin):
     assert admin.post(f"/admin/products/{product.id}/edit", data=data).status_code == 302
     fresh = _reload(product)
     assert (fresh.name, fresh.stock) == ("改名后", 7)
+
+
+def test_card_code_stock_is_not_typed_in(admin):
+    product = make_product(stock_mode=StockMode.CARDS, stock=3)
+    response = admin.post(f"/admin/products/{product.id}/cell/stock", data={"value": "50"}, htmx=True)
+    assert response.status_code == 422 and "管理卡密" in response.get_data(as_text=True)
+    assert _reload(product).stock == 3
+
+
+def test_oversized_upload_gets_a_chinese_page(admin, app):
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    response = admin.post("/admin/imports/new", data={"file": (io.BytesIO(b"x" * (2 * 1024 * 1024)), "big.csv")},
+                          content_type="multipart/form-data")
+    assert response.status_code == 413 and "上传的内容太大" in response.get_data(as_text=True)

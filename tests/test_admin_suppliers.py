@@ -199,3 +199,8 @@ def test_sync_supplier_command(runner, main_station):  # noqa: F811
     assert "新增 0，变更 0，无变化 30" in result.output  # re-read within the overlap, nothing written
     result = runner.invoke(args=["sync-supplier", "nope"])
     assert result.exit_code != 0 and "没有代号为 nope 的货源" in result.output
+
+
+def test_nightly_sync_can_be_switched_off(admin):
+    assert _create(admin, base_url="http://x", nightly_sync_at="").status_code == 302
+    assert _supplier().nightly_sync_at is None

@@ -1,6 +1,4 @@
 """The migrations build exactly the models' schema, on both databases."""
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -9,7 +7,7 @@ from flask_migrate import downgrade, upgrade
 
 from kamen import create_app
 from kamen.extensions import db
-from tests.conftest import BACKENDS, PG_SERVER, _unavailable
+from tests.conftest import BACKENDS, throwaway_pg_database
 
 
 @pytest.fixture(params=BACKENDS)
@@ -17,17 +15,8 @@ def empty_db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
         return
-    name = f"kamen_mig_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_pg_database("kamen_mig") as url:
+        yield url
 
 
 def _diff(app):

@@ -557,3 +557,18 @@ def test_an_unexpected_error_still_ends_the_run(app, simulator):
     assert run.status == "failed" and run.message.startswith("同步时发生内部错误（")
     assert ours(supplier)["1001"].stock == 100  # page 1 was unchanged, page 2 rolled back
     assert syncing.request_sync(db.session, supplier, "full").status == "queued"  # not blocked for hours
+
+
+def test_codes_with_quotes_and_backslashes_are_matched_as_written(app, simulator):
+    supplier = make_supplier(simulator, auto_list=True)
+    odd = "O'Brien\\'); DROP TABLE products; --"
+    product = simulator.products.pop("1005")
+    product.code = odd
+    simulator.products[odd] = product
+    sync(supplier)
+
+    change_upstream(simulator, odd, stock=3)
+    run = sync(supplier, "incremental")
+
+    assert (run.status, run.changed, run.created) == ("succeeded", 1, 0)
+    assert ours(supplier)[odd].stock == 3

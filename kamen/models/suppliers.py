@@ -43,7 +43,7 @@ class Supplier(db.Model):
     default_category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"))
     category_map: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # "游戏/腾讯" -> category id
     sync_interval_minutes: Mapped[int | None]  # None: auto-sync off
-    nightly_sync_at: Mapped[str | None] = mapped_column(sa.String(5), default="02:00")  # HH:MM shop time
+    nightly_sync_at: Mapped[str | None] = mapped_column(sa.String(5))  # HH:MM shop time; None = off
     auto_delist_at_zero: Mapped[bool] = mapped_column(default=True)
     recheck_hours: Mapped[int] = mapped_column(default=8)  # manual suppliers: re-check reminder
 

@@ -12,6 +12,7 @@ let anyone holding a database dump confirm guesses.
 import csv
 import hashlib
 import hmac
+import io
 import logging
 import re
 import uuid
@@ -130,9 +131,7 @@ class _Collector:
 
     def _count(self):
         if self.parsed.entries >= self.limits.max_codes:
-            raise CardCodeError(
-                f"卡密超过单次上传上限 {self.limits.max_codes} 条，请拆分后分批上传"
-            )
+            raise CardCodeError(f"卡密超过单次上传上限 {self.limits.max_codes} 条，请拆分后分批上传")
 
     def result(self):
         if not self.parsed.entries:
@@ -182,12 +181,17 @@ def _is_header(parts):
 
 
 def parse_text(text, limits=Limits()):
-    """Pasted text or a decoded .txt: one code per line; a 卡号/卡密 title line is skipped."""
+    """Pasted text: one code per line, like a .txt file."""
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":  # the final line break
+        lines.pop()
+    return _parse_lines(lines, limits)
+
+
+def _parse_lines(lines, limits):
+    """One code per line (see split_line); a 卡号/卡密 title line is skipped."""
     collector = _Collector(limits)
     seen_content = False
-    lines = _LINE_BREAK.split(text)
-    if lines[-1] == "":  # the file's final line break
-        lines.pop()
     for line, raw in enumerate(lines, 1):
         try:
             pair = split_line(raw)
@@ -212,29 +216,33 @@ def parse_file(path, limits=Limits()):
         with open_spreadsheet(path, read_limits) as book:
             if book.kind != "csv":
                 return _parse_table(book.rows(), limits)
-            text = _decode(path, book.encoding)
-            if _csv_header(text, book.delimiter):
+            if _csv_header(_text_lines(path, book.encoding), book.delimiter):
                 return _parse_table(book.rows(), limits)
-            return parse_text(text, limits)
+            return _parse_lines(_text_lines(path, book.encoding), limits)
     except ImportFileError as exc:
         raise CardCodeError(WRONG_TYPE if str(exc) == NOT_A_SHEET else str(exc)) from exc
 
 
-def _decode(path, encoding):
+def _text_lines(path, encoding):
+    """Decoded lines, read one at a time: the code limit stops a big file early."""
     with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise CardCodeError(
-            f"第 {line} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），请另存为 UTF-8 编码后上传"
-        ) from exc
+        if encoding == "utf-16":
+            lines = io.TextIOWrapper(f, encoding=encoding, newline="")
+        else:
+            lines = (raw.decode(encoding) for raw in f)  # b"\n" never occurs inside a GBK character
+        number = 0
+        try:
+            for number, text in enumerate(lines, 1):
+                yield text
+        except UnicodeDecodeError as exc:
+            raise CardCodeError(
+                f"第 {number + 1} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），请另存为 UTF-8 编码后上传"
+            ) from exc
 
 
-def _csv_header(text, delimiter):
+def _csv_header(lines, delimiter):
     """A csv whose first line names columns (卡号,卡密,面值…) is read as a table."""
-    first = next((line for line in _LINE_BREAK.split(text) if line.strip()), "")
+    first = next((line for line in lines if line.strip()), "")
     cells = next(csv.reader([first], delimiter=delimiter), [])
     return len(cells) > 1 and any(normalize(c) in SECRET_HEADERS for c in cells)
 
@@ -349,15 +357,17 @@ def store(session, product, parsed):
 
 
 def _statuses(session, product_id, digests):
+    """{digest: status} of the codes the product already has."""
+    table = CardCode.__table__
+    query = sa.select(table.c.digest, table.c.status).where(table.c.product_id == product_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: IN-list chunks each rescan the product's codes
+        # when the planner picks the product_id index (stale stats after a big upload).
+        digest_list = sa.bindparam("digests", digests, type_=postgresql.ARRAY(sa.String))
+        return dict(session.execute(query.where(table.c.digest == sa.any_(digest_list))).all())
     found = {}
     for start in range(0, len(digests), BATCH):
-        found.update(
-            session.execute(
-                sa.select(CardCode.digest, CardCode.status).where(
-                    CardCode.product_id == product_id, CardCode.digest.in_(digests[start : start + BATCH])
-                )
-            ).all()
-        )
+        found.update(session.execute(query.where(table.c.digest.in_(digests[start : start + BATCH]))).all())
     return found
 
 
@@ -423,11 +433,10 @@ def delete_available(session, product, ids):
 
 
 def status_counts(session, product_id):
-    counts = dict(
-        session.execute(
-            sa.select(CardCode.status, sa.func.count()).where(CardCode.product_id == product_id).group_by(CardCode.status)
-        ).all()
+    query = (
+        sa.select(CardCode.status, sa.func.count()).where(CardCode.product_id == product_id).group_by(CardCode.status)
     )
+    counts = dict(session.execute(query).all())
     return {AVAILABLE: counts.get(AVAILABLE, 0), SOLD: counts.get(SOLD, 0)}
 
 

@@ -92,8 +92,8 @@ def update_inline(session, product, field_name, raw):
     spec = INLINE_FIELDS[field_name]
     try:
         value = spec.parse(raw)
-        if field_name == "stock" and product.stock_mode is StockMode.UNLIMITED:
-            raise ProductInvalid("该商品为不限库存（直充），无需设置库存")
+        if field_name == "stock":
+            check_stock_editable(product)
         setattr(product, field_name, value)
         check_prices(product)
     except ProductInvalid as exc:
@@ -101,6 +101,14 @@ def update_inline(session, product, field_name, raw):
         exc.field = field_name
         raise
     session.commit()
+
+
+def check_stock_editable(product):
+    """Unlimited goods have no stock; card-code stock is the count of unsold codes."""
+    if product.stock_mode is StockMode.UNLIMITED:
+        raise ProductInvalid("该商品为不限库存（直充），无需设置库存", "stock")
+    if product.stock_mode is StockMode.CARDS:
+        raise ProductInvalid("本地卡密商品的库存等于未售卡密数量，请在“管理卡密”中上传或删除卡密", "stock")
 
 
 def set_listed(session, product, listed):

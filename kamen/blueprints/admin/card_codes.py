@@ -26,11 +26,15 @@ def _list_state(source):
 
 def _render(product, *, status="", page=1, report=None, error=None, message=None, code=200):
     per_page = current_app.config["ADMIN_PAGE_SIZE"]
-    rows, total = card_service.code_page(db.session, product.id, status=status or None, page=page, per_page=per_page)
+
+    def fetch(page):
+        return card_service.code_page(db.session, product.id, status=status or None, page=page, per_page=per_page)
+
+    rows, total = fetch(page)
     pages = max(1, -(-total // per_page))
     if page > pages:  # the last page emptied by a delete
         page = pages
-        rows, total = card_service.code_page(db.session, product.id, status=status or None, page=page, per_page=per_page)
+        rows, total = fetch(page)
     template = "admin/card_codes_panel.html" if _is_htmx() else "admin/card_codes.html"
     html = render_template(
         template,
@@ -45,6 +49,7 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
         report=report,
         error=error,
         message=message,
+        limits=_limits(),
     )
     return html, code
 
@@ -64,7 +69,7 @@ def card_codes_upload(product_id):
         if upload and upload.filename:
             report = _upload_file(product, upload)
         elif pasted.strip():
-            report = card_service.upload_text(db.session, product, pasted)
+            report = card_service.upload_text(db.session, product, pasted, _limits())
         else:
             raise card_service.CardCodeError("请选择要上传的文件，或在文本框里粘贴卡密")
     except card_service.CardCodeError as exc:
@@ -77,7 +82,11 @@ def _upload_file(product, upload):
     with tempfile.TemporaryDirectory(prefix="kamen-cards-") as tmp:
         path = os.path.join(tmp, "upload")
         upload.save(path)
-        return card_service.upload_file(db.session, product, path)
+        return card_service.upload_file(db.session, product, path, _limits())
+
+
+def _limits():
+    return card_service.Limits(max_bytes=current_app.config["IMPORT_MAX_BYTES"])
 
 
 @bp.post("/products/<int:product_id>/card-codes/delete")

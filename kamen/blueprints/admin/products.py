@@ -197,6 +197,8 @@ def _save_product(form, product):
     if product_service.code_taken(db.session, form.supplier_id.data, code, exclude_id=product and product.id):
         raise product_service.ProductInvalid("该货源下已有相同商品编码", "code")
     buyer_fields = product_service.parse_buyer_fields(form.buyer_fields.data)
+    if product is not None and product.stock_mode is StockMode.CARDS and form.stock.data != product.stock:
+        product_service.check_stock_editable(product)
     if product is None:
         product = Product()
         db.session.add(product)
