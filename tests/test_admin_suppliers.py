@@ -8,7 +8,6 @@ from kamen.extensions import db
 from kamen.models import DownstreamStation, Notification, Product, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import decrypt
 from tests.helpers import make_category
-from tests.peers import main_station  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def _supplier(code="main-a"):
     return db.session.scalar(sa.select(Supplier).filter_by(code=code))
 
 
-def test_create_supplier_keeps_secret_encrypted_and_masked(admin, main_station):  # noqa: F811
+def test_create_supplier_keeps_secret_encrypted_and_masked(admin, main_station):
     response = _create(admin, base_url=main_station["url"], app_id=main_station["app_id"],
                        secret=main_station["secret"])
     assert response.status_code == 302
@@ -78,7 +77,7 @@ def test_duplicate_supplier_code_is_refused(admin):
     assert "货源代号“main-a”已被使用" in response.get_data(as_text=True)
 
 
-def test_connection_test_shows_balance_or_reason(admin, main_station):  # noqa: F811
+def test_connection_test_shows_balance_or_reason(admin, main_station):
     _create(admin, base_url=main_station["url"], app_id=main_station["app_id"], secret=main_station["secret"])
     supplier = _supplier()
     response = admin.post(f"/admin/suppliers/{supplier.id}/test", htmx=True)
@@ -88,7 +87,7 @@ def test_connection_test_shows_balance_or_reason(admin, main_station):  # noqa: 
     assert "连接失败" in response.get_data(as_text=True) and "签名错误" in response.get_data(as_text=True)
 
 
-def test_sync_button_runs_and_shows_the_run_then_review_lists_goods(admin, main_station, client):  # noqa: F811
+def test_sync_button_runs_and_shows_the_run_then_review_lists_goods(admin, main_station, client):
     _create(admin, base_url=main_station["url"], app_id=main_station["app_id"], secret=main_station["secret"])
     supplier = _supplier()
     response = admin.post(f"/admin/suppliers/{supplier.id}/sync")
@@ -119,7 +118,7 @@ def test_sync_button_runs_and_shows_the_run_then_review_lists_goods(admin, main_
     assert "腾讯Q币 10元" in client.get(f"/c/{games.id}").get_data(as_text=True)
 
 
-def test_map_remote_category_moves_waiting_goods(admin, main_station):  # noqa: F811
+def test_map_remote_category_moves_waiting_goods(admin, main_station):
     _create(admin, base_url=main_station["url"], app_id=main_station["app_id"], secret=main_station["secret"])
     supplier = _supplier()
     admin.post(f"/admin/suppliers/{supplier.id}/sync")
@@ -186,7 +185,7 @@ def test_alert_settings_keep_secrets_and_test_alert_lands_on_dashboard(admin):
     assert "测试告警" not in admin.get("/admin/").get_data(as_text=True)
 
 
-def test_sync_supplier_command(runner, main_station):  # noqa: F811
+def test_sync_supplier_command(runner, main_station):
     from kamen.secretbox import encrypt
 
     db.session.add(Supplier(code="up", name="主站", kind=SupplierKind.KAMEN, base_url=main_station["url"],

@@ -6,7 +6,6 @@ from playwright.sync_api import expect
 
 from kamen.extensions import db
 from kamen.models import Product
-from tests.browser import chromium, live_server, page  # noqa: F401  (fixtures)
 from tests.helpers import ADMIN_PASSWORD, ADMIN_USER, make_category, make_product
 
 pytestmark = pytest.mark.backends("sqlite")
@@ -24,7 +23,7 @@ def _price_cell(page, product):
     return page.locator(f"#cell-{product.id}-sale_price")
 
 
-def test_admin_edits_price_inline_and_shop_shows_it(auth, live_server, page):  # noqa: F811
+def test_admin_edits_price_inline_and_shop_shows_it(auth, live_server, page):
     auth.create()
     product = make_product(make_category("视频会员"), name="爱奇艺黄金会员 月卡",
                            cost_price=Decimal("17.50"), sale_price=Decimal("19.90"))
@@ -43,7 +42,7 @@ def test_admin_edits_price_inline_and_shop_shows_it(auth, live_server, page):  #
     expect(page.locator(".facts")).to_contain_text("¥21.50")
 
 
-def test_bad_inline_edit_shows_error_and_changes_nothing(auth, live_server, page):  # noqa: F811
+def test_bad_inline_edit_shows_error_and_changes_nothing(auth, live_server, page):
     auth.create()
     product = make_product(name="腾讯视频VIP 月卡", cost_price=Decimal("18.00"), sale_price=Decimal("20.50"))
     _login(page, live_server)

@@ -2,14 +2,13 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import chromium, live_server, page  # noqa: F401  (fixtures)
 from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
 from tests.import_files import messy_xlsx
 
 pytestmark = pytest.mark.backends("sqlite")
 
 
-def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):  # noqa: F811
+def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):
     auth.create()
     path = tmp_path / "XX货源价格表.xlsx"
     path.write_bytes(messy_xlsx())

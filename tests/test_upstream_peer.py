@@ -7,7 +7,6 @@ from kamen.extensions import db
 from kamen.models import Product, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import encrypt
 from kamen.services import syncing
-from tests.peers import main_station  # noqa: F401  (fixture)
 
 
 def _supplier(main, secret=None):
@@ -26,7 +25,7 @@ def _sync(supplier, mode):
     return db.session.get(SyncRun, run.id)
 
 
-def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):  # noqa: F811
+def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):
     supplier = _supplier(main_station)
     run = _sync(supplier, "full")
     assert run.status == "succeeded", run.message
@@ -48,7 +47,7 @@ def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):  # noqa
     assert (run.status, run.changed, run.created) == ("succeeded", 0, 0)
 
 
-def test_bad_signature_is_refused_and_recorded(app, main_station):  # noqa: F811
+def test_bad_signature_is_refused_and_recorded(app, main_station):
     supplier = _supplier(main_station, secret="not-the-secret")
     run = _sync(supplier, "full")
     assert run.status == "failed"
