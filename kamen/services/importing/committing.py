@@ -3,15 +3,19 @@
 Rows are written in chunks, one transaction each, and marked committed in
 the same transaction: a commit that is cancelled, crashes or runs twice
 never writes a row twice. Updates keep before-images so the batch can be
-undone while nothing later has touched its products.
+undone while nothing later has touched its products. On PostgreSQL a chunk
+is a few set-based statements (bulk.py); elsewhere the rows go through
+Python here.
 """
 import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product
+from kamen.services.importing import bulk
 from kamen.services.importing.staging import PRODUCT_FIELDS, ImportInvalid, from_json, to_json, warning_count
 from kamen.timeutil import utcnow
 
-CHUNK = 1000
+CHUNK = 5000
+DELETED_REASON = "商品在预览后已被删除，跳过"
 COMMITTABLE = ("ready", "scheduled", "committing", "cancelled", "failed")
 
 
@@ -52,23 +56,32 @@ def commit_batch(session, batch_id):
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
             session.commit()
             return batch
-        rows = session.scalars(
-            sa.select(ImportRow)
-            .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")),
-                   ImportRow.committed.is_(False))
-            .order_by(ImportRow.id)
-            .limit(CHUNK)
-        ).all()
-        if not rows:
+        if bulk.is_postgresql(session):
+            done = _BULK_WRITER.write(session, batch, CHUNK, utcnow())
+        else:
+            done = _commit_chunk(session, batch)
+        if not done:
             break
-        _write_chunk(session, batch, rows)
-        batch.progress_done += len(rows)
+        batch.progress_done += done
         session.commit()
     if batch.delist_missing:
         _delist_missing(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
     return batch
+
+
+def _commit_chunk(session, batch):
+    rows = session.scalars(
+        sa.select(ImportRow)
+        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")),
+               ImportRow.committed.is_(False))
+        .order_by(ImportRow.id)
+        .limit(CHUNK)
+    ).all()
+    if rows:
+        _write_chunk(session, batch, rows)
+    return len(rows)
 
 
 def _write_chunk(session, batch, rows):
@@ -84,7 +97,7 @@ def _write_chunk(session, batch, rows):
     for row in updates:
         before = current.get(row.product_id)
         if before is None:  # deleted since staging: nothing to update
-            row.action, row.skip_reason, row.committed = "skip", "商品在预览后已被删除，跳过", True
+            row.action, row.skip_reason, row.committed = "skip", DELETED_REASON, True
             continue
         values = from_json(row.values)
         row.before = to_json({f: getattr(before, f) for f in values})
@@ -108,6 +121,9 @@ NEW_PRODUCT_DEFAULTS = {
     "description": "", "is_listed": True, "is_pinned": False, "sort_weight": 0, "view_count": 0, "sales_count": 0,
     "auto_delisted": False, "pending_review": False, "low_stock_alerted": False, "remote_category": None,
 }
+
+
+_BULK_WRITER = bulk.ChunkWriter(PRODUCT_FIELDS, NEW_PRODUCT_DEFAULTS, DELETED_REASON)
 
 
 def _new_product(batch, row, now):

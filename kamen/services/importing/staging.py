@@ -5,6 +5,7 @@ stage: validate every row into ImportRow with the action committing would
 take (create / update / unchanged / skip / error) and old → new per field.
 revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 """
+import json
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from kamen.models import Category, ImportBatch, ImportRow, MappingTemplate, Product, StockMode
+from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
 from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fingerprint, manual_map
@@ -207,13 +209,21 @@ class _Context:
         self.batch = batch
         self.categories = _category_lookup(session)
         self.current = {}
-        stmt = sa.select(Product.id, Product.code, *[getattr(Product, f) for f in PRODUCT_FIELDS]).where(
-            Product.supplier_id == batch.supplier_id
-        )
+        columns = [sa.cast(Product.buyer_fields, sa.Text) if f == "buyer_fields" else getattr(Product, f)
+                   for f in PRODUCT_FIELDS]
+        stmt = sa.select(Product.id, Product.code, *columns).where(Product.supplier_id == batch.supplier_id)
         if codes is not None:
             stmt = stmt.where(Product.code.in_(codes))
-        for row in session.execute(stmt):
-            self.current[row.code] = (row.id, {f: getattr(row, f) for f in PRODUCT_FIELDS})
+        # A supplier's 100k products share a handful of buyer_fields: decode each text once,
+        # which keeps loading fast and the lookup small.
+        decoded = {}
+        for product_id, code, *values in session.execute(stmt.execution_options(yield_per=5000)):
+            current = dict(zip(PRODUCT_FIELDS, values))
+            text = current["buyer_fields"]
+            if text not in decoded:
+                decoded[text] = json.loads(text)
+            current["buyer_fields"] = decoded[text]
+            self.current[code] = (product_id, current)
 
     def validator_current(self):
         return {code: {"cost_price": v["cost_price"], "sale_price": v["sale_price"]} for code, (_, v) in self.current.items()}
@@ -259,6 +269,8 @@ def stage(session, batch_id):
         session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
         return _fail(session, batch, str(exc))
     _flush(session, batch, pending)
+    if bulk.is_postgresql(session):
+        bulk.refresh_statistics(session)
     _recount(session, batch)
     batch.status = "ready"
     session.commit()
@@ -267,7 +279,10 @@ def stage(session, batch_id):
 
 def _flush(session, batch, rows):
     if rows:
-        session.execute(sa.insert(ImportRow), rows)
+        if bulk.is_postgresql(session):
+            bulk.copy_staged_rows(session, rows)
+        else:
+            session.execute(sa.insert(ImportRow), rows)
         batch.progress_done += len(rows)
         session.commit()
     n = len(rows)
@@ -396,8 +411,13 @@ def from_json(values):
     return out
 
 
+_JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def json_cell(value):
     """A cell as JSON (for the error file): numbers stay numbers, dates become text."""
+    if value.__class__ in _JSON_SCALARS:  # nearly every cell; this runs for each of them
+        return value
     if isinstance(value, BadCell):
         return ""
     if isinstance(value, (datetime, date)):
@@ -407,6 +427,8 @@ def json_cell(value):
 
 def text_of(value):
     """A cell as the text an admin edits in the preview."""
+    if value.__class__ is str:
+        return value.strip()
     if value is None or isinstance(value, BadCell):
         return ""
     if isinstance(value, float):
