@@ -141,26 +141,31 @@ def _delist_missing(session, batch):
     if batch.delist_missing == "category":
         stmt = stmt.where(Product.category_id == batch.category_id)
     ids = session.scalars(stmt).all()
-    if ids:
-        session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=False, updated_at=utcnow()))
+    for chunk in _chunks(ids):
+        session.execute(sa.update(Product).where(Product.id.in_(chunk)).values(is_listed=False, updated_at=utcnow()))
     batch.delisted_ids = ids
+
+
+def _chunks(ids, size=10_000):
+    """Bounded IN lists: PostgreSQL takes at most 65,535 parameters per statement."""
+    return (ids[i:i + size] for i in range(0, len(ids), size))
 
 
 def undo_blockers(session, batch):
     """Codes of this batch's products changed after it was committed (undo would lose that)."""
     if batch.status != "committed":
         return None
+    changed_later = sa.or_(
+        Product.updated_at > batch.committed_at,
+        Product.id.in_(sa.select(CardCode.product_id)),  # card codes were added to it
+    )
     touched = sa.select(ImportRow.product_id).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
-    later = session.scalars(
-        sa.select(Product.code).where(
-            sa.or_(Product.id.in_(touched), Product.id.in_(batch.delisted_ids or [-1])),
-            sa.or_(
-                Product.updated_at > batch.committed_at,
-                Product.id.in_(sa.select(CardCode.product_id)),  # card codes were added to it
-            ),
-        ).limit(10)
-    ).all()
-    return later
+    later = session.scalars(sa.select(Product.code).where(Product.id.in_(touched), changed_later).limit(10)).all()
+    for ids in _chunks(batch.delisted_ids or []):
+        if len(later) >= 10:
+            break
+        later += session.scalars(sa.select(Product.code).where(Product.id.in_(ids), changed_later).limit(10)).all()
+    return later[:10]
 
 
 def undo_batch(session, batch):
@@ -170,18 +175,22 @@ def undo_batch(session, batch):
         raise ImportInvalid("只有已提交的批次才能撤销")
     if blockers:
         raise ImportInvalid(f"以下商品在导入后又被修改过，不能撤销：{'、'.join(blockers)}")
-    rows = session.scalars(
-        sa.select(ImportRow).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
-    ).all()
-    created = [r.product_id for r in rows if r.action == "create"]
-    for row in rows:
-        if row.action == "update" and row.before:
-            session.execute(sa.update(Product).where(Product.id == row.product_id).values(**from_json(row.before)))
-        row.committed = False
-    if created:
-        session.execute(sa.delete(Product).where(Product.id.in_(created)))
-    if batch.delisted_ids:
-        session.execute(sa.update(Product).where(Product.id.in_(batch.delisted_ids)).values(is_listed=True))
+    committed = (ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
+    restores = {}
+    rows = session.execute(
+        sa.select(ImportRow.product_id, ImportRow.before).where(*committed, ImportRow.action == "update")
+    )
+    for product_id, before in rows:
+        if before:
+            # One executemany per set of restored columns (rows of one batch mostly share it).
+            restores.setdefault(tuple(sorted(before)), []).append({"id": product_id, **from_json(before)})
+    for params in restores.values():
+        session.execute(sa.update(Product), params)
+    created = sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "create")
+    session.execute(sa.delete(Product).where(Product.id.in_(created)))
+    session.execute(sa.update(ImportRow).where(*committed).values(committed=False))
+    for ids in _chunks(batch.delisted_ids or []):
+        session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=True))
     batch.status, batch.undone_at = "undone", utcnow()
     session.commit()
     return batch
