@@ -60,3 +60,17 @@ def test_stage_counts_are_honest(app):
 
     committing.undo_batch(db.session, batch)
     assert db.session.scalar(sa.select(Product).filter_by(code="QB10")) is None
+
+
+def test_import_does_not_overwrite_stock_it_does_not_own(app):
+    from kamen.models import StockMode
+
+    supplier = default_supplier(db.session)
+    make_product(code="QB10", name="腾讯Q币 10元", cost_price=Decimal("9.60"), sale_price=Decimal("9.89"),
+                 face_value=Decimal("10"), stock=0, stock_mode=StockMode.UNLIMITED, supplier_id=supplier.id)
+    make_product(code="QB30", name="腾讯Q币 30元", cost_price=Decimal("28.80"), sale_price=Decimal("29.66"),
+                 face_value=Decimal("30"), stock=7, stock_mode=StockMode.CARDS, supplier_id=supplier.id)
+    batch = _stage(_batch(), markup=staging.Markup(percent=Decimal("3")))
+    rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
+    assert (rows[5].code, rows[5].action) == ("QB10", "unchanged")
+    assert (rows[6].code, rows[6].action) == ("QB30", "unchanged")

@@ -310,6 +310,9 @@ def _decide(context, result, sheet_category=None):
     warnings = [_issue(i) for i in result.warnings]
     existing = context.current.get(code)
     new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
+    if existing is not None and new.get("stock_mode", existing[1]["stock_mode"]) in ("unlimited", "cards"):
+        # Unlimited top-up has no stock; card-code stock is the count of unsold codes.
+        new.pop("stock", None)
     fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
               "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
     if existing is None:
