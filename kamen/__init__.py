@@ -8,8 +8,11 @@ from kamen.extensions import csrf, db, login_manager, migrate
 
 
 def create_app(config=None):
-    """Build the app; ``config`` is a dict of settings that override the environment."""
-    app = Flask(__name__, instance_path=os.environ.get("KAMEN_INSTANCE_PATH") or None)
+    """Build the app; ``config`` is a dict of settings that override the environment
+    (``INSTANCE_PATH`` too: where the SQLite file, uploads and the generated secret live)."""
+    config = dict(config or {})
+    instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("KAMEN_INSTANCE_PATH") or None
+    app = Flask(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Config(app.instance_path, config))
 

@@ -88,6 +88,7 @@ def app(db_url, tmp_path):
     app = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": db_url,
+            "INSTANCE_PATH": str(tmp_path / "instance"),  # uploads of parallel runs never meet
             "SECRET_KEY": "test-secret",
             "TESTING": True,
             "JOBS_SYNC": True,

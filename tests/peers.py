@@ -15,6 +15,7 @@ from kamen.services.demo import seed_demo
 def main_station(tmp_path):
     """The 主站: its own app and SQLite database (demo catalog, one 分站 key), on a free port."""
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'main.db'}",
+                      "INSTANCE_PATH": str(tmp_path / "main-instance"),
                       "SECRET_KEY": "main-secret", "TESTING": True, "JOBS_SYNC": True, "REDIS_URL": None})
     with app.app_context():
         db.create_all()

@@ -1,4 +1,5 @@
 """The job queue: in-process (sync and thread pool) and RQ with a real worker."""
+import io
 import os
 import subprocess
 import sys
@@ -59,17 +60,40 @@ def test_rq_worker_subprocess_runs_the_job_against_the_database(app, redis_url, 
     assert handle.backend == "rq"
     assert _attempts() == 3  # nothing ran in-process
 
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
-           "SECRET_KEY": "test"}
-    rq = Path(sys.executable).with_name("rq")
-    result = subprocess.run(
-        [str(rq), "worker", "--burst", "--url", redis_url, queue_name],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
+    result = _burst_worker(app, db_url, redis_url, queue_name)
     assert result.returncode == 0, result.stderr
     assert _attempts() == 0
     job = queue.rq_queue().fetch_job(handle.id)
     assert job.is_finished and job.return_value() == 3
+
+
+def _burst_worker(app, db_url, redis_url, queue_name):
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
+           "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path}
+    rq = Path(sys.executable).with_name("rq")
+    return subprocess.run([str(rq), "worker", "--burst", "--url", redis_url, queue_name],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db_url):
+    """Production path: the web process saves the upload, an rq worker reads it."""
+    from kamen.models import ImportBatch
+    from kamen.services.suppliers import default_supplier
+    from tests.import_files import messy_csv
+
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    auth.login()
+    supplier = default_supplier(db.session)
+    client.post("/admin/imports/new", data={"supplier_id": str(supplier.id), "file": (io.BytesIO(messy_csv()), "p.csv")},
+                content_type="multipart/form-data")
+    batch = db.session.scalar(sa.select(ImportBatch))
+    assert batch.status == "analyzing"
+    assert "读取表头中" in client.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    result = _burst_worker(app, db_url, redis_url, queue_name)
+    assert result.returncode == 0, result.stderr
+    db.session.expire_all()
+    assert db.session.get(ImportBatch, batch.id).status == "mapping"
 
 
 def test_rq_cron_loads_the_schedule(redis_url):

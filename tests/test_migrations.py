@@ -25,8 +25,8 @@ def _diff(app):
         return compare_metadata(ctx, db.metadata)
 
 
-def test_migrations_match_models_and_downgrade_cleanly(empty_db_url):
-    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_db_url, "SECRET_KEY": "x"})
+def test_migrations_match_models_and_downgrade_cleanly(empty_db_url, tmp_path):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_db_url, "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
     with app.app_context():
         upgrade()
         assert _diff(app) == []
