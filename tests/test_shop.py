@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from kamen.extensions import db
 from kamen.models import Product, StockMode
+from kamen.services import catalog, categories
 from kamen.timeutil import utcnow
 from tests.helpers import make_category, make_product
 
@@ -117,3 +118,60 @@ def test_shop_pages_set_no_session_cookie(client):
     product = make_product()
     for url in ("/", f"/p/{product.id}", "/search?q=x"):
         assert "Set-Cookie" not in client.get(url).headers
+
+
+def test_cards_follow_the_product_price_and_stock_rules(app, client):
+    now = utcnow()
+    products = [
+        make_product(stock=0),
+        make_product(stock=3),
+        make_product(stock=3, low_stock_threshold=2),
+        make_product(stock=0, stock_mode=StockMode.UNLIMITED),
+        make_product(market_price=Decimal("12.00")),
+        make_product(promo_price=Decimal("8.00"), promo_start=now - timedelta(hours=1)),
+        make_product(promo_price=Decimal("8.00"), promo_start=now + timedelta(hours=1)),
+        make_product(promo_price=Decimal("8.00"), promo_end=now - timedelta(hours=1)),
+    ]
+    threshold = app.config["LOW_STOCK_THRESHOLD"]
+    listed = catalog.listed_products(db.session, default_threshold=threshold, sort="sales").items
+    cards = {item.id: item for item in listed}
+    for p in products:
+        expected_was = p.sale_price if p.promo_active() else (p.market_price if p.market_price and p.market_price > p.sale_price else None)
+        assert (cards[p.id].price, cards[p.id].was_price) == (p.current_price(), expected_was)
+        assert cards[p.id].stock_state is p.stock_state(threshold)
+        assert catalog.shop_item(p, threshold) == cards[p.id]
+
+
+def test_sort_and_page_links_keep_the_search(app, client):
+    app.config["SHOP_PAGE_SIZE"] = 1
+    make_product(name="Q币 10元", sales_count=5)
+    make_product(name="Q币 30元", sales_count=1)
+    page = client.get("/search?q=Q币&sort=sales").get_data(as_text=True)
+    assert "（2）" in page and "第 1 / 2 页" in page
+    assert 'href="?q=Q%E5%B8%81&amp;sort=sales&amp;page=2"' in page
+    assert 'href="?q=Q%E5%B8%81&amp;sort=price_asc"' in page
+    assert page.index("Q币 10元") > 0 and "Q币 30元" not in page
+
+
+def test_category_tree_is_reused_until_the_admin_changes_a_category(client, shop_caching):
+    make_category("游戏点卡")
+    assert "游戏点卡" in client.get("/").get_data(as_text=True)
+    make_category("话费充值")  # behind the cache's back: shown once the tree expires
+    assert "话费充值" not in client.get("/").get_data(as_text=True)
+    categories.save(db.session, None, name="视频会员", parent_id=None, sort_order=0, is_visible=True)
+    page = client.get("/").get_data(as_text=True)
+    assert "话费充值" in page and "视频会员" in page
+
+
+def test_views_are_counted_in_memory_and_written_together(client, shop_caching):
+    first, second = make_product(), make_product()
+    updated_at = first.updated_at
+    for product in (first, first, second):
+        assert client.get(f"/p/{product.id}").status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Product, first.id).view_count == 0
+    catalog.write_views(db.session)
+    db.session.expire_all()
+    assert db.session.get(Product, first.id).view_count == 2
+    assert db.session.get(Product, second.id).view_count == 1
+    assert db.session.get(Product, first.id).updated_at == updated_at

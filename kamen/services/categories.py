@@ -2,6 +2,7 @@
 import sqlalchemy as sa
 
 from kamen.models import Category, Product
+from kamen.services.catalog import forget_shop_tree
 
 
 class CategoryInvalid(ValueError):
@@ -31,6 +32,7 @@ def save(session, category, *, name, parent_id, sort_order, is_visible):
     category.sort_order = sort_order
     category.is_visible = is_visible
     session.commit()
+    forget_shop_tree()
     return category
 
 
@@ -42,6 +44,7 @@ def delete(session, category):
         raise CategoryInvalid(f"“{category.name}”下还有 {used} 个商品，请先移动这些商品")
     session.delete(category)
     session.commit()
+    forget_shop_tree()
 
 
 def product_counts(session):

@@ -10,22 +10,30 @@ def _page_arg():
     return request.args.get("page", 1, type=int) or 1
 
 
+def _tree():
+    return catalog.shop_tree(db.session, max_age=current_app.config["SHOP_CACHE_SECONDS"])
+
+
+def _threshold():
+    return current_app.config["LOW_STOCK_THRESHOLD"]
+
+
 @bp.get("/")
 def home():
-    tree = catalog.category_tree(db.session)
-    pinned, hot = catalog.home_products(db.session, limit=30)
-    return render_template("shop/home.html", tree=tree, pinned=pinned, hot=hot)
+    pinned, hot = catalog.home_products(db.session, limit=30, default_threshold=_threshold())
+    return render_template("shop/home.html", tree=_tree(), pinned=pinned, hot=hot)
 
 
 @bp.get("/c/<int:category_id>")
 def category(category_id):
-    tree = catalog.category_tree(db.session)
+    tree = _tree()
     node = tree.node(category_id)
     if node is None:
         abort(404)
     sort = request.args.get("sort", "default")
     page = catalog.listed_products(
         db.session,
+        default_threshold=_threshold(),
         category_ids=node.ids,
         sort=sort,
         page=_page_arg(),
@@ -36,23 +44,33 @@ def category(category_id):
 
 @bp.get("/search")
 def search():
-    tree = catalog.category_tree(db.session)
     q = request.args.get("q", "").strip()[:60]
     sort = request.args.get("sort", "default")
     page = None
     if q:
         page = catalog.listed_products(
-            db.session, search=q, sort=sort, page=_page_arg(), per_page=current_app.config["SHOP_PAGE_SIZE"]
+            db.session,
+            default_threshold=_threshold(),
+            search=q,
+            sort=sort,
+            page=_page_arg(),
+            per_page=current_app.config["SHOP_PAGE_SIZE"],
         )
-    return render_template("shop/search.html", tree=tree, q=q, page=page, sort=sort, sorts=catalog.SHOP_SORTS)
+    return render_template("shop/search.html", tree=_tree(), q=q, page=page, sort=sort, sorts=catalog.SHOP_SORTS)
 
 
 @bp.get("/p/<int:product_id>")
 def product(product_id):
-    tree = catalog.category_tree(db.session)
-    item = catalog.shop_product(db.session, product_id)
-    if item is None:
+    tree = _tree()
+    found = catalog.shop_product(db.session, product_id)
+    if found is None:
         abort(404)
-    html = render_template("shop/product.html", tree=tree, product=item)
-    catalog.record_view(db.session, product_id)
+    html = render_template(
+        "shop/product.html",
+        tree=tree,
+        product=found,
+        item=catalog.shop_item(found, _threshold()),
+        category=tree.node(found.category_id),
+    )
+    catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"])
     return html
