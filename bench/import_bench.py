@@ -5,7 +5,7 @@ ready ≤ 10 s, committed ≤ 20 s, the worker's peak RSS ≤ 400 MB, at least 5
 a naive importer (openpyxl normal mode + validation and one ORM insert per
 row) measured in the same run, and the shop stays responsive meanwhile.
 
-    /tmp/kv/bin/python bench/import_bench.py [--rows 100000] [--baseline-rows 10000]
+    .venv/bin/python bench/import_bench.py [--rows 100000] [--baseline-rows 10000]
 
 The price lists are written at run time (xlsx with openpyxl write_only, CSV in
 GBK): a title row, a contact row, a blank row, the header, ~2% bad rows (bad

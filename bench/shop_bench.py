@@ -5,7 +5,7 @@ pages under gunicorn (2 sync workers) reach at least 70% of the req/s of a
 bare page rendering the same 30 products. Measuring both in the same run on
 the same database keeps the ratio honest on whatever machine runs it.
 
-    /tmp/kv/bin/python bench/shop_bench.py [--seconds 5] [--db sqlite|postgresql]
+    .venv/bin/python bench/shop_bench.py [--seconds 5] [--db sqlite|postgresql]
 
 Everything runs on loopback in a throwaway database, for a bounded time.
 """

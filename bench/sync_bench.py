@@ -4,7 +4,7 @@ Issue 5 ("Benchmark") sets the targets on PostgreSQL: a full sync of 20,000
 products over HTTP (paged) in at most 20 s; an incremental sync with nothing
 changed in at most 2 s, writing no product row.
 
-    /tmp/kv/bin/python bench/sync_bench.py [--products 20000] [--baseline 2000]
+    .venv/bin/python bench/sync_bench.py [--products 20000] [--baseline 2000]
 
 Two throwaway databases on 127.0.0.1:5432 (``kamen_syncbench_<pid>`` for the
 分站, ``…_main`` for the 主站), dropped at the end. The 主站 is kamen itself
