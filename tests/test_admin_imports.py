@@ -300,3 +300,27 @@ def test_cancel_stops_between_chunks_and_keeps_what_was_written(admin, monkeypat
     response = admin.post(f"/admin/imports/{batch.id}/commit", follow_redirects=True)
     assert "导入报告" in response.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 2
+
+
+def test_legacy_xls_from_old_excel(admin):
+    """A real .xls (Excel 97-2003), as older supplier systems still export."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("价格表")
+    sheet.write_merge(0, 0, 0, 3, "XX货源价格表 2026-11")
+    for col, header in enumerate(["编号", "商品名称", "成本价", "数量"]):
+        sheet.write(2, col, header)
+    for row, values in enumerate([("1001", "老系统商品", 12.5, 9), (1002, "另一个商品", "12.345", 3)], start=3):
+        for col, value in enumerate(values):
+            sheet.write(row, col, value)
+    out = io.BytesIO()
+    book.save(out)
+    batch = _fresh(_upload(admin, out.getvalue(), name="old.xls"))
+    assert batch.file_kind == "xls" and batch.mapping == {"code": 0, "name": 1, "cost_price": 2, "stock": 3}
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(batch))
+    batch = _fresh(batch)
+    assert (batch.created, batch.failed) == (1, 1)
+    assert _row(batch, 4).code == "1001"
+    assert "最多两位小数" in _row(batch, 5).errors[0]["message"]
+    assert _row(batch, 5).code == "1002"  # a numeric code stays text, no "1002.0"
