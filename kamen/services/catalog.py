@@ -249,15 +249,16 @@ def _home_part(pinned, order):
     )
 
 
-_pinned = _home_part(True, (Product.sort_weight.desc(), Product.id))
-_best_sellers = _home_part(False, (Product.sales_count.desc(), Product.sort_weight.desc(), Product.id))
+# Every key descending, so each part is a backward scan of its index.
+_pinned = _home_part(True, (Product.sort_weight.desc(), Product.id.desc()))
+_best_sellers = _home_part(False, (Product.sales_count.desc(), Product.sort_weight.desc(), Product.id.desc()))
 _home = sa.union_all(sa.select(_pinned), sa.select(_best_sellers)).subquery()
 # A union keeps no order of its own: pinned by weight first, then best sellers by sales.
 _HOME = sa.select(_home).order_by(
     _home.c.is_pinned.desc(),
     sa.case((_home.c.is_pinned, 0), else_=_home.c.sales_count).desc(),
     _home.c.sort_weight.desc(),
-    _home.c.id,
+    _home.c.id.desc(),
 )
 
 
