@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from shop_bench import start_gunicorn, wait_ready  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import pg_database, start_gunicorn, wait_ready  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 PREVIEW_TARGET_S = 10
 COMMIT_TARGET_S = 20
@@ -193,18 +193,7 @@ def _csv_cell(value):
 # -- the database -----------------------------------------------------------
 
 def create_database(pg_admin_url):
-    name = f"kamen_importbench_{os.getpid()}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return sa.engine.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False), drop
+    return pg_database(pg_admin_url, f"kamen_importbench_{os.getpid()}")
 
 
 def prepare_database(env):

@@ -15,16 +15,16 @@ import multiprocessing
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from common import pg_database, start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
@@ -93,19 +93,7 @@ def create_database(kind, tmp, pg_admin_url):
     """A fresh database URL and a callable that drops it (None for a temp-dir SQLite file)."""
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'bench.db'}", None
-    name = f"kamen_bench_{os.getpid()}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    url = sa.engine.make_url(pg_admin_url).set(database=name)
-    return url.render_as_string(hide_password=False), drop
+    return pg_database(pg_admin_url, f"kamen_bench_{os.getpid()}")
 
 
 def prepare_database(env):
@@ -172,48 +160,6 @@ def add_topup_products(session, carrier_ids, category_ids):
         ))
         missing -= 1
     session.commit()
-
-
-class Server:
-    """A gunicorn master on a free loopback port."""
-
-    def __init__(self, proc, port, log):
-        self.proc, self.port, self.log = proc, port, log
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_gunicorn(app_spec, cwd, env, log):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--error-logfile", str(log), app_spec],
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    return Server(proc, port, log)
-
-
-def wait_ready(server, path, timeout=30):
-    """Wait until the page answers 200 and return its size in bytes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as resp:
-                return len(resp.read())
-        except OSError as exc:
-            if server.proc.poll() is not None or time.monotonic() > deadline:
-                log = server.log.read_text() if server.log.exists() else ""
-                raise RuntimeError(f"{path} on port {server.port} not ready: {exc}\n{log[-2000:]}") from exc
-            time.sleep(0.2)
 
 
 def measure(tool, pages, seconds):

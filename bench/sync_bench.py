@@ -18,19 +18,17 @@ import argparse
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from common import pg_database, start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the checkout gunicorn serves (cwd=ROOT)
@@ -52,11 +50,10 @@ _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IG
 def main():
     args = parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kamen_syncbench_"))
-    admin = sa.create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
     names = [f"kamen_syncbench_{os.getpid()}", f"kamen_syncbench_{os.getpid()}_main"]
-    server = None
+    server, drops = None, []
     try:
-        shop_url, main_url = (create_database(admin, args.pg_admin_url, name) for name in names)
+        shop_url, main_url = (_database(args.pg_admin_url, name, drops) for name in names)
         app_id, secret = fill_main_station(main_url, args.products)
         server = start_main_station(main_url, tmp)
         print(f"主站: kamen (gunicorn -w 1) on {server.url}, {args.products:,} products, PostgreSQL 127.0.0.1")
@@ -64,10 +61,8 @@ def main():
     finally:
         if server:
             server.stop()
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        for drop in drops:
+            drop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -80,11 +75,10 @@ def parse_args():
     return parser.parse_args()
 
 
-def create_database(admin, admin_url, name):
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    return sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+def _database(admin_url, name, drops):
+    url, drop = pg_database(admin_url, name)
+    drops.append(drop)
+    return url
 
 
 def make_app(db_url):
@@ -129,44 +123,12 @@ def fill_main_station(db_url, count):
     return app_id, secret
 
 
-class Gunicorn:
-    def __init__(self, proc, url):
-        self.proc, self.url = proc, url
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def start_main_station(db_url, tmp):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = dict(os.environ, DATABASE_URL=db_url, SECRET_KEY=SECRET_KEY, KAMEN_INSTANCE_PATH=str(tmp / "instance"))
     env.pop("REDIS_URL", None)
-    log = tmp / "main.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--error-logfile", str(log),
-         "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = Gunicorn(proc, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while True:  # any HTTP answer (the API refuses unsigned requests) means it is up
-        try:
-            urllib.request.urlopen(server.url + "/api/upstream/v1/balance", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"主站 did not start: {exc}\n{log.read_text()[-2000:]}") from exc
-            time.sleep(0.2)
+    server = start_gunicorn("wsgi:app", ROOT, env, tmp / "main.log", workers=1)
+    # Any HTTP answer (the API refuses unsigned requests) means it is up.
+    wait_ready(server, "/api/upstream/v1/balance", any_status=True)
     return server
 
 
