@@ -107,14 +107,7 @@ class Product(db.Model):
     )
 
     def promo_active(self, at=None):
-        if self.promo_price is None:
-            return False
-        at = at or utcnow()
-        if self.promo_start and at < self.promo_start:
-            return False
-        if self.promo_end and at >= self.promo_end:
-            return False
-        return True
+        return promo_applies(self.promo_price, self.promo_start, self.promo_end, at or utcnow())
 
     def current_price(self, at=None):
         return self.promo_price if self.promo_active(at) else self.sale_price
@@ -123,14 +116,24 @@ class Product(db.Model):
         return default if self.low_stock_threshold is None else self.low_stock_threshold
 
     def stock_state(self, default_threshold):
-        if self.stock_mode is StockMode.UNLIMITED:
-            return StockState.IN_STOCK
-        if self.stock <= 0:
-            return StockState.OUT
-        if self.stock <= self.effective_threshold(default_threshold):
-            return StockState.LOW
-        return StockState.IN_STOCK
+        return stock_state_for(self.stock_mode, self.stock, self.effective_threshold(default_threshold))
 
     @property
     def margin(self):
         return self.current_price() - self.cost_price
+
+
+def promo_applies(promo_price, start, end, at):
+    """The promo price is on sale at ``at`` (naive UTC): set, started, not ended."""
+    return promo_price is not None and (start is None or at >= start) and (end is None or at < end)
+
+
+def stock_state_for(mode, stock, threshold):
+    """有货 / 库存紧张 / 缺货 as customers see it; unlimited top-up is always in stock."""
+    if mode is StockMode.UNLIMITED:
+        return StockState.IN_STOCK
+    if stock <= 0:
+        return StockState.OUT
+    if stock <= threshold:
+        return StockState.LOW
+    return StockState.IN_STOCK

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from kamen.models import Category, Product, StockMode
-from kamen.models.catalog import StockState
+from kamen.models import Category, Product
+from kamen.models.catalog import StockState, promo_applies, stock_state_for
 from kamen.timeutil import utcnow
 
 SHOP_SORTS = {
@@ -156,24 +156,14 @@ def shop_item(product, default_threshold):
 
 
 def _card(values, default_threshold, now):
-    """A ShopItem from values in _CARD_COLUMNS order, by the same rules as
-    Product.promo_active() and Product.stock_state() (tests hold them equal).
+    """A ShopItem from values in _CARD_COLUMNS order, by the Product model's rules.
     Unpacked, not read by name: a row's named fields cost more than the query."""
     id_, name, tier_label, sale, market, promo, promo_start, promo_end, mode, stock, threshold, pinned, *_ = values
-    if promo is not None and (promo_start is None or now >= promo_start) and (promo_end is None or now < promo_end):
+    if promo_applies(promo, promo_start, promo_end, now):
         price, was = promo, sale
     else:
         price, was = sale, (market if market and market > sale else None)
-    if threshold is None:
-        threshold = default_threshold
-    if mode is StockMode.UNLIMITED:
-        state = StockState.IN_STOCK
-    elif stock <= 0:
-        state = StockState.OUT
-    elif stock <= threshold:
-        state = StockState.LOW
-    else:
-        state = StockState.IN_STOCK
+    state = stock_state_for(mode, stock, default_threshold if threshold is None else threshold)
     return ShopItem(id_, name, tier_label, price, was, state, pinned)
 
 
