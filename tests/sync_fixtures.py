@@ -42,11 +42,8 @@ def make_supplier(sim, kind=SupplierKind.KAMEN, **fields):
     values = {"code": f"sim-{kind.value}", "name": "模拟货源", "kind": kind, "base_url": sim.url,
               "app_id": app_id, "secret_encrypted": encrypt(secret)}
     values.update(fields)
-    nightly = values.pop("nightly_sync_at", None)
     supplier = Supplier(**values)
     db.session.add(supplier)
-    db.session.flush()
-    supplier.nightly_sync_at = nightly  # None on insert would take the column default, 02:00
     db.session.commit()
     return supplier
 

@@ -572,3 +572,14 @@ def test_codes_with_quotes_and_backslashes_are_matched_as_written(app, simulator
 
     assert (run.status, run.changed, run.created) == ("succeeded", 1, 0)
     assert ours(supplier)[odd].stock == 3
+
+
+def test_new_listed_product_already_short_is_alerted_on_arrival(app, simulator):
+    change_upstream(simulator, "1002", stock=2)
+    supplier = make_supplier(simulator, auto_list=True)
+    sync(supplier)
+    alerts = notifications("low_stock")
+    assert len(alerts) == 1 and "测试商品2（1002）库存 2，阈值 10" in alerts[0].body
+    assert ours(supplier)["1002"].low_stock_alerted
+    sync(supplier, "full")
+    assert len(notifications("low_stock")) == 1

@@ -177,7 +177,12 @@ def _apply_page(session, supplier, run, page):
     for code, item in items.items():
         product = existing.get(code)
         if product is None:
-            inserts.append(_new_row(supplier, item))
+            row = _new_row(supplier, item)
+            if row["is_listed"] and row["stock"] <= threshold_default:
+                # Listed on arrival and already short: alert now, not at its next change.
+                row["low_stock_alerted"] = True
+                crossed.append(f"{row['name']}（{code}）库存 {row['stock']}，阈值 {threshold_default}")
+            inserts.append(row)
             continue
         changes = _changes(supplier, product, item)
         if not changes:
