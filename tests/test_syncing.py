@@ -583,3 +583,13 @@ def test_new_listed_product_already_short_is_alerted_on_arrival(app, simulator):
     assert ours(supplier)["1002"].low_stock_alerted
     sync(supplier, "full")
     assert len(notifications("low_stock")) == 1
+
+
+def test_a_dead_webhook_is_reported_without_its_key(app):
+    from kamen.services import alerts
+
+    settings.put(db.session, "alerts", {**settings.get(db.session, "alerts"), "webhook_kind": "wecom",
+                                        "webhook_url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=SECRET-KEY-123"})
+    note = alerts.raise_alert(db.session, "test", "测试", ["一行"])
+    assert "机器人发送失败：无法连接机器人地址" in note.body
+    assert "SECRET-KEY-123" not in note.body

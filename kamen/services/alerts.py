@@ -40,8 +40,9 @@ def raise_alert(session, kind, title, lines):
         try:
             channel(config, title, lines)
         except Exception as exc:  # a channel down must not break a sync
-            log.warning("alert channel %s failed: %s", channel.__name__, exc)
-            problems.append(f"{_CHANNEL_NAMES[channel.__name__]}发送失败：{exc}")
+            reason = _describe(exc)
+            log.warning("alert channel %s failed: %s", channel.__name__, reason)
+            problems.append(f"{_CHANNEL_NAMES[channel.__name__]}发送失败：{reason}")
     if problems:
         note.body += "\n\n" + "\n".join(problems)
         session.commit()
@@ -104,6 +105,15 @@ def _send_email(config, title, lines):
         if config.get("smtp_user") and password:
             smtp.login(config["smtp_user"], password)
         smtp.send_message(message)
+
+
+def _describe(exc):
+    """Why a channel failed, without the webhook URL (its key or token is a secret)."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"机器人地址返回 HTTP {exc.response.status_code}"
+    if isinstance(exc, requests.RequestException):
+        return f"无法连接机器人地址（{type(exc).__name__}）"
+    return str(exc)
 
 
 _CHANNEL_NAMES = {"_send_webhook": "机器人", "_send_email": "邮件"}
