@@ -20,14 +20,7 @@ from kamen.suppliers.kamen_upstream import KamenUpstreamAdapter
 from kamen.timeutil import utcnow
 from tests.helpers import make_category
 from tests.suppliers.simulator import MISSING, SimError
-from tests.sync_fixtures import (  # noqa: F401 - fixtures
-    KAMEN_SECRET,
-    KAMEN_STATION,
-    mailbox,
-    make_supplier,
-    robot,
-    simulator,
-)
+from tests.sync_fixtures import KAMEN_SECRET, KAMEN_STATION, make_supplier
 
 CLIENT_TIMEOUT = 0.5
 
