@@ -16,6 +16,12 @@ def create_app(config=None):
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Config(app.instance_path, config))
 
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
     db.init_app(app)
     migrate.init_app(
         app,

@@ -44,6 +44,11 @@ class Config:
         self.IMPORT_MAX_ROWS = _int("KAMEN_IMPORT_MAX_ROWS", 200_000)
         self.MAX_CONTENT_LENGTH = self.IMPORT_MAX_BYTES + 1024 * 1024
         self.WTF_CSRF_TIME_LIMIT = None
+        # Behind nginx, how many proxies set X-Forwarded-For/-Proto: the login rate
+        # limit must see the customer's address, not the proxy's.
+        self.PROXY_COUNT = _int("KAMEN_PROXY_COUNT", 0)
+        self.SESSION_COOKIE_SECURE = env.get("KAMEN_HTTPS") == "1"
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True

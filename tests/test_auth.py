@@ -83,3 +83,21 @@ def test_purge_login_attempts_keeps_recent_ones(app, auth, client):
     db.session.commit()
     assert purge_login_attempts(db.session, older_than_days=30) == 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 1
+
+
+def test_behind_a_proxy_the_rate_limit_counts_the_client_address(app, tmp_path, db_url):
+    from kamen import create_app
+    from tests.helpers import CSRFClient
+
+    proxied = create_app({"SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "x", "PROXY_COUNT": 1,
+                          "INSTANCE_PATH": str(tmp_path / "proxy")})  # same database as ``app``
+    proxied.test_client_class = CSRFClient
+    with proxied.app_context():
+        client = proxied.test_client()
+        for n in range(6):  # six different customers, one bad password each, all through nginx
+            headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+            client.post("/admin/login", data={"username": f"user{n}", "password": "bad-password"}, headers=headers)
+        ips = {a.ip for a in db.session.scalars(sa.select(LoginAttempt))}
+        assert ips == {f"203.0.113.{n}" for n in range(6)}
+        db.session.remove()
+        db.engine.dispose()
