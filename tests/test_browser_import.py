@@ -41,3 +41,24 @@ def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_pat
 
     page.goto(f"{live_server}/search?q=移动话费")
     expect(page.locator(".grid")).to_contain_text("移动话费 50元")
+
+
+def test_background_jobs_show_progress_then_the_next_step(app, auth, live_server, page, tmp_path):
+    """As scripts/run serves it: jobs on the in-process pool, the page polls until they finish."""
+    app.config["JOBS_SYNC"] = False
+    auth.create()
+    path = tmp_path / "price.xlsx"
+    path.write_bytes(messy_xlsx())
+    page.goto(f"{live_server}/admin/login")
+    page.get_by_label("用户名").fill(ADMIN_USER)
+    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.goto(f"{live_server}/admin/imports/new")
+    page.get_by_label("文件").set_input_files(str(path))
+    page.get_by_role("button", name="上传并识别").click()
+    expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
+    page.get_by_role("button", name="确认并校验").click()
+    expect(page.locator(".counts")).to_contain_text("错误 3")
+    page.get_by_role("button", name="立即提交").click()
+    expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
+    expect(page.locator(".stats")).to_contain_text("2新增")
