@@ -324,3 +324,16 @@ def test_legacy_xls_from_old_excel(admin):
     assert _row(batch, 4).code == "1001"
     assert "最多两位小数" in _row(batch, 5).errors[0]["message"]
     assert _row(batch, 5).code == "1002"  # a numeric code stays text, no "1002.0"
+
+
+def test_progress_partial_polls_until_the_job_is_done(admin):
+    batch = _upload(admin, messy_csv())
+    batch = _fresh(batch)
+    batch.status = "staging"  # as while a worker validates the rows
+    db.session.commit()
+    partial = admin.hx_get(f"/admin/imports/{batch.id}")
+    assert 'hx-trigger="every 1s"' in partial.get_data(as_text=True) and "校验中" in partial.get_data(as_text=True)
+    batch.status = "ready"
+    db.session.commit()
+    done = admin.hx_get(f"/admin/imports/{batch.id}")
+    assert done.headers["HX-Refresh"] == "true"
