@@ -51,3 +51,16 @@ def page(chromium, request):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def admin_login(page, base):
+    """Log in through the real form as the admin that ``auth.create()`` made."""
+    from playwright.sync_api import expect
+
+    from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
+
+    page.goto(f"{base}/admin/login")
+    page.get_by_label("用户名").fill(ADMIN_USER)
+    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("heading", name="概览")).to_be_visible()

@@ -6,17 +6,10 @@ from playwright.sync_api import expect
 
 from kamen.extensions import db
 from kamen.models import Product
-from tests.helpers import ADMIN_PASSWORD, ADMIN_USER, make_category, make_product
+from tests.browser import admin_login
+from tests.helpers import make_category, make_product
 
 pytestmark = pytest.mark.backends("sqlite")
-
-
-def _login(page, base):
-    page.goto(f"{base}/admin/login")
-    page.get_by_label("用户名").fill(ADMIN_USER)
-    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name="概览")).to_be_visible()
 
 
 def _price_cell(page, product):
@@ -27,7 +20,7 @@ def test_admin_edits_price_inline_and_shop_shows_it(auth, live_server, page):
     auth.create()
     product = make_product(make_category("视频会员"), name="爱奇艺黄金会员 月卡",
                            cost_price=Decimal("17.50"), sale_price=Decimal("19.90"))
-    _login(page, live_server)
+    admin_login(page, live_server)
     page.goto(f"{live_server}/admin/products")
     cell = _price_cell(page, product)
     cell.get_by_role("button", name="修改售价").click()
@@ -45,7 +38,7 @@ def test_admin_edits_price_inline_and_shop_shows_it(auth, live_server, page):
 def test_bad_inline_edit_shows_error_and_changes_nothing(auth, live_server, page):
     auth.create()
     product = make_product(name="腾讯视频VIP 月卡", cost_price=Decimal("18.00"), sale_price=Decimal("20.50"))
-    _login(page, live_server)
+    admin_login(page, live_server)
     page.goto(f"{live_server}/admin/products")
     cell = _price_cell(page, product)
     cell.get_by_role("button", name="修改售价").click()

@@ -2,27 +2,28 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
+from tests.browser import admin_login
 from tests.import_files import messy_xlsx
 
 pytestmark = pytest.mark.backends("sqlite")
 
 
-def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):
-    auth.create()
+def upload_messy_file(page, base, tmp_path):
+    """Log in, upload the messy price list, land on the column mapping."""
     path = tmp_path / "XX货源价格表.xlsx"
     path.write_bytes(messy_xlsx())
-
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("用户名").fill(ADMIN_USER)
-    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.goto(f"{live_server}/admin/imports/new")
+    admin_login(page, base)
+    page.goto(f"{base}/admin/imports/new")
     page.get_by_label("文件").set_input_files(str(path))
     page.get_by_role("button", name="上传并识别").click()
+    expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
+
+
+def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):
+    auth.create()
+    upload_messy_file(page, live_server, tmp_path)
 
     # Mapping: the supplier's own headers were recognised.
-    expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
     expect(page.get_by_label("进价 对应的字段")).to_have_value("cost_price")
     page.get_by_role("button", name="确认并校验").click()
 
@@ -47,16 +48,7 @@ def test_background_jobs_show_progress_then_the_next_step(app, auth, live_server
     """As scripts/run serves it: jobs on the in-process pool, the page polls until they finish."""
     app.config["JOBS_SYNC"] = False
     auth.create()
-    path = tmp_path / "price.xlsx"
-    path.write_bytes(messy_xlsx())
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("用户名").fill(ADMIN_USER)
-    page.get_by_label("密码", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="登录").click()
-    page.goto(f"{live_server}/admin/imports/new")
-    page.get_by_label("文件").set_input_files(str(path))
-    page.get_by_role("button", name="上传并识别").click()
-    expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
+    upload_messy_file(page, live_server, tmp_path)
     page.get_by_role("button", name="确认并校验").click()
     expect(page.locator(".counts")).to_contain_text("错误 3")
     page.get_by_role("button", name="立即提交").click()
