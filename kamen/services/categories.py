@@ -50,3 +50,9 @@ def delete(session, category):
 def product_counts(session):
     rows = session.execute(sa.select(Product.category_id, sa.func.count()).group_by(Product.category_id))
     return dict(rows.all())
+
+
+def category_choices(session):
+    """(id, "父 / 子") for every category, parents first: the options of a category select."""
+    categories = session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
+    return [(c.id, c.full_name) for c in categories]

@@ -17,6 +17,7 @@ from kamen.services.importing import automation, committing, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
+from kamen.services.categories import category_choices
 from kamen.services.pricing import Markup
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, shop_zone
@@ -40,11 +41,6 @@ def _import_labels():
 
 def _batch_or_404(batch_id):
     return db.session.get(ImportBatch, batch_id) or abort(404)
-
-
-def _categories():
-    cats = db.session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
-    return [(c.id, c.full_name) for c in cats]
 
 
 @bp.get("/imports")
@@ -89,7 +85,7 @@ def import_new():
 
                 queue.enqueue(analyze_import, batch.id)
                 return redirect(url_for("admin.import_batch", batch_id=batch.id))
-    html = render_template("admin/import_new.html", suppliers=suppliers, categories=_categories(), error=error)
+    html = render_template("admin/import_new.html", suppliers=suppliers, categories=category_choices(db.session), error=error)
     return html, (400 if error else 200)
 
 
@@ -122,7 +118,7 @@ def _mapping_page(batch, error=None, status=200):
                             "match": by_column.get(index)})
     return render_template(
         "admin/import_batch.html", batch=batch, step="mapping", columns=columns, fields=FIELDS,
-        categories=_categories(), error=error or (batch.message if batch.status == "mapping" else None),
+        categories=category_choices(db.session), error=error or (batch.message if batch.status == "mapping" else None),
     ), status
 
 
@@ -224,7 +220,7 @@ def _preview_context(batch):
     keys = sorted(batch.mapping, key=lambda k: batch.mapping[k])
     if "sale_price" not in batch.mapping:
         keys.append("sale_price")  # shown as computed from the markup, not editable
-    categories = dict(_categories())
+    categories = dict(category_choices(db.session))
     return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS,
             "category_names": categories}
 

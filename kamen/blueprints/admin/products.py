@@ -7,10 +7,11 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
 from kamen.extensions import db
-from kamen.models import Category, DeliveryType, Product, StockMode, Supplier
+from kamen.models import DeliveryType, Product, StockMode, Supplier
 from kamen.money import MoneyError, parse_money
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
+from kamen.services.categories import category_choices
 from kamen.services.pricing import Markup
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, to_local
@@ -158,10 +159,7 @@ def product_form(product_id=None):
     form.supplier_id.set_choices(
         (s.id, s.name) for s in db.session.scalars(sa.select(Supplier).order_by(Supplier.id))
     )
-    categories = db.session.scalars(
-        sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order)
-    )
-    form.category_id.set_choices([(0, "（未分类）")] + [(c.id, c.full_name) for c in categories])
+    form.category_id.set_choices([(0, "（未分类）")] + category_choices(db.session))
     if not form.is_submitted():
         _fill_form(form, product, own_supplier)
     if form.validate_on_submit():

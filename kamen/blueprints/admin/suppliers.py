@@ -7,11 +7,12 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import SupplierForm
 from kamen.extensions import db
-from kamen.models import Category, Product, Supplier, SyncRun
+from kamen.models import Product, Supplier, SyncRun
 from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
 from kamen.services import suppliers as supplier_service
 from kamen.services import syncing
+from kamen.services.categories import category_choices
 from kamen.services.sync_dispatch import start_sync
 from kamen.suppliers.base import SupplierError
 
@@ -21,8 +22,7 @@ def _supplier_or_404(supplier_id):
 
 
 def _category_choices():
-    categories = db.session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
-    return [(0, "（未分类）")] + [(c.id, c.full_name) for c in categories]
+    return [(0, "（未分类）")] + category_choices(db.session)
 
 
 @bp.get("/suppliers")
