@@ -40,5 +40,5 @@ def dispatch_scheduled_imports():
             sa.select(ImportBatch.id).where(ImportBatch.status == "scheduled", ImportBatch.scheduled_for <= utcnow())
         ).all()
         for batch_id in due:
-            queue.enqueue(commit_import, batch_id, job_id=f"kamen-import-commit-{batch_id}")
+            queue.enqueue("jobs.imports.commit_import", batch_id, job_id=f"kamen-import-commit-{batch_id}")
         return due

@@ -4,7 +4,11 @@ With ``REDIS_URL`` jobs go to RQ (``rq worker`` runs them). Without it they
 run on a small thread pool inside the web process, or synchronously when
 ``JOBS_SYNC`` is set (tests, CLI). Job functions live in ``jobs/`` and open
 their own app context, so the same function serves all three paths.
+
+Jobs are named by their dotted path ("jobs.imports.commit_import"): views
+and services never import ``jobs/``, which would import the app factory.
 """
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,18 +41,28 @@ def rq_queue():
     return Queue(current_app.config["JOB_QUEUE"], connection=conn) if conn else None
 
 
+def resolve(func):
+    """A job function from its dotted name (functions pass through)."""
+    if not isinstance(func, str):
+        return func
+    module, _, name = func.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def enqueue(func, *args, job_id=None, retry=None, **kwargs):
-    """Run ``func(*args, **kwargs)`` in the background; ``retry`` (an rq.Retry)
-    applies on RQ only: in-process jobs are not retried."""
+    """Run ``func(*args, **kwargs)`` in the background; ``func`` is a dotted
+    name (or a function). ``retry`` (an rq.Retry) applies on RQ only:
+    in-process jobs are not retried."""
     queue = rq_queue()
     if queue is not None:
         job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry)
         return Enqueued(job.id, "rq")
     app = current_app._get_current_object()
+    func = resolve(func)
     if app.config["JOBS_SYNC"]:
         try:
             _run_in_app(app, func, args, kwargs)
-        except Exception:  # as with RQ, a failed job never fails the caller (it is logged)
+        except Exception:  # noqa: S110 - as with RQ, a failed job never fails the caller; _run_in_app logged it
             pass
         # The job wrote through its own session: what the caller loaded may be stale.
         db.session.expire_all()
@@ -69,5 +83,5 @@ def _run_in_app(app, func, args, kwargs):
         try:
             return func(*args, **kwargs)
         except Exception:
-            app.logger.exception("background job %s failed", getattr(func, "__name__", func))
+            app.logger.exception("background job %s%r failed", getattr(func, "__qualname__", func), args)
             raise

@@ -10,10 +10,8 @@ SYNC_RETRY = Retry(max=3, interval=[30, 120, 600])
 
 def start_sync(session, supplier, mode):
     """Queue a sync run (raises SyncBusy when one is already active)."""
-    from jobs.sync import sync_supplier
-
     run = syncing.request_sync(session, supplier, mode)
-    queue.enqueue(sync_supplier, run.id, job_id=f"kamen-sync-{run.id}", retry=SYNC_RETRY)
+    queue.enqueue("jobs.sync.sync_supplier", run.id, job_id=f"kamen-sync-{run.id}", retry=SYNC_RETRY)
     return run
 
 

@@ -81,9 +81,7 @@ def import_new():
             except ImportFileError as exc:
                 error = str(exc)
             else:
-                from jobs.imports import analyze_import
-
-                queue.enqueue(analyze_import, batch.id)
+                queue.enqueue("jobs.imports.analyze_import", batch.id)
                 return redirect(url_for("admin.import_batch", batch_id=batch.id))
     html = render_template("admin/import_new.html", suppliers=suppliers, categories=category_choices(db.session), error=error)
     return html, (400 if error else 200)
@@ -135,9 +133,7 @@ def import_header(batch_id):
         batch.sheet = sheet
     batch.status = "analyzing"
     db.session.commit()
-    from jobs.imports import analyze_import
-
-    queue.enqueue(analyze_import, batch.id)
+    queue.enqueue("jobs.imports.analyze_import", batch.id)
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 
@@ -162,9 +158,7 @@ def import_mapping(batch_id):
     except (staging.ImportInvalid, MoneyError) as exc:
         db.session.rollback()
         return _mapping_page(_batch_or_404(batch_id), error=str(exc), status=400)
-    from jobs.imports import stage_import
-
-    queue.enqueue(stage_import, batch.id)
+    queue.enqueue("jobs.imports.stage_import", batch.id)
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 
@@ -302,9 +296,7 @@ def import_commit(batch_id):
         flash(str(exc), "error")
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     if at is None:
-        from jobs.imports import commit_import
-
-        queue.enqueue(commit_import, batch.id, job_id=f"kamen-import-commit-{batch.id}")
+        queue.enqueue("jobs.imports.commit_import", batch.id, job_id=f"kamen-import-commit-{batch.id}")
     else:
         flash(f"已预约在 {when} 提交。", "success")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))

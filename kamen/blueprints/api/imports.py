@@ -56,9 +56,7 @@ def import_products():
         batch = staging.create_batch(db.session, upload.stream, upload.filename, supplier=supplier, mode=mode)
     except ImportFileError as exc:
         return _error(400, str(exc))
-    from jobs.imports import process_automated_import
-
-    queue.enqueue(process_automated_import, batch.id, asdict(options))
+    queue.enqueue("jobs.imports.process_automated_import", batch.id, asdict(options))
     status_url = url_for("api.import_status", batch_id=batch.id, _external=True)
     response = jsonify({"batch": batch.id, "status_url": status_url})
     response.status_code, response.headers["Location"] = 202, status_url
