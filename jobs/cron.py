@@ -9,7 +9,7 @@ import os
 
 from rq import cron
 
-from jobs import imports, maintenance, sync
+from jobs import demopay, imports, maintenance, sync
 
 QUEUE = os.environ.get("KAMEN_JOB_QUEUE", "kamen")
 
@@ -18,3 +18,5 @@ QUEUE = os.environ.get("KAMEN_JOB_QUEUE", "kamen")
 cron.register(sync.dispatch_due_syncs, QUEUE, cron="* * * * *", name="dispatch-syncs")
 cron.register(imports.dispatch_scheduled_imports, QUEUE, cron="* * * * *", name="dispatch-imports")
 cron.register(maintenance.purge_login_attempts, QUEUE, cron="30 3 * * *", name="purge-login-attempts")
+# The 易支付 demo gateway's notify retries (nothing to do when it is off).
+cron.register(demopay.retry_notifies, QUEUE, cron="* * * * *", name="demopay-retry-notifies")

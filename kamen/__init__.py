@@ -43,6 +43,10 @@ def create_app(config=None):
     app.register_blueprint(shop_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp)
+    if app.config["DEMO_GATEWAY"]:
+        from kamen.blueprints.demopay import bp as demopay_bp
+
+        app.register_blueprint(demopay_bp, url_prefix="/demopay")
     register_templating(app)
     register_cli(app)
     _register_error_pages(app)

@@ -52,8 +52,16 @@ class Config:
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True
+        # The built-in 易支付 demo gateway (/demopay/, docs/epay.md): off unless
+        # KAMEN_DEMO_GATEWAY=1. One merchant; its key is generated once into
+        # instance/ when not given, like the SECRET_KEY.
+        self.DEMO_GATEWAY = env.get("KAMEN_DEMO_GATEWAY") == "1"
+        self.DEMO_GATEWAY_PID = env.get("KAMEN_DEMO_GATEWAY_PID", "1001")
+        self.DEMO_GATEWAY_KEY = env.get("KAMEN_DEMO_GATEWAY_KEY") or None
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
+        if self.DEMO_GATEWAY and not self.DEMO_GATEWAY_KEY:
+            self.DEMO_GATEWAY_KEY = _instance_secret(instance_path, "demo_gateway_key", 16)
 
 
 def _normalize_db_url(url):
@@ -64,11 +72,11 @@ def _normalize_db_url(url):
     return url
 
 
-def _instance_secret(instance_path):
+def _instance_secret(instance_path, name="secret_key", nbytes=32):
     """A per-install secret kept under instance/, so sessions survive restarts."""
-    path = Path(instance_path) / "secret_key"
+    path = Path(instance_path) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
+        path.write_text(secrets.token_hex(nbytes))
         path.chmod(0o600)
     return path.read_text().strip()

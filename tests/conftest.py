@@ -17,7 +17,7 @@ from kamen.extensions import db
 from tests.helpers import AuthActions, CSRFClient
 
 # Fixtures shared across modules: one browser per test session, the simulator, a 主站.
-pytest_plugins = ["tests.browser", "tests.peers", "tests.sync_fixtures"]
+pytest_plugins = ["tests.browser", "tests.peers", "tests.sync_fixtures", "tests.demo_gateway"]
 
 PG_SERVER = os.environ.get("KAMEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KAMEN_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -1,5 +1,6 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
+from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.imports import ApiToken, CardCode, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.suppliers import DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
@@ -11,6 +12,8 @@ __all__ = [
     "CardCode",
     "Category",
     "DeliveryType",
+    "DemoPayTrade",
+    "DemoTradeStatus",
     "DownstreamStation",
     "ImportBatch",
     "ImportRow",

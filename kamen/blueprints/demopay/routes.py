@@ -1,0 +1,105 @@
+"""Gateway endpoints: submit.php, mapi.php, api.php (protocol, signed, no
+CSRF) and the buyer's pay page (确认支付 / 取消, CSRF-protected forms)."""
+from flask import abort, current_app, jsonify, redirect, render_template, request, url_for
+
+from kamen.blueprints.demopay import bp
+from kamen.extensions import csrf, db
+from kamen.services import demopay
+from kamen.services.demopay import PaymentRefused
+
+
+@bp.before_request
+def _retry_due_notifies():
+    """Embedded mode has no schedule: gateway traffic retries due notifies."""
+    if not current_app.config["REDIS_URL"]:
+        demopay.retry_due_notifies(db.session)
+
+
+@bp.get("/")
+def index():
+    return render_template("demopay/index.html", pid=demopay.configured_merchant().pid)
+
+
+@bp.route("/submit.php", methods=["GET", "POST"])
+@csrf.exempt
+def submit():
+    merchant = demopay.configured_merchant()
+    try:
+        req = demopay.parse_payment(request.values.to_dict(), merchant)
+        trade = demopay.open_trade(db.session, merchant, req)
+    except PaymentRefused as exc:
+        return _refused_page(exc)
+    return redirect(url_for(".pay", trade_no=trade.trade_no), 303)
+
+
+@bp.post("/mapi.php")
+@csrf.exempt
+def mapi():
+    merchant = demopay.configured_merchant()
+    try:
+        req = demopay.parse_payment(request.values.to_dict(), merchant, api=True)
+        trade = demopay.open_trade(db.session, merchant, req)
+    except PaymentRefused as exc:
+        return jsonify(code=exc.code, msg=str(exc))
+    pay_url = url_for(".pay", trade_no=trade.trade_no, _external=True)
+    return jsonify(demopay.mapi_answer(trade, req.device, pay_url))
+
+
+@bp.route("/api.php", methods=["GET", "POST"])
+@csrf.exempt
+def api():
+    params = request.values.to_dict()
+    act = params.get("act", "")
+    try:
+        merchant = demopay.merchant_from_query(params, demopay.configured_merchant())
+        if act == "order":
+            return jsonify(demopay.order_answer(db.session, merchant, params))
+        if act == "query":
+            return jsonify(demopay.merchant_answer(db.session, merchant))
+        raise PaymentRefused("不支持的操作（act 只能为 order 或 query）")
+    except PaymentRefused as exc:
+        return jsonify(code=exc.code, msg=str(exc))
+
+
+@bp.get("/pay/<trade_no>")
+def pay(trade_no):
+    trade = _trade_or_404(trade_no)
+    return render_template("demopay/pay.html", trade=trade, type_label=demopay.PAY_TYPES.get(trade.type, trade.type),
+                           return_url=_return_url(trade), merchant_home=demopay.merchant_home(trade))
+
+
+@bp.post("/pay/<trade_no>/confirm")
+def confirm(trade_no):
+    trade = _trade_or_404(trade_no)
+    try:
+        demopay.confirm(db.session, trade)
+    except PaymentRefused as exc:
+        return _refused_page(exc)
+    return redirect(_return_url(trade) or url_for(".pay", trade_no=trade.trade_no), 303)
+
+
+@bp.post("/pay/<trade_no>/cancel")
+def cancel(trade_no):
+    trade = _trade_or_404(trade_no)
+    try:
+        demopay.cancel(db.session, trade)
+    except PaymentRefused as exc:
+        return _refused_page(exc)
+    return redirect(url_for(".pay", trade_no=trade.trade_no), 303)
+
+
+def _trade_or_404(trade_no):
+    trade = demopay.get_trade(db.session, trade_no)
+    if trade is None:
+        abort(404)
+    return trade
+
+
+def _return_url(trade):
+    if not trade.return_url:
+        return None
+    return demopay.return_location(trade, demopay.configured_merchant())
+
+
+def _refused_page(exc):
+    return render_template("demopay/refused.html", reason=str(exc)), 400
