@@ -1,7 +1,10 @@
 """Small factories and test-client helpers (CTFd style)."""
 import hashlib
 import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
@@ -11,6 +14,7 @@ from kamen.models import Category, DeliveryType, Product, StockMode
 from kamen.services.auth import create_admin
 from kamen.services.suppliers import default_supplier
 
+ROOT = Path(__file__).resolve().parent.parent
 ADMIN_USER = "boss"
 ADMIN_PASSWORD = "correct-horse-42"
 
@@ -96,3 +100,13 @@ def make_products(count, category=None, **kwargs):
     db.session.add_all(products)
     db.session.commit()
     return products
+
+
+def burst_worker(app, db_url, redis_url, queue_name, **env):
+    """Run a real `rq worker --burst` on ``queue_name`` against the test's
+    database, with the app's secret and instance folder (``env``: more settings)."""
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
+           "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path, **env}
+    rq = Path(sys.executable).with_name("rq")
+    return subprocess.run([str(rq), "worker", "--burst", "--url", redis_url, queue_name],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -6,6 +6,7 @@ of the wire rules.
 """
 import hashlib
 import re
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,11 +16,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from kamen import create_app
+from kamen import create_app, queue
 from kamen.extensions import db
 from kamen.models import DemoPayTrade
 from kamen.payments import epay
 from kamen.services import demopay
+from tests.helpers import burst_worker
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "epay.md"
 RETURN_URL = "http://merchant.invalid/pay/return/1"
@@ -394,3 +396,37 @@ def test_pay_page_fits_a_phone(demo_gateway, notify_receiver, chromium):
     merchant_side = [(path, query) for path, query in notify_receiver.requests if path != "/favicon.ico"]
     assert [path for path, _ in merchant_side] == ["/pay/notify/1", "/pay/return/1"]
     assert dict(merchant_side[0][1]) == dict(merchant_side[1][1])
+
+
+def test_notify_and_its_retry_run_on_a_real_rq_worker(demo_gateway, notify_receiver, redis_url, db_url):
+    """Production path: 确认支付 only queues the notify; `rq worker` processes
+    send it, and the schedule's sweep job starts the retry."""
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    gateway = demo_gateway.app
+    gateway.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    worker_env = {"KAMEN_DEMO_GATEWAY": "1", "KAMEN_DEMO_GATEWAY_PID": demo_gateway.pid,
+                  "KAMEN_DEMO_GATEWAY_KEY": demo_gateway.key}
+    notify_receiver.answers = ["fail", "success"]
+    paid = demo_gateway.pay(submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver)))
+    assert paid.status_code == 303
+    assert notify_receiver.requests == [] and trades()[0].notify_attempts == 0  # queued, not sent
+
+    result = burst_worker(gateway, db_url, redis_url, queue_name, **worker_env)
+    assert result.returncode == 0, result.stderr
+    assert len(notify_receiver.requests) == 1
+    db.session.expire_all()
+    (trade,) = trades()
+    assert trade.notify_attempts == 1 and trade.notified_at is None
+
+    with gateway.app_context():
+        db.session.execute(sa.update(DemoPayTrade).values(notify_next_at=trade.notify_next_at - timedelta(seconds=15)))
+        db.session.commit()
+        queue.enqueue("jobs.demopay.retry_notifies")
+    result = burst_worker(gateway, db_url, redis_url, queue_name, **worker_env)
+    assert result.returncode == 0, result.stderr
+    assert len(notify_receiver.requests) == 2
+    assert notify_receiver.fields(0) == notify_receiver.fields(1)
+    assert_signed_result(notify_receiver.fields(1), demo_gateway.key)
+    db.session.expire_all()
+    (trade,) = trades()
+    assert trade.notify_attempts == 2 and trade.notified_at is not None

@@ -16,6 +16,7 @@ from jobs.maintenance import purge_login_attempts
 from kamen import queue
 from kamen.extensions import db
 from kamen.models import LoginAttempt
+from tests.helpers import burst_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,19 +62,11 @@ def test_rq_worker_subprocess_runs_the_job_against_the_database(app, redis_url, 
     assert handle.backend == "rq"
     assert _attempts() == 3  # nothing ran in-process
 
-    result = _burst_worker(app, db_url, redis_url, queue_name)
+    result = burst_worker(app, db_url, redis_url, queue_name)
     assert result.returncode == 0, result.stderr
     assert _attempts() == 0
     job = queue.rq_queue().fetch_job(handle.id)
     assert job.is_finished and job.return_value() == 3
-
-
-def _burst_worker(app, db_url, redis_url, queue_name):
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
-           "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path}
-    rq = Path(sys.executable).with_name("rq")
-    return subprocess.run([str(rq), "worker", "--burst", "--url", redis_url, queue_name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db_url):
@@ -91,7 +84,7 @@ def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db
     batch = db.session.scalar(sa.select(ImportBatch))
     assert batch.status == "analyzing"
     assert "读取表头中" in client.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
-    result = _burst_worker(app, db_url, redis_url, queue_name)
+    result = burst_worker(app, db_url, redis_url, queue_name)
     assert result.returncode == 0, result.stderr
     db.session.expire_all()
     assert db.session.get(ImportBatch, batch.id).status == "mapping"

@@ -26,7 +26,7 @@ from kamen.timeutil import to_local, utcnow
 PAY_TYPES = {"alipay": "支付宝", "wxpay": "微信支付", "qqpay": "QQ钱包", "bank": "网银支付", "jdpay": "京东支付"}
 DEVICES = ("pc", "mobile", "qq", "wechat", "alipay", "jump")
 OUT_TRADE_NO = re.compile(r"[a-zA-Z0-9._\-|]+")
-MONEY_TEXT = re.compile(r"\d+(\.\d+)?")
+MONEY_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_MONEY_TEXT = 13  # NUMERIC(12,2) plus the dot
 MAX_NAME_BYTES = 127
 MAX_URL = 500

@@ -68,24 +68,19 @@ def pay(trade_no):
                            return_url=_return_url(trade), merchant_home=demopay.merchant_home(trade))
 
 
-@bp.post("/pay/<trade_no>/confirm")
-def confirm(trade_no):
-    trade = _trade_or_404(trade_no)
-    try:
-        demopay.confirm(db.session, trade)
-    except PaymentRefused as exc:
-        return _refused_page(exc)
-    return redirect(_return_url(trade) or url_for(".pay", trade_no=trade.trade_no), 303)
+BUTTONS = {"confirm": demopay.confirm, "cancel": demopay.cancel}
 
 
-@bp.post("/pay/<trade_no>/cancel")
-def cancel(trade_no):
+@bp.post("/pay/<trade_no>/<any(confirm, cancel):button>")
+def press(trade_no, button):
+    """确认支付 goes back to the merchant (return_url); 取消 shows the cancelled page."""
     trade = _trade_or_404(trade_no)
     try:
-        demopay.cancel(db.session, trade)
+        BUTTONS[button](db.session, trade)
     except PaymentRefused as exc:
         return _refused_page(exc)
-    return redirect(url_for(".pay", trade_no=trade.trade_no), 303)
+    back = _return_url(trade) if button == "confirm" else None
+    return redirect(back or url_for(".pay", trade_no=trade.trade_no), 303)
 
 
 def _trade_or_404(trade_no):
