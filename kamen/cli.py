@@ -13,6 +13,7 @@ def register_cli(app):
     app.cli.add_command(dispatch_syncs_command)
     app.cli.add_command(import_products_command)
     app.cli.add_command(create_api_token_command)
+    app.cli.add_command(retry_demo_notifies_command)
 
 
 @click.command("create-admin")
@@ -92,6 +93,20 @@ def dispatch_syncs_command():
     from jobs.sync import dispatch_due_syncs
 
     click.echo(f"已排队同步：{dispatch_due_syncs() or '无'}")
+
+
+@click.command("retry-demo-notifies")
+def retry_demo_notifies_command():
+    """What the schedule does every minute for the 易支付 demo gateway: resend due notifies."""
+    from flask import current_app
+
+    from jobs.demopay import retry_notifies
+
+    if not current_app.config["DEMO_GATEWAY"]:
+        raise click.ClickException("演示支付网关未开启（KAMEN_DEMO_GATEWAY=1 开启）。")
+    if not current_app.config["REDIS_URL"]:
+        current_app.config["JOBS_SYNC"] = True  # no worker: send them from this process, now
+    click.echo(f"已重发到期的支付通知：{retry_notifies()} 个")
 
 
 @click.command("import-products")

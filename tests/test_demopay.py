@@ -7,6 +7,7 @@ of the wire rules.
 import hashlib
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -430,3 +431,45 @@ def test_notify_and_its_retry_run_on_a_real_rq_worker(demo_gateway, notify_recei
     db.session.expire_all()
     (trade,) = trades()
     assert trade.notify_attempts == 2 and trade.notified_at is not None
+
+
+def test_concurrent_confirms_pay_once_and_notify_once(demo_gateway, notify_receiver):
+    params = signed_request(demo_gateway, notify_receiver)
+    buyers = [demo_gateway.open_pay_page(submit_url(demo_gateway, params)) for _ in range(8)]
+    trade_no = trades()[0].trade_no
+    assert len(trades()) == 1
+
+    def press(buyer):
+        http, page = buyer
+        return http.post(demo_gateway.url(f"pay/{trade_no}/confirm"), data={"csrf_token": csrf_token(page.text)},
+                         allow_redirects=False, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(press, buyers))
+    assert [a.status_code for a in answers] == [303] * 8
+    assert len({a.headers["Location"] for a in answers}) == 1
+    assert len(notify_receiver.requests) == 1
+    assert trades()[0].notify_attempts == 1
+
+
+def test_concurrent_submits_of_one_order_make_one_trade(demo_gateway, notify_receiver):
+    url = submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pages = list(pool.map(lambda _: requests.get(url, timeout=30), range(8)))
+    assert [p.status_code for p in pages] == [200] * 8
+    assert len({p.url for p in pages}) == 1
+    assert len(trades()) == 1
+
+
+def test_due_retries_can_be_sent_by_a_command(demo_gateway, notify_receiver, runner):
+    assert runner.invoke(args=["retry-demo-notifies"]).exit_code != 0  # the shop without the gateway
+    notify_receiver.answers = ["fail", "success"]
+    demo_gateway.pay(submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver)))
+    gateway_cli = demo_gateway.app.test_cli_runner()
+    with demo_gateway.app.app_context():  # the command runs in the app context it finds
+        assert "0 个" in gateway_cli.invoke(args=["retry-demo-notifies"]).output  # not due yet
+        db.session.execute(sa.update(DemoPayTrade).values(notify_next_at=DemoPayTrade.notify_last_at))
+        db.session.commit()
+        assert "1 个" in gateway_cli.invoke(args=["retry-demo-notifies"]).output
+    assert len(notify_receiver.requests) == 2
+    assert trades()[0].notified_at is not None
