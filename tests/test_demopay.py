@@ -6,6 +6,7 @@ of the wire rules.
 """
 import hashlib
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -473,3 +474,19 @@ def test_due_retries_can_be_sent_by_a_command(demo_gateway, notify_receiver, run
         assert "1 个" in gateway_cli.invoke(args=["retry-demo-notifies"]).output
     assert len(notify_receiver.requests) == 2
     assert trades()[0].notified_at is not None
+
+
+@pytest.mark.backends("sqlite")
+def test_embedded_mode_sends_the_notify_from_the_job_pool(demo_gateway, notify_receiver):
+    demo_gateway.app.config["JOBS_SYNC"] = False  # as ./scripts/run serves it: jobs on a thread pool
+    params = signed_request(demo_gateway, notify_receiver, sign_type="")
+    params["sign"] = hand_sign(params, demo_gateway.key)  # an empty sign_type means MD5
+    answer = demo_gateway.pay(submit_url(demo_gateway, params))
+    assert answer.status_code == 303
+    deadline = time.monotonic() + 10
+    while trades()[0].notified_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        db.session.expire_all()
+    assert trades()[0].notified_at is not None
+    assert len(notify_receiver.requests) == 1
+    assert_signed_result(notify_receiver.fields(), demo_gateway.key)

@@ -81,7 +81,7 @@ def parse_payment(params, merchant, *, api=False):
         raise PaymentRefused("商户不存在（pid 错误）")
     if not params.get("sign"):
         raise PaymentRefused("缺少签名（sign）")
-    if params.get("sign_type", "MD5").upper() != "MD5":
+    if (params.get("sign_type") or "MD5").upper() != "MD5":
         raise PaymentRefused("不支持的签名方式（sign_type 只能为 MD5）")
     if not epay.verify(params, merchant.key):
         raise PaymentRefused("签名校验失败，请检查商户密钥")
@@ -174,8 +174,8 @@ def _reuse(session, trade, req):
 
 
 def _new_trade_no():
-    """Date and time plus 10 random digits: unique in practice, not guessable."""
-    return utcnow().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**10):010d}"
+    """Shop-local date and time plus 10 random digits: unique in practice, not guessable."""
+    return to_local(utcnow()).strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**10):010d}"
 
 
 def find_trade(session, pid, out_trade_no=None, trade_no=None):
