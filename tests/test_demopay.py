@@ -307,6 +307,8 @@ def test_mapi_refusals_are_negative_codes(demo_gateway, notify_receiver):
     assert bad["code"] < 0 and "签名" in bad["msg"]
     device = mapi(demo_gateway, signed_request(demo_gateway, notify_receiver, clientip="1.2.3.4", device="tv"))
     assert device["code"] < 0 and "设备" in device["msg"]
+    by_get = requests.get(demo_gateway.url("mapi.php"), params=forged, timeout=10).json()
+    assert by_get["code"] < 0 and "POST" in by_get["msg"]
     assert trades() == []
 
 

@@ -32,11 +32,13 @@ def submit():
     return redirect(url_for(".pay", trade_no=trade.trade_no), 303)
 
 
-@bp.post("/mapi.php")
+@bp.route("/mapi.php", methods=["GET", "POST"])
 @csrf.exempt
 def mapi():
     merchant = demopay.configured_merchant()
     try:
+        if request.method != "POST":
+            raise PaymentRefused("请使用 POST 提交（mapi.php 是服务器接口）")
         req = demopay.parse_payment(request.values.to_dict(), merchant, api=True)
         trade = demopay.open_trade(db.session, merchant, req)
     except PaymentRefused as exc:
