@@ -481,8 +481,7 @@ def test_due_retries_can_be_sent_by_a_command(demo_gateway, notify_receiver, run
 @pytest.mark.backends("sqlite")
 def test_embedded_mode_sends_the_notify_from_the_job_pool(demo_gateway, notify_receiver):
     demo_gateway.app.config["JOBS_SYNC"] = False  # as ./scripts/run serves it: jobs on a thread pool
-    params = signed_request(demo_gateway, notify_receiver, sign_type="")
-    params["sign"] = hand_sign(params, demo_gateway.key)  # an empty sign_type means MD5
+    params = {**signed_request(demo_gateway, notify_receiver), "sign_type": ""}  # empty means MD5
     answer = demo_gateway.pay(submit_url(demo_gateway, params))
     assert answer.status_code == 303
     deadline = time.monotonic() + 10
