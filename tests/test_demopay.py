@@ -185,6 +185,12 @@ def test_notify_url_with_its_own_query_gets_the_fields_appended(demo_gateway, no
     assert_signed_result(fields, demo_gateway.key)
 
 
+def test_return_url_keeps_its_query_and_fragment():
+    assert demopay.with_query("https://m.example/r?o=1#top", {"a": "x y", "b": "&"}) == \
+        "https://m.example/r?o=1&a=x+y&b=%26#top"
+    assert demopay.with_query("https://m.example/r", {"a": "1"}) == "https://m.example/r?a=1"
+
+
 def test_cancel_then_resubmit_reopens_the_same_trade(demo_gateway, notify_receiver):
     params = signed_request(demo_gateway, notify_receiver)
     answer = demo_gateway.pay(submit_url(demo_gateway, params), action="cancel")

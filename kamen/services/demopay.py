@@ -9,7 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 import sqlalchemy as sa
@@ -228,7 +228,9 @@ def result_params(trade, merchant):
 
 def with_query(url, params):
     """``url`` with ``params`` appended (after its own query string, if any)."""
-    return url + ("&" if urlsplit(url).query else "?") + urlencode(params)
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
 
 
 def return_location(trade, merchant):
