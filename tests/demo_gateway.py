@@ -5,7 +5,8 @@ receiver, for payment tests on either side of the protocol.
 test's database, served on a free port; ``.base_url`` is what a payment
 channel is configured with, ``.pay(url)`` does what a buyer does on the pay
 page. ``notify_receiver``: a plain HTTP server that records every request
-and answers from a script (``answers``; the last one repeats).
+and answers from a script (``answers``; the last one repeats; ``None``
+hangs until ``release`` is set, then drops the connection).
 """
 import re
 import threading
@@ -70,6 +71,7 @@ class NotifyReceiver:
     url: str
     answers: list = field(default_factory=lambda: ["success"])
     requests: list = field(default_factory=list)  # (path, [(key, value), …]) in arrival order
+    release: threading.Event = field(default_factory=threading.Event)
 
     def fields(self, n=-1):
         """The query of request ``n`` as a dict."""
@@ -87,7 +89,11 @@ def notify_receiver():
             with lock:
                 receiver.requests.append((parts.path, parse_qsl(parts.query, keep_blank_values=True)))
                 n = len(receiver.requests)
-                body = receiver.answers[min(n, len(receiver.answers)) - 1].encode()
+                answer = receiver.answers[min(n, len(receiver.answers)) - 1]
+            if answer is None:
+                receiver.release.wait(timeout=60)
+                return
+            body = answer.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -102,6 +108,7 @@ def notify_receiver():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield receiver
+    receiver.release.set()
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)

@@ -102,11 +102,19 @@ def make_products(count, category=None, **kwargs):
     return products
 
 
+def worker_env(app, db_url, redis_url, queue_name, **env):
+    """The environment of an `rq worker` process for the test's database, with
+    the app's secret and instance folder (``env``: more settings)."""
+    return {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
+            "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path, **env}
+
+
+def rq_command():
+    return str(Path(sys.executable).with_name("rq"))
+
+
 def burst_worker(app, db_url, redis_url, queue_name, **env):
-    """Run a real `rq worker --burst` on ``queue_name`` against the test's
-    database, with the app's secret and instance folder (``env``: more settings)."""
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
-           "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path, **env}
-    rq = Path(sys.executable).with_name("rq")
-    return subprocess.run([str(rq), "worker", "--burst", "--url", redis_url, queue_name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    """Run a real `rq worker --burst` on ``queue_name`` until the queue is empty."""
+    return subprocess.run([rq_command(), "worker", "--burst", "--url", redis_url, queue_name],
+                          cwd=ROOT, env=worker_env(app, db_url, redis_url, queue_name, **env),
+                          capture_output=True, text=True, timeout=120)

@@ -5,7 +5,10 @@ kamen.payments.epay, so the gateway is checked against an independent reading
 of the wire rules.
 """
 import hashlib
+import os
 import re
+import signal
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +26,7 @@ from kamen.extensions import db
 from kamen.models import DemoPayTrade
 from kamen.payments import epay
 from kamen.services import demopay
-from tests.helpers import burst_worker
+from tests.helpers import ROOT, burst_worker, rq_command, worker_env
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "epay.md"
 RETURN_URL = "http://merchant.invalid/pay/return/1"
@@ -411,17 +414,13 @@ def test_pay_page_fits_a_phone(demo_gateway, notify_receiver, chromium):
 def test_notify_and_its_retry_run_on_a_real_rq_worker(demo_gateway, notify_receiver, redis_url, db_url):
     """Production path: 确认支付 only queues the notify; `rq worker` processes
     send it, and the schedule's sweep job starts the retry."""
-    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
-    gateway = demo_gateway.app
-    gateway.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
-    worker_env = {"KAMEN_DEMO_GATEWAY": "1", "KAMEN_DEMO_GATEWAY_PID": demo_gateway.pid,
-                  "KAMEN_DEMO_GATEWAY_KEY": demo_gateway.key}
+    gateway, queue_name, gateway_env = _gateway_on_rq(demo_gateway, redis_url)
     notify_receiver.answers = ["fail", "success"]
     paid = demo_gateway.pay(submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver)))
     assert paid.status_code == 303
     assert notify_receiver.requests == [] and trades()[0].notify_attempts == 0  # queued, not sent
 
-    result = burst_worker(gateway, db_url, redis_url, queue_name, **worker_env)
+    result = burst_worker(gateway, db_url, redis_url, queue_name, **gateway_env)
     assert result.returncode == 0, result.stderr
     assert len(notify_receiver.requests) == 1
     db.session.expire_all()
@@ -432,11 +431,57 @@ def test_notify_and_its_retry_run_on_a_real_rq_worker(demo_gateway, notify_recei
         db.session.execute(sa.update(DemoPayTrade).values(notify_next_at=trade.notify_next_at - timedelta(seconds=15)))
         db.session.commit()
         queue.enqueue("jobs.demopay.retry_notifies")
-    result = burst_worker(gateway, db_url, redis_url, queue_name, **worker_env)
+    result = burst_worker(gateway, db_url, redis_url, queue_name, **gateway_env)
     assert result.returncode == 0, result.stderr
     assert len(notify_receiver.requests) == 2
     assert notify_receiver.fields(0) == notify_receiver.fields(1)
     assert_signed_result(notify_receiver.fields(1), demo_gateway.key)
+    db.session.expire_all()
+    (trade,) = trades()
+    assert trade.notify_attempts == 2 and trade.notified_at is not None
+
+
+def _gateway_on_rq(demo_gateway, redis_url):
+    """The gateway's jobs go to a fresh RQ queue; the settings its workers need."""
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    demo_gateway.app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    env = {"KAMEN_DEMO_GATEWAY": "1", "KAMEN_DEMO_GATEWAY_PID": demo_gateway.pid,
+           "KAMEN_DEMO_GATEWAY_KEY": demo_gateway.key}
+    return demo_gateway.app, queue_name, env
+
+
+def test_worker_killed_while_notifying_loses_no_retry(demo_gateway, notify_receiver, redis_url, db_url):
+    """kill -9 of the worker in the middle of a notify: the attempt was
+    committed before sending, so the next one is planned and the sweep sends it."""
+    gateway, queue_name, gateway_env = _gateway_on_rq(demo_gateway, redis_url)
+    notify_receiver.answers = [None, "success"]  # the first request hangs
+    demo_gateway.pay(submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver)))
+    worker = subprocess.Popen(
+        # SimpleWorker runs the job in the worker process itself, so SIGKILL stops the send.
+        [rq_command(), "worker", "--burst", "-w", "rq.worker.SimpleWorker", "--url", redis_url, queue_name],
+        cwd=ROOT, env=worker_env(gateway, db_url, redis_url, queue_name, **gateway_env),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not notify_receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(notify_receiver.requests) == 1  # the worker is waiting for the answer
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    notify_receiver.release.set()
+    db.session.expire_all()
+    (trade,) = trades()
+    assert trade.notify_attempts == 1 and trade.notified_at is None
+    assert trade.notify_next_at == trade.notify_last_at + timedelta(seconds=demopay.NOTIFY_BACKOFF_SECONDS[0])
+
+    with gateway.app_context():
+        db.session.execute(sa.update(DemoPayTrade).values(notify_next_at=trade.notify_last_at))
+        db.session.commit()
+        queue.enqueue("jobs.demopay.retry_notifies")
+    result = burst_worker(gateway, db_url, redis_url, queue_name, **gateway_env)
+    assert result.returncode == 0, result.stderr
+    assert len(notify_receiver.requests) == 2
     db.session.expire_all()
     (trade,) = trades()
     assert trade.notify_attempts == 2 and trade.notified_at is not None

@@ -3,7 +3,6 @@ import io
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
@@ -16,7 +15,7 @@ from jobs.maintenance import purge_login_attempts
 from kamen import queue
 from kamen.extensions import db
 from kamen.models import LoginAttempt
-from tests.helpers import burst_worker
+from tests.helpers import burst_worker, rq_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,9 +91,8 @@ def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db
 
 def test_rq_cron_loads_the_schedule(redis_url):
     """`rq cron jobs.cron` (RQ's own scheduler) starts and registers our jobs."""
-    rq = Path(sys.executable).with_name("rq")
     proc = subprocess.Popen(
-        [str(rq), "cron", "jobs.cron", "--url", redis_url, "--logging-level", "debug"],
+        [rq_command(), "cron", "jobs.cron", "--url", redis_url, "--logging-level", "debug"],
         cwd=ROOT, env={**os.environ, "TZ": "Asia/Shanghai"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
