@@ -58,6 +58,9 @@ class Config:
         self.DEMO_GATEWAY = env.get("KAMEN_DEMO_GATEWAY") == "1"
         self.DEMO_GATEWAY_PID = env.get("KAMEN_DEMO_GATEWAY_PID", "1001")
         self.DEMO_GATEWAY_KEY = env.get("KAMEN_DEMO_GATEWAY_KEY") or None
+        # Its address as buyers and merchants reach it (mapi.php's payurl);
+        # empty: the address each request came in on.
+        self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
         if self.DEMO_GATEWAY and not self.DEMO_GATEWAY_KEY:

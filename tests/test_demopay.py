@@ -307,6 +307,11 @@ def test_mapi_answers_a_pay_url_or_a_qr_code(demo_gateway, notify_receiver):
     assert qr["code"] == 1 and qr["qrcode"].startswith(demo_gateway.base_url) and "payurl" not in qr
     assert trades()[1].client_ip == "1.2.3.4"
 
+    demo_gateway.app.config["DEMO_GATEWAY_URL"] = "https://pay.example.com/demopay"  # behind a proxy
+    public = mapi(demo_gateway, signed_request(demo_gateway, notify_receiver, clientip="1.2.3.4",
+                                               out_trade_no="K3"))
+    assert public["payurl"] == f"https://pay.example.com/demopay/pay/{public['trade_no']}"
+
 
 def test_mapi_refusals_are_negative_codes(demo_gateway, notify_receiver):
     no_ip = mapi(demo_gateway, signed_request(demo_gateway, notify_receiver))

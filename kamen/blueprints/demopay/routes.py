@@ -1,5 +1,7 @@
 """Gateway endpoints: submit.php, mapi.php, api.php (protocol, signed, no
 CSRF) and the buyer's pay page (确认支付 / 取消, CSRF-protected forms)."""
+from urllib.parse import urljoin
+
 from flask import abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from kamen.blueprints.demopay import bp
@@ -43,8 +45,7 @@ def mapi():
         trade = demopay.open_trade(db.session, merchant, req)
     except PaymentRefused as exc:
         return jsonify(code=exc.code, msg=str(exc))
-    pay_url = url_for(".pay", trade_no=trade.trade_no, _external=True)
-    return jsonify(demopay.mapi_answer(trade, req.device, pay_url))
+    return jsonify(demopay.mapi_answer(trade, req.device, _public_url(f"pay/{trade.trade_no}")))
 
 
 @bp.route("/api.php", methods=["GET", "POST"])
@@ -90,6 +91,13 @@ def _trade_or_404(trade_no):
     if trade is None:
         abort(404)
     return trade
+
+
+def _public_url(path):
+    """``path`` under the gateway's public address (DEMO_GATEWAY_URL), so a
+    merchant calling mapi.php on an internal address still gets a link its buyer can open."""
+    base = current_app.config["DEMO_GATEWAY_URL"] or url_for(".index", _external=True)
+    return urljoin(base.rstrip("/") + "/", path)
 
 
 def _return_url(trade):
