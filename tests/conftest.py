@@ -16,7 +16,8 @@ from kamen import create_app
 from kamen.extensions import db
 from tests.helpers import AuthActions, CSRFClient
 
-# Fixtures shared across modules: one browser per test session, the simulator, a 主站.
+# Fixtures shared across modules: one browser per test session, the simulator, a 主站,
+# the 易支付 demo gateway and a notify receiver.
 pytest_plugins = ["tests.browser", "tests.peers", "tests.sync_fixtures", "tests.demo_gateway"]
 
 PG_SERVER = os.environ.get("KAMEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
