@@ -1,4 +1,2 @@
-"""Entry point for gunicorn: `gunicorn wsgi:app`."""
-from kamen import create_app
-
-app = create_app()
+"""Entry point for gunicorn from the repository root: `gunicorn wsgi:app` (same as kamen.wsgi:app)."""
+from kamen.wsgi import app  # noqa: F401

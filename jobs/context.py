@@ -6,15 +6,20 @@ from flask import current_app, has_app_context
 _app = None
 
 
-@contextmanager
-def app_context():
-    if has_app_context():
-        yield current_app
-        return
+def preload_app():
+    """Build the app for this process now (the worker does, before it forks its horses)."""
     global _app
     if _app is None:
         from kamen import create_app
 
         _app = create_app()
-    with _app.app_context():
+    return _app
+
+
+@contextmanager
+def app_context():
+    if has_app_context():
+        yield current_app
+        return
+    with preload_app().app_context():
         yield _app

@@ -1,18 +1,20 @@
 """kamen: storefront and back office for a 卡盟分站."""
 import os
 
-from flask import Flask, render_template
-
-from kamen.config import Config
-from kamen.extensions import csrf, db, login_manager, migrate
-
 
 def create_app(config=None):
     """Build the app; ``config`` is a dict of settings that override the environment
-    (``INSTANCE_PATH`` too: where the SQLite file, uploads and the generated secret live)."""
+    (``INSTANCE_PATH`` too: where the SQLite file, uploads and the generated secret live).
+
+    Imports happen here, not at module level, so light processes (``rq cron``)
+    can use ``kamen.config`` without loading Flask and SQLAlchemy."""
+    from kamen.config import Config
+    from kamen.connections import Kamen
+    from kamen.extensions import csrf, db, login_manager, migrate
+
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("KAMEN_INSTANCE_PATH") or None
-    app = Flask(__name__, instance_path=instance_path)
+    app = Kamen(__name__, instance_path=instance_path)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Config(app.instance_path, config))
 
@@ -32,10 +34,13 @@ def create_app(config=None):
     )
     csrf.init_app(app)
     login_manager.init_app(app)
+    login_manager.user_loader(_load_admin)
 
     from kamen import models  # noqa: F401  (register every table)
     from kamen.blueprints.admin import bp as admin_bp
     from kamen.blueprints.api import bp as api_bp
+    from kamen.blueprints.health import bp as health_bp
+    from kamen.blueprints.job_view import register_job_view
     from kamen.blueprints.shop import bp as shop_bp
     from kamen.cli import register_cli
     from kamen.templating import register_templating
@@ -47,21 +52,26 @@ def create_app(config=None):
         from kamen.blueprints.demopay import bp as demopay_bp
 
         app.register_blueprint(demopay_bp, url_prefix="/demopay")
+    app.register_blueprint(health_bp)
+    register_job_view(app)
     register_templating(app)
     register_cli(app)
     _register_error_pages(app)
     return app
 
 
-@login_manager.user_loader
 def _load_admin(user_id):
+    from kamen.extensions import db
     from kamen.models import AdminUser
 
     return db.session.get(AdminUser, int(user_id))
 
 
 def _register_error_pages(app):
+    from flask import render_template
     from flask_wtf.csrf import CSRFError
+
+    from kamen.extensions import db
 
     @app.errorhandler(404)
     def not_found(_e):

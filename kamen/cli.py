@@ -14,6 +14,7 @@ def register_cli(app):
     app.cli.add_command(import_products_command)
     app.cli.add_command(create_api_token_command)
     app.cli.add_command(retry_demo_notifies_command)
+    app.cli.add_command(doctor_command)
 
 
 @click.command("create-admin")
@@ -157,3 +158,21 @@ def create_api_token_command(name):
 
     _token, secret = create_token(db.session, name)
     click.echo(f"API 令牌（只显示这一次）：{secret}")
+
+
+@click.command("doctor")
+def doctor_command():
+    """Check settings, database, Redis, migrations, worker and cron; print what to fix."""
+    from flask import current_app
+
+    from kamen.services import doctor
+
+    failed = False
+    for check in doctor.run_checks(current_app, db.session):
+        mark = {"ok": "✓", "warn": "!", "fail": "✗"}[check.level]
+        click.echo(f"{mark} {check.name}：{check.message}")
+        if check.fix:
+            click.echo(f"    → {check.fix}")
+        failed = failed or check.level == "fail"
+    if failed:
+        raise SystemExit(1)

@@ -3,10 +3,42 @@
 With nothing set, kamen runs embedded: a SQLite file under ``instance/`` and
 jobs on an in-process thread pool. ``DATABASE_URL`` and ``REDIS_URL`` switch
 to PostgreSQL and RQ.
+
+Production mode is ``DATABASE_URL`` or ``REDIS_URL`` set (several processes,
+maybe on several machines, share one database), or ``KAMEN_ENV=production``.
+There every process needs the same ``SECRET_KEY`` from the environment: a key
+generated under one process's instance folder would make the others unable to
+read sessions and stored secrets, so a missing one stops the process at start.
+
+This module imports nothing heavy: ``rq cron`` checks the settings with it
+without loading the app.
 """
 import os
 import secrets
 from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting that makes starting this process pointless."""
+
+
+MISSING_SECRET_KEY = (
+    "生产模式（已设置 DATABASE_URL 或 REDIS_URL，或 KAMEN_ENV=production）必须设置 SECRET_KEY，"
+    "网站、worker、cron 与 flask 命令使用同一个值（例如写在 /etc/kamen/kamen.env）。"
+    "生成一次：python3 -c 'import secrets; print(secrets.token_hex(32))'"
+)
+
+
+def production_mode(env=None):
+    env = os.environ if env is None else env
+    return env.get("KAMEN_ENV") == "production" or bool(env.get("DATABASE_URL") or env.get("REDIS_URL"))
+
+
+def require_secret_key(env=None):
+    """Raise ConfigError when production mode has no SECRET_KEY (every process calls this at start)."""
+    env = os.environ if env is None else env
+    if production_mode(env) and not env.get("SECRET_KEY"):
+        raise ConfigError(MISSING_SECRET_KEY)
 
 
 def _int(name, default):
@@ -16,14 +48,15 @@ def _int(name, default):
 class Config:
     def __init__(self, instance_path, overrides=None):
         env = os.environ
-        self.SECRET_KEY = env.get("SECRET_KEY") or _instance_secret(instance_path)
+        self.PRODUCTION = production_mode(env)
+        self.SECRET_KEY = env.get("SECRET_KEY")
         self.SQLALCHEMY_DATABASE_URI = _normalize_db_url(
             env.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'kamen.db'}"
         )
-        # No pool_pre_ping: its extra round trip on every request cost about a
-        # tenth of a shop page on PostgreSQL. After a database restart a worker's
-        # first request fails and the pool reconnects; connections are renewed
-        # hourly so no idle timeout on the way drops them.
+        # No pool_pre_ping: its extra round trip on every checkout costs a shop
+        # page more than the check kamen.connections makes instead (a look at the
+        # idle socket, no round trip). Connections are renewed hourly so no idle
+        # timeout on the way drops them.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_recycle": 3600}
         self.REDIS_URL = env.get("REDIS_URL") or None
         # Run in-process jobs synchronously (tests, CLI); otherwise a thread pool.
@@ -63,6 +96,10 @@ class Config:
         self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
+        if not self.SECRET_KEY:
+            if self.PRODUCTION:
+                raise ConfigError(MISSING_SECRET_KEY)
+            self.SECRET_KEY = _instance_secret(instance_path)
         if self.DEMO_GATEWAY and not self.DEMO_GATEWAY_KEY:
             self.DEMO_GATEWAY_KEY = _instance_secret(instance_path, "demo_gateway_key", 16)
 

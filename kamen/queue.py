@@ -38,7 +38,7 @@ def redis_connection():
 
 def rq_queue():
     conn = redis_connection()
-    return Queue(current_app.config["JOB_QUEUE"], connection=conn) if conn else None
+    return Queue(queue_name(), connection=conn) if conn else None
 
 
 def resolve(func):
@@ -85,3 +85,7 @@ def _run_in_app(app, func, args, kwargs):
         except Exception:
             app.logger.exception("background job %s%r failed", getattr(func, "__qualname__", func), args)
             raise
+
+
+def queue_name():
+    return current_app.config["JOB_QUEUE"]

@@ -110,4 +110,4 @@ def test_rq_cron_loads_the_schedule(redis_url):
         proc.wait(timeout=10)
     output = "".join(lines)
     registered = len(re.findall(r"^cron\.register\(", (ROOT / "jobs" / "cron.py").read_text(), re.M))
-    assert registered >= 4 and f"Successfully registered {registered} cron jobs" in output, output
+    assert registered >= 2 and f"Successfully registered {registered} cron jobs" in output, output

@@ -2,9 +2,11 @@
 import sqlalchemy as sa
 from flask import current_app, redirect, render_template, url_for
 
+from kamen import queue
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import Notification
+from kamen.services import operations
 from kamen.services.stats import catalog_stats
 from kamen.services.syncing import overdue_manual_suppliers
 from kamen.timeutil import utcnow
@@ -22,6 +24,7 @@ def dashboard():
         notes=notes,
         recheck=overdue_manual_suppliers(db.session, utcnow()),
         schedules_on=bool(current_app.config["REDIS_URL"]),
+        ops=operations.overview_or_none(queue.redis_connection(), queue.queue_name()),
     )
 
 

@@ -1,0 +1,35 @@
+"""The schedule's entry points. Kept free of module-level imports: ``rq cron``
+loads this module and should stay small (it never builds the app)."""
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def every_minute():
+    """One job for all the per-minute work: the cron heartbeat, due syncs and
+    re-check reminders, scheduled import commits, the demo gateway's notify
+    retries. One job, one fork per minute."""
+    from jobs.context import app_context
+
+    with app_context():
+        from jobs import demopay, imports, sync
+        from kamen import queue
+        from kamen.services import operations
+
+        operations.record_cron_tick(queue.redis_connection(), queue.queue_name())
+        failed = []
+        for step in (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies):
+            try:
+                step()
+            except Exception:
+                log.exception("scheduled step %s failed", step.__name__)
+                failed.append(step.__name__)
+        if failed:
+            raise RuntimeError(f"scheduled steps failed: {', '.join(failed)}")
+        return True
+
+
+def nightly_purge():
+    from jobs.maintenance import purge_login_attempts
+
+    return purge_login_attempts()

@@ -1,0 +1,196 @@
+"""The running system as an operator sees it: workers, the schedule, the
+database, Redis and migrations. Used by the dashboard, ``flask doctor`` and
+``/readyz``.
+
+Heartbeats: RQ keeps each live worker in its registry and each live ``rq cron``
+in its scheduler registry; both forget a process once it is gone. What kamen
+adds is memory of when each was last seen, in one Redis hash per queue (the
+worker class writes it with every heartbeat; the per-minute schedule job writes
+the cron's), so the back office can say 已停止 since when.
+"""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+# A worker heartbeats at least every WORKER_TTL (jobs.worker), the cron scheduler
+# every minute: older than this and the process is taken for stopped.
+CRON_STALE = timedelta(minutes=3)
+FORGET_AFTER = timedelta(days=7)
+
+
+def _key(queue_name):
+    return f"kamen:{queue_name}:heartbeats"
+
+
+def worker_member(name):
+    return f"worker:{name}"
+
+
+CRON_MEMBER = "cron"
+
+
+def record_heartbeat(conn, queue_name, member, when=None):
+    """Remember that ``member`` was alive ``when`` (conn may be a Redis pipeline)."""
+    stamp = (when or datetime.now(timezone.utc)).timestamp()
+    conn.hset(_key(queue_name), member, f"{stamp:.3f}")
+
+
+def record_cron_tick(conn, queue_name, when=None):
+    record_heartbeat(conn, queue_name, CRON_MEMBER, when)
+
+
+def _last_seen(conn, queue_name):
+    raw = conn.hgetall(_key(queue_name))
+    return {k.decode(): _utc_naive(float(v)) for k, v in raw.items()}
+
+
+def _utc_naive(stamp):
+    return datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class ProcessState:
+    kind: str  # "worker" or "cron"
+    name: str
+    alive: bool
+    since: datetime | None  # naive UTC: last heartbeat (alive) or last seen (stopped)
+    job: str = ""  # what a busy worker is doing
+
+
+@dataclass
+class Schedule:
+    label: str
+    cron: str
+    next_run: datetime | None  # naive UTC
+
+
+@dataclass
+class Overview:
+    workers: list[ProcessState] = field(default_factory=list)
+    cron: ProcessState | None = None
+    schedules: list[Schedule] = field(default_factory=list)
+    last_tick: datetime | None = None
+
+    @property
+    def workers_alive(self):
+        return sum(1 for w in self.workers if w.alive)
+
+
+def overview(conn, queue_name, now=None):
+    """Workers and the cron of this queue: alive or stopped since when, and the schedules with their next runs."""
+    from rq import Queue, Worker
+    from rq.cron import CronScheduler
+
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    seen = _last_seen(conn, queue_name)
+    result = Overview(last_tick=seen.get(CRON_MEMBER))
+
+    live = {}
+    for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
+        beat = worker.last_heartbeat.replace(tzinfo=None) if worker.last_heartbeat else None
+        job = worker.get_current_job()
+        live[worker.name] = ProcessState("worker", worker.name, True, beat, job.description if job else "")
+    stopped = [
+        ProcessState("worker", member.split(":", 1)[1], False, when)
+        for member, when in seen.items()
+        if member.startswith("worker:") and member.split(":", 1)[1] not in live and now - when < FORGET_AFTER
+    ]
+    result.workers = sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
+
+    schedulers = [s for s in CronScheduler.all(conn) if any(j.queue_name == queue_name for j in s.get_jobs())]
+    beats = [(s, s.last_heartbeat) for s in schedulers]
+    beats = [(s, b.replace(tzinfo=None)) for s, b in beats if b is not None and now - b.replace(tzinfo=None) < CRON_STALE]
+    if beats:
+        scheduler, beat = max(beats, key=lambda pair: pair[1])
+        result.cron = ProcessState("cron", scheduler.name, True, beat)
+        result.schedules = [
+            Schedule(
+                (job.job_options.get("meta") or {}).get("label") or job.name,
+                job.cron or f"{job.interval}s",
+                job.next_enqueue_time.replace(tzinfo=None) if job.next_enqueue_time else None,
+            )
+            for job in scheduler.get_jobs()
+            if job.queue_name == queue_name
+        ]
+    elif result.last_tick:
+        result.cron = ProcessState("cron", "", False, result.last_tick)
+    return result
+
+
+def overview_or_none(conn, queue_name):
+    """The overview, or None when Redis cannot be reached (the page says so instead of failing)."""
+    from redis.exceptions import RedisError
+
+    if conn is None:
+        return None
+    try:
+        return overview(conn, queue_name)
+    except RedisError:
+        return None
+
+
+# -- readiness: what a load balancer and `flask doctor` check -------------------------------
+
+
+def database_error(session):
+    """None when the database answers, else the reason."""
+    try:
+        session.execute(sa.text("SELECT 1"))
+        session.rollback()
+        return None
+    except sa.exc.SQLAlchemyError as exc:
+        session.rollback()
+        return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+
+
+def redis_error(conn):
+    from redis.exceptions import RedisError
+
+    try:
+        conn.ping()
+        return None
+    except RedisError as exc:
+        return str(exc)
+
+
+_heads = {}
+
+
+def migration_heads(directory):
+    """The migration heads of the code (read once per process: code does not change under it)."""
+    if directory not in _heads:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", directory)
+        _heads[directory] = set(ScriptDirectory.from_config(config).get_heads())
+    return _heads[directory]
+
+
+def database_revisions(session):
+    """The revisions the database is at (empty when it was never migrated)."""
+    try:
+        return set(session.scalars(sa.text("SELECT version_num FROM alembic_version")).all())
+    except sa.exc.SQLAlchemyError:
+        return set()
+    finally:
+        session.rollback()
+
+
+def migrations_directory(app):
+    return app.extensions["migrate"].directory
+
+
+def readiness(app, session, conn):
+    """{check: None or the problem}: database, Redis (when configured), migrations at head."""
+    problems = {"database": database_error(session)}
+    if conn is not None:
+        problems["redis"] = redis_error(conn)
+    if problems["database"] is None:
+        current, heads = database_revisions(session), migration_heads(migrations_directory(app))
+        problems["migrations"] = None if current == heads else f"database at {sorted(current) or 'none'}, code at {sorted(heads)}"
+    else:
+        problems["migrations"] = "database unreachable"
+    return problems
