@@ -1,0 +1,241 @@
+"""Operating kamen: health probes, flask doctor, the dashboard's view of workers
+and the schedule, the job view, with real `rq worker` and `rq cron` processes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import stamp
+
+from kamen import create_app, queue
+from kamen.extensions import db
+from kamen.models import SyncRun
+from tests.sync_fixtures import make_supplier, simulator  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@contextmanager
+def migrated_stamp(app):
+    """The database marked as migrated to the code's head (the fixture builds it with create_all)."""
+    stamp()
+    try:
+        yield
+    finally:
+        db.session.rollback()
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+
+
+# -- probes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.backends("sqlite")
+def test_healthz_answers_while_the_database_is_down(tmp_path):
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://postgres@127.0.0.1:1/nothing"})
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["database"] != "ok"
+
+
+def test_readyz_needs_the_schema_at_the_code_head(app, client):
+    before = client.get("/readyz")
+    assert before.status_code == 503
+    assert before.get_json()["checks"] == {"database": "ok", "migrations": before.get_json()["checks"]["migrations"]}
+    assert "code at" in before.get_json()["checks"]["migrations"]
+    with migrated_stamp(app):
+        after = client.get("/readyz")
+        assert after.status_code == 200, after.get_json()
+        assert after.get_json() == {"status": "ok", "checks": {"database": "ok", "migrations": "ok"}}
+
+
+@pytest.mark.backends("sqlite")
+def test_readyz_fails_when_redis_is_unreachable(app, client, redis_url):
+    with migrated_stamp(app):
+        app.config["REDIS_URL"] = redis_url
+        assert client.get("/readyz").get_json()["checks"]["redis"] == "ok"
+        app.extensions.pop("kamen_redis")
+        app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["redis"] != "ok"
+        assert ready.get_json()["checks"]["database"] == "ok"
+
+
+# -- flask doctor ---------------------------------------------------------------------------
+
+
+def test_doctor_says_what_to_fix(app, runner):
+    result = runner.invoke(args=["doctor"])
+    assert result.exit_code == 1
+    assert "✗ 数据库结构" in result.output and "运行 flask db upgrade" in result.output
+    with migrated_stamp(app):
+        result = runner.invoke(args=["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "✓ 数据库结构" in result.output
+    assert "! 后台任务" in result.output  # embedded mode: a warning, not a failure
+
+
+@pytest.mark.backends("sqlite")
+def test_doctor_fails_without_worker_and_cron(app, runner, redis_url):
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=f"kamen-test-{uuid.uuid4().hex[:8]}")
+    with migrated_stamp(app):
+        result = runner.invoke(args=["doctor"])
+    assert result.exit_code == 1
+    assert "✗ worker" in result.output and "rq worker -w jobs.worker.AppWorker" in result.output
+    assert "✗ cron" in result.output and "rq cron jobs.cron" in result.output
+
+
+# -- embedded mode: no developer words ------------------------------------------------------
+
+
+@pytest.mark.backends("sqlite")
+def test_embedded_mode_says_schedules_are_off_in_plain_words(client, auth):
+    auth.login()
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "定时任务未开启" in page and "同步商品库" in page and "立即提交" in page
+    for word in ("REDIS_URL", "rq ", "README", "flask", "cron"):
+        assert word not in page
+    jobs = client.get("/admin/jobs/").get_data(as_text=True)
+    assert "单机内置模式" in jobs and "REDIS_URL" not in jobs
+
+
+@pytest.mark.backends("sqlite")
+def test_job_view_needs_login(client):
+    response = client.get("/admin/jobs/")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+# -- real processes -------------------------------------------------------------------------
+
+
+class Processes:
+    """`rq worker` and `rq cron` processes for one test queue, stopped at the end."""
+
+    def __init__(self, app, db_url, redis_url, tmp_path):
+        self.queue = f"kamen-test-{uuid.uuid4().hex[:8]}"
+        self.redis_url = redis_url
+        self.tmp_path = tmp_path
+        self.env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": self.queue,
+                    "SECRET_KEY": app.config["SECRET_KEY"], "TZ": "Asia/Shanghai"}
+        self.procs = []
+        app.config.update(REDIS_URL=redis_url, JOB_QUEUE=self.queue)
+
+    def start(self, name, argv, instance):
+        log = open(self.tmp_path / f"{name}.log", "w")
+        env = {**self.env, "KAMEN_INSTANCE_PATH": str(self.tmp_path / instance)}
+        proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=self.tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, instance="worker-instance"):
+        return self.start("worker", ["rq", "worker", "-w", "jobs.worker.AppWorker", "--url", self.redis_url,
+                                     self.queue], instance)
+
+    def cron(self):
+        return self.start("cron", ["rq", "cron", "jobs.cron", "--url", self.redis_url], "cron-instance")
+
+    def log(self, name):
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def processes(app, db_url, redis_url, tmp_path):
+    procs = Processes(app, db_url, redis_url, tmp_path)
+    yield procs
+    procs.stop()
+
+
+def wait_for(check, timeout=60, what=""):
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.expire_all()
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_dashboard_shows_worker_and_cron_alive_then_stopped(app, client, auth, processes, simulator):  # noqa: F811
+    """A worker with its own instance folder runs the per-minute job: the cron heartbeat is recorded
+    and a due sync is queued and run; the dashboard follows the processes' lives."""
+    auth.login()
+    supplier = make_supplier(simulator, sync_interval_minutes=30)
+    worker = processes.worker("another-machine")
+    cron = processes.cron()
+
+    def dashboard():
+        return client.get("/admin/").get_data(as_text=True)
+
+    page = wait_for(lambda: (p := dashboard()).count("运行中") == 2 and p, what="worker and cron alive")
+    assert "每分钟：到期的自动同步" in page and "每天 03:30" in page  # schedules on, with their next runs
+    assert "上次执行每分钟任务" not in page
+
+    # The minute tick, as the cron enqueues it (not waiting for the next minute to come).
+    queue.enqueue("jobs.tick.every_minute")
+    run = wait_for(lambda: db.session.scalar(sa.select(SyncRun).where(SyncRun.status == "succeeded")),
+                   what="the dispatched sync to finish on the worker")
+    assert run.supplier_id == supplier.id and run.seen == 5
+    assert "上次执行每分钟任务" in dashboard()
+    assert not (processes.tmp_path / "another-machine" / "kamen.db").exists()  # the worker used the shared database
+
+    for proc in (worker, cron):
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    page = dashboard()
+    assert page.count("已停止") == 2 and "运行中" not in page
+    assert "定时任务不会执行" in page
+
+
+def test_doctor_passes_with_worker_and_cron_running(app, runner, processes):
+    processes.worker()
+    processes.cron()
+    with migrated_stamp(app):
+        result = wait_for(lambda: (r := runner.invoke(args=["doctor"])).exit_code == 0 and r, what="doctor to pass")
+    assert "✓ worker" in result.output and "✓ cron" in result.output
+
+
+@pytest.mark.backends("sqlite")
+def test_job_view_posts_only_from_this_site(app, client, auth, redis_url):
+    app.config.update(REDIS_URL=redis_url)
+    jobs_app = create_app({"INSTANCE_PATH": app.instance_path, "SECRET_KEY": app.config["SECRET_KEY"],
+                           "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": redis_url,
+                           "JOB_QUEUE": f"kamen-test-{uuid.uuid4().hex[:8]}"})
+    jobs_app.test_client_class = type(client)
+    jobs_client = jobs_app.test_client()
+    with jobs_app.app_context():
+        assert jobs_client.get("/admin/jobs/").status_code == 302
+        from tests.helpers import AuthActions
+
+        AuthActions(jobs_client, jobs_app).login()
+        assert "RQ" in jobs_client.get("/admin/jobs/").get_data(as_text=True)
+        assert "workers" in jobs_client.get("/admin/jobs/0/data/workers.json").get_json()
+        url = f"/admin/jobs/queue/{jobs_app.config['JOB_QUEUE']}/failed/empty"
+        assert jobs_client.post(url, csrf=False).status_code == 400
+        foreign = jobs_client.post(url, csrf=False, headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 400
+        assert jobs_client.post(url, csrf=False, headers={"Origin": "http://localhost"}).status_code == 200
