@@ -11,6 +11,9 @@ every checkout):
   it ran) is dispatched once more on a fresh connection: reads have no side
   effects to repeat. Other methods answer the error page, their transaction
   rolled back.
+- A connection that dies after the response is ready fails only the closing
+  ROLLBACK of the request's session: nothing is lost (the server already
+  rolled back), so the response stands and the dead connection is discarded.
 """
 import select
 
@@ -53,3 +56,14 @@ class Kamen(Flask):
             self.logger.warning("database connection lost during %s %s; retrying once", request.method, request.path)
             db.session.remove()
             return super().full_dispatch_request()
+
+    def do_teardown_appcontext(self, exc=None):
+        try:
+            super().do_teardown_appcontext(exc)
+        except sa.exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            from kamen.extensions import db
+
+            self.logger.warning("database connection lost after the response was ready: %s", error.orig)
+            db.session.registry.clear()
