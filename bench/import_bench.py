@@ -75,7 +75,7 @@ def main():
         sizes = "  ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MB" for p in files.values())
         print(f"generated in {time.perf_counter() - t:.1f} s: {sizes}")
         db_url, drop_db = create_database(args.pg_admin_url)
-        env = dict(os.environ, DATABASE_URL=db_url, KAMEN_INSTANCE_PATH=str(tmp / "instance"))
+        env = dict(os.environ, DATABASE_URL=db_url, SECRET_KEY="bench-secret", KAMEN_INSTANCE_PATH=str(tmp / "instance"))
         prepare_database(env)
         shop = start_gunicorn("wsgi:app", ROOT, env, tmp / "shop.log")
         wait_ready(shop, "/")
@@ -214,7 +214,7 @@ class app_context:
     """``with app_context(env) as session``: kamen on the bench database."""
 
     def __init__(self, env):
-        os.environ.update(DATABASE_URL=env["DATABASE_URL"], KAMEN_INSTANCE_PATH=env["KAMEN_INSTANCE_PATH"])
+        os.environ.update(DATABASE_URL=env["DATABASE_URL"], SECRET_KEY=env["SECRET_KEY"], KAMEN_INSTANCE_PATH=env["KAMEN_INSTANCE_PATH"])
         from kamen import create_app
 
         self.app = create_app()

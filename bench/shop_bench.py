@@ -43,7 +43,7 @@ def main():
     try:
         try:
             db_url, drop_db = create_database(args.db, tmp, args.pg_admin_url)
-            env = dict(os.environ, DATABASE_URL=db_url, KAMEN_INSTANCE_PATH=str(tmp / "instance"))
+            env = dict(os.environ, DATABASE_URL=db_url, SECRET_KEY="bench-secret", KAMEN_INSTANCE_PATH=str(tmp / "instance"))
             category_id, category_ids, product_id = prepare_database(env)
             kamen = start_gunicorn("wsgi:app", ROOT, env, tmp / "kamen.log")
             servers.append(kamen)
@@ -102,7 +102,7 @@ def prepare_database(env):
         [sys.executable, "-m", "flask", "--app", "kamen", "db", "upgrade"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     )
-    os.environ.update(DATABASE_URL=env["DATABASE_URL"], KAMEN_INSTANCE_PATH=env["KAMEN_INSTANCE_PATH"])
+    os.environ.update(DATABASE_URL=env["DATABASE_URL"], SECRET_KEY=env["SECRET_KEY"], KAMEN_INSTANCE_PATH=env["KAMEN_INSTANCE_PATH"])
     from kamen import create_app
     from kamen.extensions import db
     from kamen.models import Category, Product
