@@ -11,6 +11,8 @@ Standard RQ (a forking worker) with two changes:
   registry within two minutes, and each heartbeat is also kept as "last seen"
   for the back office (运行中 / 已停止 since …).
 """
+import gc
+
 from rq.worker import Worker
 
 from jobs.context import preload_app
@@ -21,6 +23,16 @@ WORKER_TTL = 60
 class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         self._app = preload_app()  # first: a misconfigured worker stops here, with the reason
+        import jobs.imports  # noqa: F401  (what the schedule's jobs run, imported once here, not per horse)
+        import jobs.maintenance  # noqa: F401
+        import jobs.sync  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()  # else every horse configures the ORM again on its first query
+        # Objects built so far live for the whole process: keep the garbage
+        # collector of each forked horse off them, so it does not touch (and copy)
+        # the pages it shares with this process.
+        gc.freeze()
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(*args, **kwargs)
 
