@@ -44,9 +44,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from common import pg_database, start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
+from common import start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
+from import_bench import app_context as bench_app
 from import_bench import price_list, write_csv
-from sync_bench import fill_main_station, start_main_station
+from sync_bench import _database, fill_main_station, start_main_station
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -150,37 +151,6 @@ def parse_args():
     parser.add_argument("--idle-seconds", type=int, default=8, help="seconds of shop sampling before/after")
     parser.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     return parser.parse_args()
-
-
-def _database(admin_url, name, drops):
-    url, drop = pg_database(admin_url, name)
-    drops.append(drop)
-    return url
-
-
-class bench_app:
-    """``with bench_app(env) as session``: kamen on the shop database, jobs going to the bench queue."""
-
-    def __init__(self, env):
-        for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "KAMEN_JOB_QUEUE", "KAMEN_INSTANCE_PATH"):
-            os.environ[key] = env[key]
-        from kamen import create_app
-
-        self.app = create_app()
-
-    def __enter__(self):
-        from kamen.extensions import db
-
-        self.ctx = self.app.app_context()
-        self.ctx.push()
-        return db.session
-
-    def __exit__(self, *exc):
-        from kamen.extensions import db
-
-        db.session.remove()
-        db.engine.dispose()
-        self.ctx.pop()
 
 
 def prepare_shop(env, catalogue, main_url, app_id, secret):

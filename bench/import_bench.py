@@ -214,7 +214,9 @@ class app_context:
     """``with app_context(env) as session``: kamen on the bench database."""
 
     def __init__(self, env):
-        os.environ.update(DATABASE_URL=env["DATABASE_URL"], SECRET_KEY=env["SECRET_KEY"], KAMEN_INSTANCE_PATH=env["KAMEN_INSTANCE_PATH"])
+        for key in ("DATABASE_URL", "SECRET_KEY", "KAMEN_INSTANCE_PATH", "REDIS_URL", "KAMEN_JOB_QUEUE"):
+            if key in env:
+                os.environ[key] = env[key]
         from kamen import create_app
 
         self.app = create_app()

@@ -47,7 +47,7 @@ class Kamen(Flask):
         try:
             return super().full_dispatch_request()
         except sa.exc.DBAPIError as exc:
-            from flask import request
+            from flask import g, request
 
             from kamen.extensions import db
 
@@ -55,6 +55,7 @@ class Kamen(Flask):
                 raise
             self.logger.warning("database connection lost during %s %s; retrying once", request.method, request.path)
             db.session.remove()
+            g.pop("_login_user", None)  # loaded through the lost session: load the admin again
             return super().full_dispatch_request()
 
     def do_teardown_appcontext(self, exc=None):
