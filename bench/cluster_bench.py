@@ -154,7 +154,7 @@ def parse_args():
 
 
 def prepare_shop(env, catalogue, main_url, app_id, secret):
-    """Migrate, seed the demo, add ``catalogue`` products of another supplier, the import and sync suppliers."""
+    """Migrate, seed the demo, add the import supplier with ``catalogue`` products, and the sync supplier."""
     subprocess.run([str(BIN / "flask"), "--app", "kamen", "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True, text=True)
     with bench_app(env) as session:
@@ -163,16 +163,17 @@ def prepare_shop(env, catalogue, main_url, app_id, secret):
         from kamen.services.demo import seed_demo
 
         seed_demo(session)
-        big = Supplier(code="CATALOGUE", name="存量货源", markup_percent=Decimal("3"))
+        # The catalogue belongs to the supplier whose price list is imported: staging
+        # compares the file against that supplier's goods, the costly case.
         importer = Supplier(code="BENCH-CSV", name="导入货源", markup_percent=Decimal("3"))
         upstream = Supplier(code="MAIN", name="主站", kind=SupplierKind.KAMEN, base_url=main_url, app_id=app_id,
                             secret_encrypted=encrypt(secret), markup_percent=Decimal("3"), auto_list=True)
-        session.add_all([big, importer, upstream])
+        session.add_all([importer, upstream])
         session.commit()
         leaves = session.scalars(sa.select(Category.id).where(Category.parent_id.is_not(None))).all()
         for start in range(0, catalogue, 10_000):
             session.execute(sa.insert(Product.__table__), [{
-                "supplier_id": big.id, "code": f"C{n:07d}", "name": f"存量商品 {n}", "category_id": leaves[n % len(leaves)],
+                "supplier_id": importer.id, "code": f"C{n:07d}", "name": f"存量商品 {n}", "category_id": leaves[n % len(leaves)],
                 "face_value": Decimal(10 + n % 90), "cost_price": Decimal("9.50"), "sale_price": Decimal("9.90"),
                 "stock_mode": StockMode.SYNCED, "stock": 100, "delivery_type": DeliveryType.CARD, "buyer_fields": [],
                 "is_listed": True,
@@ -183,7 +184,8 @@ def prepare_shop(env, catalogue, main_url, app_id, secret):
         category = leaves[0]
         product = session.scalar(sa.select(Product.id).where(Product.category_id == category,
                                                              Product.is_listed.is_(True)).limit(1))
-        return {"category": category, "product": product, "importer": importer.id, "upstream": upstream.id}
+        return {"category": category, "product": product, "importer": importer.id, "upstream": upstream.id,
+                "catalogue": catalogue}
 
 
 def start_process(tmp, name, env, argv, uploads=None):
@@ -445,7 +447,7 @@ class Work:
                 return session.scalar(sa.select(sa.func.count()).select_from(Product).where(
                     Product.supplier_id == supplier_id))
 
-            imported = products(self.ids["importer"])
+            imported = products(self.ids["importer"]) - self.ids["catalogue"]
             synced = products(self.ids["upstream"])
             runs = session.scalar(sa.select(sa.func.count()).select_from(SyncRun))
             seen = session.get(SyncRun, self.run_id).seen

@@ -56,7 +56,7 @@ class Config:
         # No pool_pre_ping: its extra round trip costs every request (+47-68 us
         # on loopback, 7-9% of a checkout and one query: bench/connection_bench.py).
         # kamen.connections instead polls the idle socket at checkout (cost within
-        # noise) and retries a read request once. Connections are renewed hourly
+        # noise) and retries a read request. Connections are renewed hourly
         # so no idle timeout on the way drops them.
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_recycle": 3600}
         self.REDIS_URL = env.get("REDIS_URL") or None

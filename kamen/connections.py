@@ -8,8 +8,8 @@ every checkout):
   up): it is dropped and the pool opens a new one. One ``poll`` syscall, no
   round trip. This covers every request that starts after the fault.
 - A GET or HEAD request whose connection died mid-request (the fault came while
-  it ran) is dispatched once more on a fresh connection: reads have no side
-  effects to repeat. Other methods answer the error page, their transaction
+  it ran) is dispatched again on a fresh connection (up to three tries):
+  reads have no side effects to repeat. Other methods answer the error page, their transaction
   rolled back.
 - A connection that dies after the response is ready fails only the closing
   ROLLBACK of the request's session: nothing is lost (the server already
@@ -23,6 +23,9 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 RETRIED_METHODS = {"GET", "HEAD"}
+# A restart is one fault; a second one during the retry (a backend killed
+# again, a failover) gets one more try.
+READ_ATTEMPTS = 3
 
 
 @event.listens_for(Pool, "checkout")
@@ -40,29 +43,42 @@ def _readable_while_idle(fd):
     return bool(poller.poll(0))
 
 
+def _connection_lost(exc):
+    """The connection died, or could not be opened, rather than the statement failing."""
+    if exc.connection_invalidated:
+        return True
+    if not type(exc.orig).__module__.startswith("psycopg"):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # 57P: admin or crash shutdown, cannot connect now. No SQLSTATE on an OperationalError:
+    # the client lost or could not open the connection (e.g. killed while it was being set up).
+    return sqlstate.startswith("57P") or (isinstance(exc, sa.exc.OperationalError) and not sqlstate)
+
+
 class Kamen(Flask):
-    """Flask, with a read request retried once when its database connection died under it."""
+    """Flask, with a read request retried when its database connection died under it."""
 
     def full_dispatch_request(self):
-        try:
-            return super().full_dispatch_request()
-        except sa.exc.DBAPIError as exc:
-            from flask import g, request
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return super().full_dispatch_request()
+            except sa.exc.DBAPIError as exc:
+                from flask import g, request
 
-            from kamen.extensions import db
+                from kamen.extensions import db
 
-            if not exc.connection_invalidated or request.method not in RETRIED_METHODS:
-                raise
-            self.logger.warning("database connection lost during %s %s; retrying once", request.method, request.path)
-            db.session.remove()
-            g.pop("_login_user", None)  # loaded through the lost session: load the admin again
-            return super().full_dispatch_request()
+                retry = _connection_lost(exc) and request.method in RETRIED_METHODS and attempt < READ_ATTEMPTS
+                if not retry:
+                    raise
+                self.logger.warning("database connection lost during %s %s; retrying", request.method, request.path)
+                db.session.remove()
+                g.pop("_login_user", None)  # loaded through the lost session: load the admin again
 
     def do_teardown_appcontext(self, exc=None):
         try:
             super().do_teardown_appcontext(exc)
         except sa.exc.DBAPIError as error:
-            if not error.connection_invalidated:
+            if not _connection_lost(error):
                 raise
             from kamen.extensions import db
 
