@@ -239,3 +239,25 @@ def test_job_view_posts_only_from_this_site(app, client, auth, redis_url):
         foreign = jobs_client.post(url, csrf=False, headers={"Origin": "http://evil.example"})
         assert foreign.status_code == 400
         assert jobs_client.post(url, csrf=False, headers={"Origin": "http://localhost"}).status_code == 200
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("worker_class, preloaded", [("jobs.worker.AppWorker", True), ("rq.Worker", False)])
+def test_the_worker_class_hands_its_horses_a_built_app(app, db_url, redis_url, tmp_path, worker_class, preloaded):
+    """The schedule's job does not build the app again in every forked horse (a plain rq worker does)."""
+    procs = Processes(app, db_url, redis_url, tmp_path)
+    handle = queue.enqueue("tests.jobs_probe.app_was_preloaded")
+    result = subprocess.run([str(BIN / "rq"), "worker", "-w", worker_class, "--burst", "--url", redis_url,
+                             procs.queue], cwd=ROOT, env={**procs.env, "KAMEN_INSTANCE_PATH": str(tmp_path / "w")},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert queue.rq_queue().fetch_job(handle.id).return_value() is preloaded
+
+
+def test_the_schedule_process_never_loads_the_app():
+    """`rq cron jobs.cron` stays small: no Flask, SQLAlchemy or app modules in it."""
+    probe = ("import sys, jobs.cron; heavy = [m for m in ('flask', 'sqlalchemy', 'kamen.models', 'openpyxl') "
+             "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")})
+    assert result.returncode == 0, result.stdout + result.stderr
