@@ -72,43 +72,20 @@ class Overview:
     schedules: list[Schedule] = field(default_factory=list)
     last_tick: datetime | None = None
 
-    @property
-    def workers_alive(self):
-        return sum(1 for w in self.workers if w.alive)
-
 
 def overview(conn, queue_name, now=None):
     """Workers and the cron of this queue: alive or stopped since when, and the schedules with their next runs."""
-    from rq import Queue, Worker
-    from rq.cron import CronScheduler
-
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
     seen = _last_seen(conn, queue_name)
-    result = Overview(last_tick=seen.get(CRON_MEMBER))
-
-    live = {}
-    for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
-        beat = worker.last_heartbeat.replace(tzinfo=None) if worker.last_heartbeat else None
-        job = worker.get_current_job()
-        live[worker.name] = ProcessState("worker", worker.name, True, beat, job.description if job else "")
-    stopped = [
-        ProcessState("worker", member.split(":", 1)[1], False, when)
-        for member, when in seen.items()
-        if member.startswith("worker:") and member.split(":", 1)[1] not in live and now - when < FORGET_AFTER
-    ]
-    result.workers = sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
-
-    schedulers = [s for s in CronScheduler.all(conn) if any(j.queue_name == queue_name for j in s.get_jobs())]
-    beats = [(s, s.last_heartbeat) for s in schedulers]
-    beats = [(s, b.replace(tzinfo=None)) for s, b in beats if b is not None and now - b.replace(tzinfo=None) < CRON_STALE]
-    if beats:
-        scheduler, beat = max(beats, key=lambda pair: pair[1])
+    result = Overview(workers=_workers(conn, queue_name, seen, now), last_tick=seen.get(CRON_MEMBER))
+    scheduler, beat = _live_scheduler(conn, queue_name, now)
+    if scheduler is not None:
         result.cron = ProcessState("cron", scheduler.name, True, beat)
         result.schedules = [
             Schedule(
                 (job.job_options.get("meta") or {}).get("label") or job.name,
                 job.cron or f"{job.interval}s",
-                job.next_enqueue_time.replace(tzinfo=None) if job.next_enqueue_time else None,
+                _naive(job.next_enqueue_time),
             )
             for job in scheduler.get_jobs()
             if job.queue_name == queue_name
@@ -116,6 +93,42 @@ def overview(conn, queue_name, now=None):
     elif result.last_tick:
         result.cron = ProcessState("cron", "", False, result.last_tick)
     return result
+
+
+def _naive(dt):
+    return dt.replace(tzinfo=None) if dt else None
+
+
+def _workers(conn, queue_name, seen, now):
+    """Live workers from RQ's registry (a dead one leaves it within two minutes: jobs.worker.WORKER_TTL),
+    then the ones seen in the last days that are gone."""
+    from rq import Queue, Worker
+
+    live = {}
+    for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
+        job = worker.get_current_job()
+        live[worker.name] = ProcessState("worker", worker.name, True, _naive(worker.last_heartbeat),
+                                         job.description if job else "")
+    stopped = []
+    for member, when in seen.items():
+        kind, _, name = member.partition(":")
+        if kind == "worker" and name not in live and now - when < FORGET_AFTER:
+            stopped.append(ProcessState("worker", name, False, when))
+    return sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
+
+
+def _live_scheduler(conn, queue_name, now):
+    """The `rq cron` of this queue with the freshest heartbeat, if one beat lately: (scheduler, beat)."""
+    from rq.cron import CronScheduler
+
+    best = (None, None)
+    for scheduler in CronScheduler.all(conn):
+        if not any(job.queue_name == queue_name for job in scheduler.get_jobs()):
+            continue
+        beat = _naive(scheduler.last_heartbeat)
+        if beat and now - beat < CRON_STALE and (best[1] is None or beat > best[1]):
+            best = (scheduler, beat)
+    return best
 
 
 def overview_or_none(conn, queue_name):
