@@ -261,3 +261,16 @@ def test_the_schedule_process_never_loads_the_app():
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.backends("sqlite")
+def test_the_nightly_schedule_entry_purges_old_login_attempts(app):
+    from datetime import datetime
+
+    from jobs import tick
+    from kamen.models import LoginAttempt
+
+    db.session.add(LoginAttempt(username="u", ip="1.2.3.4", succeeded=False, at=datetime(2020, 1, 1)))
+    db.session.commit()
+    assert tick.nightly_purge() == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 0
