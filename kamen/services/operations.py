@@ -100,7 +100,7 @@ def _naive(dt):
 
 
 def _workers(conn, queue_name, seen, now):
-    """Live workers from RQ's registry (a dead one leaves it within two minutes: jobs.worker.WORKER_TTL),
+    """Live workers from RQ's registry (a killed one leaves it within three minutes: jobs.worker.WORKER_TTL),
     then the ones seen in the last days that are gone."""
     from rq import Queue, Worker
 
