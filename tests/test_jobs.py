@@ -103,7 +103,8 @@ def test_rq_cron_loads_the_schedule(redis_url):
             if not line:
                 break
             lines.append(line)
-            if "Successfully registered" in line:
+            # Stop it once it sleeps: rq cron (3.0) swallows a SIGTERM that lands while it registers.
+            if "Sleeping for" in line:
                 break
     finally:
         proc.terminate()
