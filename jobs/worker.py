@@ -23,7 +23,8 @@ WORKER_TTL = 60
 class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         self._app = preload_app()  # first: a misconfigured worker stops here, with the reason
-        import jobs.imports  # noqa: F401  (what the schedule's jobs run, imported once here, not per horse)
+        import jobs.demopay  # noqa: F401  (what the schedule's jobs run, imported once here, not per horse)
+        import jobs.imports  # noqa: F401
         import jobs.maintenance  # noqa: F401
         import jobs.sync  # noqa: F401
         from sqlalchemy.orm import configure_mappers

@@ -16,6 +16,7 @@ from flask_migrate import stamp
 from kamen import create_app, queue
 from kamen.extensions import db
 from kamen.models import SyncRun
+from tests.helpers import worker_env
 from tests.sync_fixtures import make_supplier, simulator  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,8 +127,7 @@ class Processes:
         self.queue = f"kamen-test-{uuid.uuid4().hex[:8]}"
         self.redis_url = redis_url
         self.tmp_path = tmp_path
-        self.env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": self.queue,
-                    "SECRET_KEY": app.config["SECRET_KEY"], "TZ": "Asia/Shanghai"}
+        self.env = worker_env(app, db_url, redis_url, self.queue, TZ="Asia/Shanghai")
         self.procs = []
         app.config.update(REDIS_URL=redis_url, JOB_QUEUE=self.queue)
 
