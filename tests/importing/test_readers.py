@@ -6,6 +6,7 @@ import pytest
 
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
+from tests.import_files import raw_xlsx
 
 ROWS = [["商品编码", "商品名称", "供货价"], ["1001", "腾讯QQ会员", "9.50"], ["1002", "爱奇艺黄金会员", "15"]]
 
@@ -191,40 +192,6 @@ def _edit_part(source, target, part, old, new):
     return target
 
 
-def _raw_xlsx(path, sheet_xml):
-    """A minimal workbook around hand-written sheet XML, as other tools write it."""
-    parts = {
-        "[Content_Types].xml": (
-            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-            '<Default Extension="xml" ContentType="application/xml"/>'
-            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-            '<Override PartName="/xl/worksheets/data.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-            "</Types>"
-        ),
-        "_rels/.rels": (
-            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
-            "</Relationships>"
-        ),
-        "xl/workbook.xml": (
-            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-            '<sheets><sheet name="价格" sheetId="1" r:id="rId7"/></sheets></workbook>'
-        ),
-        "xl/_rels/workbook.xml.rels": (
-            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            '<Relationship Id="rId7" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/data.xml"/>'
-            "</Relationships>"
-        ),
-        "xl/worksheets/data.xml": sheet_xml,
-    }
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in parts.items():
-            zf.writestr(name, text)
-    return path
-
-
 def test_formula_scan_handles_prefixes_shared_formulas_and_empty_text_results(tmp_path, read_rows):
     sheet = (
         '<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
@@ -237,7 +204,7 @@ def test_formula_scan_handles_prefixes_shared_formulas_and_empty_text_results(tm
         '<x:c r="C3" t="e"><x:f>1/0</x:f><x:v>#DIV/0!</x:v></x:c></x:row>'
         "</x:sheetData></x:worksheet>"
     )
-    path = _raw_xlsx(tmp_path / "other-tool.xlsx", sheet)
+    path = raw_xlsx(tmp_path / "other-tool.xlsx", sheet)
     with open_spreadsheet(path) as book:
         assert book.sheet_names == ["价格"]
     rows = read_rows(path)

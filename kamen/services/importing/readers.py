@@ -11,6 +11,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
@@ -40,6 +41,14 @@ class ReadLimits:
     # Uncompressed size of all xlsx parts, read from the zip directory before unpacking.
     max_unpacked_bytes: int = 500 * MB
     max_zip_entries: int = 10_000
+    # calamine holds a sheet as a dense grid (about 32 bytes a cell, empty or
+    # not), so width and rows x width are checked before it loads anything.
+    max_columns: int = 256
+    max_cells: int = 6_000_000
+    # Shared strings are held whole in memory: bounded on their own.
+    max_shared_strings_bytes: int = 64 * MB
+    # One CSV line (or one cell spanning lines) is read whole.
+    max_line_bytes: int = 1 * MB
 
 
 def open_spreadsheet(path, limits=ReadLimits()):
@@ -109,38 +118,64 @@ class Spreadsheet:
     def _csv_rows(self):
         count = 0
         with open(self.path, "rb") as f:
-            if self.encoding == "utf-16":
-                lines = io.TextIOWrapper(f, encoding=self.encoding, newline="")
-            else:
-                lines = self._decoded_lines(f)
             try:
-                for row in csv.reader(lines, delimiter=self.delimiter):
+                for row in csv.reader(self._checked_lines(f), delimiter=self.delimiter):
                     count += 1
                     if count > self.limits.max_rows:
                         raise _too_many_rows(self.limits)
+                    if len(row) > self.limits.max_columns:
+                        raise ImportFileError(
+                            f"第 {count} 行有 {len(row)} 列，超过上限 {self.limits.max_columns} 列，"
+                            "请检查分隔符或删除多余的列"
+                        )
                     yield row
             except csv.Error as exc:
                 raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
 
-    def _decoded_lines(self, f):
+    def _checked_lines(self, f):
+        """Decoded lines, each at most ``max_line_bytes`` long and free of NUL."""
+        limit = self.limits.max_line_bytes
+        if self.encoding == "utf-16":
+            text = io.TextIOWrapper(f, encoding=self.encoding, newline="")
+            read = lambda: text.readline(limit // 2 + 1)  # noqa: E731 - two bytes a character
+        else:
+            read = lambda: f.readline(limit + 1)  # noqa: E731
+        number = 0
+        while line := read():
+            number += 1
+            if len(line) > (limit // 2 if self.encoding == "utf-16" else limit):
+                raise ImportFileError(
+                    f"第 {number} 行超过 {limit / MB:.0f} MB，不像是价格表（可能是换行符不对或文件已损坏），"
+                    "请用 Excel 打开后另存为 CSV 再上传"
+                )
+            if not isinstance(line, str):
+                line = self._decode(line, number)
+            if "\0" in line:
+                raise ImportFileError(f"第 {number} 行含有空字符（NUL），文件可能已损坏，请用 Excel 打开后另存为 CSV 再上传")
+            yield line
+
+    def _decode(self, line, number):
         # Line by line, so a bad byte is reported on its own line; "\n" never
         # occurs inside a UTF-8 or GB18030 character.
-        for number, line in enumerate(f, 1):
-            try:
-                yield line.decode(self.encoding)
-            except UnicodeDecodeError as exc:
-                raise ImportFileError(
-                    f"第 {number} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
-                    "请在 Excel 中另存为“CSV UTF-8”后上传"
-                ) from exc
+        try:
+            return line.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"第 {number} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
+                "请在 Excel 中另存为“CSV UTF-8”后上传"
+            ) from exc
 
     def _sheet_rows(self, name):
         if name not in self.sheet_names:
             raise ImportFileError(f"找不到工作表“{name}”")
+        bad_cells = {}
+        if self.kind == "xlsx":
+            # Before calamine: it allocates the whole grid up to the farthest cell.
+            scan = _scan_xlsx_sheet(self.path, name)
+            _check_extent(self.limits, scan.rows, scan.columns)
+            bad_cells = scan.bad
         sheet = _calamine(lambda: self._book.get_sheet_by_name(name), self.path)
-        if sheet.height > self.limits.max_rows:
-            raise _too_many_rows(self.limits, sheet.height)
-        bad_cells = _bad_xlsx_cells(self.path, name) if self.kind == "xlsx" else {}
+        _check_extent(self.limits, sheet.height, sheet.width)
         return _rows_with_bad_cells(sheet, bad_cells)
 
 
@@ -154,6 +189,29 @@ def _rows_with_bad_cells(sheet, bad_cells):
                 if 0 <= col - first_col < len(row):
                     row[col - first_col] = cell
         yield row
+
+
+def _check_extent(limits, rows, columns):
+    if rows > limits.max_rows:
+        raise _too_many_rows(limits, rows)
+    if columns > limits.max_columns:
+        raise ImportFileError(
+            f"表格有 {columns} 列（最远的单元格在 {_column_letters(columns)} 列），超过上限 {limits.max_columns} 列。"
+            "请删除右侧多余的列（含空白但有格式的单元格）后另存再上传"
+        )
+    if rows * columns > limits.max_cells:
+        raise ImportFileError(
+            f"表格范围过大（{rows} 行 × {columns} 列），超过上限 {limits.max_cells} 个单元格。"
+            "请删除多余的行列，或拆分后分批导入"
+        )
+
+
+def _column_letters(number):
+    letters = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 def _too_many_rows(limits, count=None):
@@ -186,6 +244,12 @@ def _check_zip(path, limits):
         raise ImportFileError("这是一个压缩包或其他 Office 文档，不是 Excel 表格；请上传 .xlsx / .xls 或 CSV 文件")
     if len(infos) > limits.max_zip_entries:
         raise ImportFileError(f"文件内含 {len(infos)} 个部件，超过上限 {limits.max_zip_entries}，疑似压缩炸弹，已拒绝")
+    strings = sum(info.file_size for info in infos if info.filename == "xl/sharedStrings.xml")
+    if strings > limits.max_shared_strings_bytes:
+        raise ImportFileError(
+            f"文件中的文字部分解压后有 {strings / MB:.0f} MB，超过上限 {limits.max_shared_strings_bytes / MB:.0f} MB，"
+            "疑似压缩炸弹，已拒绝"
+        )
     unpacked = sum(info.file_size for info in infos)
     if unpacked > limits.max_unpacked_bytes:
         raise ImportFileError(
@@ -246,18 +310,28 @@ _CELL_REF = re.compile(rb'\br="([A-Z]+)(\d+)"')
 _ROOT_PREFIX = re.compile(rb"<(\w+:)?worksheet\b")
 
 
-def _bad_xlsx_cells(path, sheet_name):
-    """{row: {col: BadCell}} (0-based) for formulas without a cached value and error cells.
+@dataclass
+class SheetScan:
+    """What one pass over a sheet's XML found, before calamine loads it.
 
-    calamine reads both as "", so the sheet XML is scanned: only bytes near a
-    formula tag or an error type are looked at, which keeps 100k rows fast.
+    ``rows`` and ``columns`` are the extent calamine would allocate (the
+    farthest cell, by reference or by position); ``bad`` is {row: {col:
+    BadCell}} (0-based) for formulas without a cached value and error cells,
+    which calamine reads as "".
     """
+
+    bad: dict
+    rows: int = 0
+    columns: int = 0
+
+
+def _scan_xlsx_sheet(path, sheet_name):
     try:
         with zipfile.ZipFile(path) as zf:
             member = _sheet_member(zf, sheet_name)
             with zf.open(member) as xml:
                 return _scan_sheet_xml(xml)
-    except (zipfile.BadZipFile, KeyError, OSError, ElementTree.ParseError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, ElementTree.ParseError, EOFError, zlib.error) as exc:
         raise ImportFileError(CORRUPT) from exc
 
 
@@ -274,7 +348,8 @@ def _sheet_member(zf, sheet_name):
 
 
 def _scan_sheet_xml(xml):
-    bad = {}
+    """Stream the sheet XML in 4 MB pieces cut at row ends: memory stays bounded."""
+    scan = SheetScan({})
     buffer = xml.read(SAMPLE_BYTES)
     match = _ROOT_PREFIX.search(buffer)
     prefix = (match.group(1) or b"") if match else b""
@@ -283,12 +358,14 @@ def _scan_sheet_xml(xml):
         chunk = xml.read(4 * MB)
         buffer += chunk
         if not chunk:
-            tags.scan(buffer, bad)
-            return bad
+            tags.scan(buffer, scan)
+            return scan
         cut = buffer.rfind(tags.row_end)
         if cut > 0:  # scan whole rows only, so no cell is split between chunks
-            tags.scan(buffer[:cut], bad)
+            tags.scan(buffer[:cut], scan)
             buffer = buffer[cut:]
+        elif len(buffer) > 64 * MB:  # one "row" this long is not a price list
+            raise ImportFileError(CORRUPT)
 
 
 class _SheetTags:
@@ -298,6 +375,15 @@ class _SheetTags:
         p = re.escape(prefix)
         self.row_end = b"</" + prefix + b"row>"
         self.cell_start = b"<" + prefix + b"c "
+        self.cell_tags = (self.cell_start, b"<" + prefix + b"c>", b"<" + prefix + b"c/>")
+        self.row_tags = (b"<" + prefix + b"row ", b"<" + prefix + b"row>", b"<" + prefix + b"row/>")
+        self.cell_ref_first = b"<" + prefix + b'c r="'
+        self.row_ref_first = b"<" + prefix + b'row r="'
+        # Every writer puts r first; then these find the extent without a parse.
+        self.ref_rows = re.compile(b"<" + p + rb'c r="[A-Z]+(\d+)"')
+        self.wide_refs = re.compile(b"<" + p + rb'c r="([A-Z]{2,})\d')
+        self.row_refs = re.compile(b"<" + p + rb'row r="(\d+)"')
+        self.tag = re.compile(b"<" + p + rb"(row|c)(?=[\s/>])([^>]*)")
         # A formula followed by no cached value, or an empty one, then the cell's end.
         self.uncached = re.compile(
             b"<" + p + rb"f\b[^>]*?(?:/>|>[^<]*</" + p + rb"f>)\s*"
@@ -305,7 +391,9 @@ class _SheetTags:
         )
         self.error_value = re.compile(rb' t="e"[^>]*>.*?<' + p + rb"v>([^<]*)<", re.DOTALL)
 
-    def scan(self, data, bad):
+    def scan(self, data, scan):
+        self._extent(data, scan)
+        bad = scan.bad
         for match in self.uncached.finditer(data):
             head = self._cell_head(data, match.start())
             # Excel writes an empty cached text result as t="str" with <v></v>.
@@ -316,6 +404,44 @@ class _SheetTags:
             code = match.group(1).decode(errors="replace")
             self._mark(bad, self._cell_head(data, match.start()), f"单元格是错误值 {code}，请修正公式或填写数值")
 
+    def _extent(self, data, scan):
+        cells = sum(data.count(t) for t in self.cell_tags)
+        rows = sum(data.count(t) for t in self.row_tags)
+        if cells != data.count(self.cell_ref_first) or rows != data.count(self.row_ref_first):
+            return self._extent_by_position(data, scan)
+        numbers = self.ref_rows.findall(data)
+        if numbers:
+            scan.rows = max(scan.rows, max(map(int, numbers)))
+        numbers = self.row_refs.findall(data)
+        if numbers:
+            scan.rows = max(scan.rows, max(map(int, numbers)))
+        wide = self.wide_refs.findall(data)
+        if wide:
+            scan.columns = max(scan.columns, max(_column_index(w) + 1 for w in set(wide)))
+        elif scan.columns < 26:
+            letter = next((c for c in range(ord("Z"), ord("A") - 1, -1)
+                           if self.cell_ref_first + bytes((c,)) in data), None)
+            if letter is not None:
+                scan.columns = max(scan.columns, letter - ord("A") + 1)
+
+    def _extent_by_position(self, data, scan):
+        """Cells or rows without a reference are placed after the previous one, as calamine does."""
+        row, col = scan.rows, 0
+        for match in self.tag.finditer(data):
+            attrs = match.group(2)
+            if match.group(1) == b"row":
+                ref = _ROW_REF.search(attrs)
+                row, col = (int(ref.group(1)) if ref else row + 1), 0
+                scan.rows = max(scan.rows, row)
+                continue
+            ref = _CELL_REF.search(attrs)
+            if ref:
+                col = _column_index(ref.group(1)) + 1
+                scan.rows = max(scan.rows, int(ref.group(2)))
+            else:
+                col += 1
+            scan.columns = max(scan.columns, col)
+
     def _cell_head(self, data, position):
         start = data.rfind(self.cell_start, 0, position)
         return data[start : data.find(b">", start) + 1]
@@ -325,6 +451,9 @@ class _SheetTags:
         ref = _CELL_REF.search(head)
         if ref:  # cells without a reference are rare; calamine places them, we cannot
             bad.setdefault(int(ref.group(2)) - 1, {})[_column_index(ref.group(1))] = BadCell(message)
+
+
+_ROW_REF = re.compile(rb'\br="(\d+)"')
 
 
 def _column_index(letters):
