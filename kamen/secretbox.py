@@ -35,3 +35,15 @@ def decrypt(token):
 def mask(plain):
     """What an admin sees of a stored secret: that it exists, never its value."""
     return "已设置（••••••）" if plain else "未设置"
+
+
+def seal(data):
+    """Bytes at rest (an uploaded card-code file), as for the text secrets above."""
+    return _fernet().encrypt(data)
+
+
+def unseal(token):
+    try:
+        return _fernet().decrypt(token)
+    except InvalidToken as exc:
+        raise SecretUnreadable("文件无法解密（SECRET_KEY 可能已更换），请重新上传") from exc

@@ -74,3 +74,26 @@ def test_import_does_not_overwrite_stock_it_does_not_own(app):
     rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
     assert (rows[5].code, rows[5].action) == ("QB10", "unchanged")
     assert (rows[6].code, rows[6].action) == ("QB30", "unchanged")
+
+
+def test_staging_reads_only_the_products_of_each_chunk(app, count_queries, monkeypatch):
+    """Memory follows the chunk, not the catalogue: every product lookup names its codes,
+    and decisions still see the catalogue and duplicates across chunk boundaries."""
+    supplier_id = default_supplier(db.session).id
+    db.session.execute(sa.insert(Product), [
+        {"code": f"OLD{i}", "name": f"旧商品 {i}", "cost_price": Decimal("10"), "sale_price": Decimal("12"),
+         "face_value": Decimal("10"), "stock": 5, "supplier_id": supplier_id, "buyer_fields": []}
+        for i in range(500)
+    ])
+    make_product(code="QB30", name="腾讯Q币 30元", cost_price=Decimal("10.00"), sale_price=Decimal("29.66"),
+                 face_value=Decimal("30"), stock=200, supplier_id=supplier_id)
+    monkeypatch.setattr(staging, "CHUNK", 2)
+    batch = _batch()
+    with count_queries() as statements:
+        batch = _stage(batch, markup=staging.Markup(percent=Decimal("3")))
+    assert batch.status == "ready", batch.message
+    lookups = [s for s in statements if "FROM products" in s and "import_rows" not in s]
+    assert lookups and all("products.code IN" in s for s in lookups), lookups
+    rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
+    assert rows[6].action == "update" and rows[6].warnings[0]["kind"] == "价格变动过大"  # QB30, second chunk
+    assert rows[8].errors[0]["kind"] == "重复编码"  # QB10 again, a chunk after the first

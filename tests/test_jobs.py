@@ -68,8 +68,9 @@ def test_rq_worker_subprocess_runs_the_job_against_the_database(app, redis_url, 
     assert job.is_finished and job.return_value() == 3
 
 
-def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db_url):
-    """Production path: the web process saves the upload, an rq worker reads it."""
+def test_import_upload_is_read_by_a_real_worker_on_another_machine(app, client, auth, redis_url, db_url, tmp_path):
+    """Production path: the web process saves the upload, an rq worker with its own
+    instance folder (another machine) reads it from the database."""
     from kamen.models import ImportBatch
     from kamen.services.suppliers import default_supplier
     from tests.import_files import messy_csv
@@ -83,10 +84,15 @@ def test_import_upload_is_read_by_a_real_worker(app, client, auth, redis_url, db
     batch = db.session.scalar(sa.select(ImportBatch))
     assert batch.status == "analyzing"
     assert "读取表头中" in client.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
-    result = burst_worker(app, db_url, redis_url, queue_name)
+    assert not any(Path(app.instance_path).rglob("*.upload"))  # nothing on the web machine's disk
+    worker_instance = tmp_path / "worker-machine"
+    result = burst_worker(app, db_url, redis_url, queue_name, KAMEN_INSTANCE_PATH=str(worker_instance))
     assert result.returncode == 0, result.stderr
     db.session.expire_all()
-    assert db.session.get(ImportBatch, batch.id).status == "mapping"
+    batch = db.session.get(ImportBatch, batch.id)
+    assert (batch.status, batch.message) == ("mapping", "")
+    assert batch.headers[:3] == ["商品ID", "名称", "进价"]
+    assert worker_instance.is_dir() and not any(worker_instance.rglob("*.upload"))
 
 
 def test_rq_cron_loads_the_schedule(redis_url):

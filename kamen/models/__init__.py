@@ -1,15 +1,17 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
-from kamen.models.imports import ApiToken, CardCode, ImportBatch, ImportRow, MappingTemplate
+from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.suppliers import DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
+from kamen.models.uploads import Upload, UploadChunk
 from kamen.models.users import AdminUser, LoginAttempt
 
 __all__ = [
     "AdminUser",
     "ApiToken",
     "CardCode",
+    "CardCodeUpload",
     "Category",
     "DeliveryType",
     "DemoPayTrade",
@@ -26,5 +28,7 @@ __all__ = [
     "Supplier",
     "SupplierKind",
     "SyncRun",
+    "Upload",
+    "UploadChunk",
     "UsedNonce",
 ]

@@ -19,6 +19,8 @@ class ImportBatch(db.Model):
     supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id"), index=True)
     category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"))  # import into one category
     filename: Mapped[str] = mapped_column(sa.String(255))
+    # The file itself; None once housekeeping deleted it (the totals stay).
+    upload_id: Mapped[int | None] = mapped_column(sa.ForeignKey("uploads.id", ondelete="SET NULL"))
     file_kind: Mapped[str] = mapped_column(sa.String(8), default="")  # csv | xlsx | xls
     csv_encoding: Mapped[str | None] = mapped_column(sa.String(20))
     csv_delimiter: Mapped[str | None] = mapped_column(sa.String(1))
@@ -118,6 +120,23 @@ class CardCode(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("product_id", "digest"),)
+
+
+class CardCodeUpload(db.Model):
+    """A card-code file read by a job: its progress and the report the admin reads."""
+
+    __tablename__ = "card_code_uploads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(sa.ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    # The file (encrypted: it holds secrets), deleted once read.
+    upload_id: Mapped[int | None] = mapped_column(sa.ForeignKey("uploads.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(sa.String(255), default="")
+    status: Mapped[str] = mapped_column(sa.String(12), default="queued")  # queued | running | done | failed
+    message: Mapped[str] = mapped_column(sa.Text, default="")
+    report: Mapped[dict | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class ApiToken(db.Model):

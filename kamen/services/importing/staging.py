@@ -6,7 +6,7 @@ take (create / update / unchanged / skip / error) and old → new per field.
 revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 """
 import json
-import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,10 +15,12 @@ import sqlalchemy as sa
 from flask import current_app
 
 from kamen.models import Category, ImportBatch, ImportRow, MappingTemplate, Product, StockMode
+from kamen.services import uploads
 from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
 from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fingerprint, manual_map
+from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
 from kamen.services.pricing import Markup
@@ -45,43 +47,37 @@ class ImportInvalid(ValueError):
     """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
 
 
-def upload_dir():
-    path = os.path.join(current_app.instance_path, "imports")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def batch_path(batch):
-    return os.path.join(upload_dir(), f"{batch.id}.upload")
-
-
 def read_limits():
     config = current_app.config
     return ReadLimits(max_bytes=config["IMPORT_MAX_BYTES"], max_rows=config["IMPORT_MAX_ROWS"])
 
 
 def create_batch(session, stream, filename, *, supplier, category_id=None, mode="upsert", sheet=None):
-    """Save the upload and create its batch; the file is read by ``analyze``."""
+    """Store the upload (in the database) and create its batch; the file is read by ``analyze``."""
     markup = supplier_markup_defaults(supplier)
+    try:
+        upload = uploads.save(session, stream, purpose="import", filename=filename,
+                              max_bytes=current_app.config["IMPORT_MAX_BYTES"])
+    except uploads.UploadTooLarge as exc:
+        session.rollback()
+        raise ImportFileError(str(exc)) from exc
     batch = ImportBatch(
-        supplier_id=supplier.id, category_id=category_id, filename=os.path.basename(filename or "upload")[:255],
+        supplier_id=supplier.id, category_id=category_id, filename=upload.filename, upload_id=upload.id,
         mode=mode, sheet=sheet, status="analyzing", **markup,
     )
     session.add(batch)
-    session.flush()
-    limit = current_app.config["IMPORT_MAX_BYTES"]
-    written = 0
-    with open(batch_path(batch), "wb") as out:
-        while chunk := stream.read(1 << 20):
-            written += len(chunk)
-            if written > limit:
-                out.close()
-                os.remove(batch_path(batch))
-                session.rollback()
-                raise ImportFileError(f"文件太大，上限 {limit / (1 << 20):.0f} MB，请拆分后分批导入")
-            out.write(chunk)
     session.commit()
     return batch
+
+
+@contextmanager
+def open_batch_file(session, batch):
+    """The batch's file, opened (ImportFileError when it is unusable or gone)."""
+    try:
+        with uploads.local_copy(session, batch.upload_id) as path, open_spreadsheet(path, read_limits()) as book:
+            yield book
+    except uploads.UploadGone as exc:
+        raise ImportFileError(str(exc)) from exc
 
 
 def supplier_markup_defaults(supplier):
@@ -96,7 +92,7 @@ def analyze(session, batch_id):
     """Read the header of the chosen sheet and propose a mapping; status → mapping."""
     batch = session.get(ImportBatch, batch_id)
     try:
-        with open_spreadsheet(batch_path(batch), read_limits()) as book:
+        with open_batch_file(session, batch) as book:
             batch.file_kind, batch.sheets = book.kind, book.sheet_names
             batch.csv_encoding, batch.csv_delimiter = book.encoding, book.delimiter
             if batch.sheet and batch.sheet != ALL_SHEETS and batch.sheet not in book.sheet_names:
@@ -203,30 +199,41 @@ def batch_markup(batch):
 
 
 class _Context:
-    """What deciding a row's action needs: loaded once per batch (or for a few codes)."""
+    """What deciding a row's action needs: the categories, and today's products for the codes at hand.
 
-    def __init__(self, session, batch, codes=None):
+    ``load`` replaces the products with those of one chunk's codes, so staging
+    memory follows the chunk, never the size of the supplier's catalogue.
+    """
+
+    def __init__(self, session, batch, codes=()):
         self.batch = batch
         self.categories = _category_lookup(session)
-        self.current = {}
+        self.current = {}  # code -> (product id, {field: value})
+        self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
+        # A supplier's products share a handful of buyer_fields texts: decode each once.
+        self._decoded = {}
+        self.load(session, codes)
+
+    def load(self, session, codes):
+        self.current.clear()
+        self.prices.clear()
+        codes = list(codes)
+        if not codes:
+            return
         columns = [sa.cast(Product.buyer_fields, sa.Text) if f == "buyer_fields" else getattr(Product, f)
                    for f in PRODUCT_FIELDS]
-        stmt = sa.select(Product.id, Product.code, *columns).where(Product.supplier_id == batch.supplier_id)
-        if codes is not None:
-            stmt = stmt.where(Product.code.in_(codes))
-        # A supplier's 100k products share a handful of buyer_fields: decode each text once,
-        # which keeps loading fast and the lookup small.
-        decoded = {}
-        for product_id, code, *values in session.execute(stmt.execution_options(yield_per=5000)):
+        stmt = sa.select(Product.id, Product.code, *columns).where(
+            Product.supplier_id == self.batch.supplier_id, Product.code.in_(codes)
+        )
+        decoded = self._decoded
+        for product_id, code, *values in session.execute(stmt):
             current = dict(zip(PRODUCT_FIELDS, values))
             text = current["buyer_fields"]
             if text not in decoded:
                 decoded[text] = json.loads(text)
             current["buyer_fields"] = decoded[text]
             self.current[code] = (product_id, current)
-
-    def validator_current(self):
-        return {code: {"cost_price": v["cost_price"], "sale_price": v["sale_price"]} for code, (_, v) in self.current.items()}
+            self.prices[code] = {"cost_price": current["cost_price"], "sale_price": current["sale_price"]}
 
 
 def _category_lookup(session):
@@ -246,35 +253,53 @@ def stage(session, batch_id):
     batch = session.get(ImportBatch, batch_id)
     session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
     context = _Context(session, batch)
+    columns = {k: int(v) for k, v in batch.mapping.items()}
     validator = FileValidator(
-        {k: int(v) for k, v in batch.mapping.items()},
-        markup=batch_markup(batch),
-        current=context.validator_current(),
-        max_price_change=batch.max_price_change,
+        columns, markup=batch_markup(batch), current=context.prices, max_price_change=batch.max_price_change,
     )
     pending, done = [], 0
     try:
-        with open_spreadsheet(batch_path(batch), read_limits()) as book:
+        with open_batch_file(session, batch) as book:
             sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
             for sheet in sheets:
                 sheet_category = context.categories.get(sheet) if batch.sheet == ALL_SHEETS else None
                 table = locate_table(book.rows(sheet), header_row=batch.header_row)
                 for source in table.rows:
-                    pending.append(_stage_row(batch, context, validator, source, sheet, sheet_category))
+                    pending.append(source)
                     if len(pending) >= CHUNK:
-                        done += _flush(session, batch, pending)
+                        done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
+                done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
         session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
         return _fail(session, batch, str(exc))
-    _flush(session, batch, pending)
     if bulk.is_postgresql(session):
         bulk.refresh_statistics(session)
     _recount(session, batch)
     batch.status = "ready"
     session.commit()
     return batch
+
+
+def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category):
+    """Validate and stage a chunk of rows against the products with the chunk's codes."""
+    context.load(session, _codes_in(sources, code_column))
+    batch = context.batch
+    rows = [_stage_row(batch, context, validator, source, sheet, sheet_category) for source in sources]
+    sources.clear()
+    return _flush(session, batch, rows)
+
+
+def _codes_in(sources, column):
+    codes = set()
+    for source in sources:
+        if not source.skip and column is not None and column < len(source.cells):
+            try:
+                codes.add(parse_code(source.cells[column]))
+            except ValueError:
+                pass  # validation reports it on the row
+    return codes
 
 
 def _flush(session, batch, rows):
@@ -463,7 +488,7 @@ def _revalidate(session, batch, row):
     code = result.values.get("code")
     context = _Context(session, batch, codes=[code] if code else [])
     if code in context.current:
-        result = validate_row(row.raw, markup=markup, current=context.validator_current()[code], max_price_change=limit)
+        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit)
     if code is not None:
         clash = session.scalar(
             sa.select(ImportRow.line).where(

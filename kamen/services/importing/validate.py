@@ -77,7 +77,7 @@ class FileValidator:
         """``columns`` is Mapping.columns; ``current`` maps code -> today's values."""
         self._plan = tuple(columns.items())
         self._markup = markup
-        self._current = (current or {}).get
+        self._current = (current if current is not None else {}).get  # may be filled later, chunk by chunk
         self._max_price_change = max_price_change
         self._first_line = {}
 
