@@ -120,3 +120,29 @@ def test_rq_cron_loads_the_schedule(redis_url):
     output = "".join(lines)
     registered = len(re.findall(r"^cron\.register\(", (ROOT / "jobs" / "cron.py").read_text(), re.M))
     assert registered >= 2 and f"Successfully registered {registered} cron jobs" in output, output
+
+
+def test_card_code_file_is_read_by_a_real_worker_on_another_machine(app, client, auth, redis_url, db_url, tmp_path):
+    """The 卡密 file goes to the database (encrypted), a real rq worker elsewhere reads it into stock."""
+    from kamen.models import CardCodeUpload, Product, StockMode
+    from tests.helpers import make_product
+
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    auth.login()
+    product = make_product(name="京东E卡 50元", stock_mode=StockMode.CARDS, stock=0)
+    data = "卡号,卡密\n" + "".join(f"NO{i},SECRET-{i:05d}\n" for i in range(500))
+    page = client.post(f"/admin/products/{product.id}/card-codes", data={"file": (io.BytesIO(data.encode()), "卡密.csv")},
+                       content_type="multipart/form-data", htmx=True).get_data(as_text=True)
+    job = db.session.scalar(sa.select(CardCodeUpload))
+    assert job.status == "queued" and "正在读取卡密文件“卡密.csv”</strong>（排队中）" in page
+    assert db.session.get(Product, product.id).stock == 0  # nothing read in the request
+
+    result = burst_worker(app, db_url, redis_url, queue_name, KAMEN_INSTANCE_PATH=str(tmp_path / "worker-machine"))
+    assert result.returncode == 0, result.stderr
+    assert "SECRET-" not in result.stderr  # codes are never logged
+    db.session.expire_all()
+    assert db.session.get(CardCodeUpload, job.id).status == "done"
+    assert db.session.get(Product, product.id).stock == 500
+    page = client.get(f"/admin/products/{product.id}/card-codes?upload={job.id}").get_data(as_text=True)
+    assert "新增入库 <strong>500</strong> 条" in page

@@ -1,5 +1,7 @@
 """Card codes (卡密) of products sold from local stock: upload, list, delete.
 
+A file is stored (encrypted) with the upload storage and read by a job, so
+a big file never holds a web worker; a short paste is read in the request.
 An upload is read and checked whole, then stored in one transaction: new
 codes go in with INSERT … ON CONFLICT DO NOTHING, so a concurrent upload of
 the same codes cannot fail it half-way, and the stock counter moves by
@@ -16,21 +18,25 @@ import io
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kamen import secretbox
-from kamen.models import CardCode, Product, StockMode
+from kamen import queue, secretbox
+from kamen.models import CardCode, CardCodeUpload, Product, StockMode
+from kamen.services import uploads
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.readers import MB, NOT_A_SHEET, ReadLimits, open_spreadsheet
+from kamen.services.transitions import transition
+from kamen.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_NUMBER_CHARS = 128  # the column's size
+PASTE_INLINE_BYTES = 256 * 1024  # a longer paste is read by a job, like a file
 MAX_SECRET_CHARS = 512
 HEADER_SCAN_ROWS = 20
 BATCH = 1000
@@ -318,6 +324,59 @@ def upload_text(session, product, text, limits=Limits()):
     if len(text.encode("utf-8")) > limits.max_bytes:
         raise CardCodeError(f"粘贴的内容超过 {limits.max_bytes / MB:.0f} MB，请改为上传文件或分批粘贴")
     return store(session, product, parse_text(text, limits))
+
+
+def configured_limits():
+    return Limits(max_bytes=current_app.config["IMPORT_MAX_BYTES"])
+
+
+def queue_file(session, product, stream, filename, limits=None):
+    """Store a card-code file (encrypted) and queue the job that reads it; returns the CardCodeUpload."""
+    check_accepts_codes(product)
+    limits = limits or configured_limits()
+    try:
+        upload = uploads.save(session, stream, purpose="card_codes", filename=filename,
+                              max_bytes=limits.max_bytes, encrypt=True)
+    except uploads.UploadTooLarge as exc:
+        session.rollback()
+        raise CardCodeError(f"文件太大，上限 {limits.max_bytes / MB:.0f} MB，请拆分后分批上传") from exc
+    job = CardCodeUpload(product_id=product.id, upload_id=upload.id, filename=upload.filename, status="queued")
+    session.add(job)
+    session.commit()
+    queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}")
+    session.refresh(job)  # a synchronous job has finished already
+    return job
+
+
+def read_queued(session, job_id, limits=None):
+    """The job: read the stored file into stock once, record the report, delete the file."""
+    if not transition(session, CardCodeUpload, job_id, "queued", "running"):
+        return session.get(CardCodeUpload, job_id)  # taken (or finished) by another run
+    session.commit()
+    job = session.get(CardCodeUpload, job_id)
+    values = {"status": "failed"}
+    try:
+        product = session.get(Product, job.product_id)
+        with uploads.local_copy(session, job.upload_id) as path:
+            report = upload_file(session, product, path, limits or configured_limits())
+        values = {"status": "done", "report": asdict(report)}
+    except (CardCodeError, uploads.UploadGone) as exc:
+        session.rollback()
+        values["message"] = str(exc)
+    except Exception:
+        session.rollback()
+        log.exception("card codes upload %s failed", job_id)
+        values["message"] = "读取卡密文件时出错，没有卡密入库，请重新上传；如果再次出现请联系技术支持"
+    if job.upload_id is not None:
+        uploads.delete(session, job.upload_id)  # it holds secrets: never kept once read
+    transition(session, CardCodeUpload, job_id, "running", values.pop("status"), upload_id=None,
+               finished_at=utcnow(), **values)
+    session.commit()
+    return session.get(CardCodeUpload, job_id)
+
+
+def report_of(job):
+    return UploadReport(**job.report) if job.report else None
 
 
 def store(session, product, parsed):

@@ -1,12 +1,11 @@
 """Card codes (卡密) of one product: upload (file or paste) with a report, masked list, delete."""
-import os
-import tempfile
+import io
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
-from kamen.models import Product
+from kamen.models import CardCodeUpload, Product
 from kamen.services import card_codes as card_service
 
 
@@ -24,7 +23,7 @@ def _list_state(source):
     return (status if status in card_service.STATUS_LABELS else ""), page
 
 
-def _render(product, *, status="", page=1, report=None, error=None, message=None, code=200):
+def _render(product, *, status="", page=1, report=None, error=None, message=None, code=200, upload_job=None):
     per_page = current_app.config["ADMIN_PAGE_SIZE"]
 
     def fetch(page):
@@ -35,6 +34,10 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
     if page > pages:  # the last page emptied by a delete
         page = pages
         rows, total = fetch(page)
+    if upload_job is not None and upload_job.status == "done":
+        report = card_service.report_of(upload_job)
+    elif upload_job is not None and upload_job.status == "failed":
+        error = f"未上传任何卡密：{upload_job.message}"
     template = "admin/card_codes_panel.html" if _is_htmx() else "admin/card_codes.html"
     html = render_template(
         template,
@@ -49,7 +52,8 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
         report=report,
         error=error,
         message=message,
-        limits=_limits(),
+        limits=card_service.configured_limits(),
+        upload_job=upload_job,
     )
     return html, code
 
@@ -57,7 +61,12 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
 @bp.get("/products/<int:product_id>/card-codes")
 def card_codes(product_id):
     status, page = _list_state(request.args)
-    return _render(_product_or_404(product_id), status=status, page=page)
+    product = _product_or_404(product_id)
+    job_id = request.args.get("upload", type=int)
+    upload_job = db.session.get(CardCodeUpload, job_id) if job_id else None
+    if upload_job is not None and upload_job.product_id != product.id:
+        upload_job = None
+    return _render(product, status=status, page=page, upload_job=upload_job)
 
 
 @bp.post("/products/<int:product_id>/card-codes")
@@ -67,26 +76,22 @@ def card_codes_upload(product_id):
     pasted = request.form.get("codes", "")
     try:
         if upload and upload.filename:
-            report = _upload_file(product, upload)
+            job = card_service.queue_file(db.session, product, upload.stream, upload.filename)
+        elif len(pasted.encode("utf-8")) > card_service.PASTE_INLINE_BYTES:
+            job = card_service.queue_file(db.session, product, io.BytesIO(pasted.encode("utf-8")), "粘贴的卡密.txt")
         elif pasted.strip():
-            report = card_service.upload_text(db.session, product, pasted, _limits())
+            report = card_service.upload_text(db.session, product, pasted, card_service.configured_limits())
+            return _render(product, report=report)
         else:
             raise card_service.CardCodeError("请选择要上传的文件，或在文本框里粘贴卡密")
     except card_service.CardCodeError as exc:
-        return _render(product, error=f"未上传任何卡密：{exc}", code=422 if _is_htmx() else 400)
-    return _render(product, report=report)
+        return _render(product, error=f"未上传任何卡密：{exc}", code=_refused())
+    # Jobs run at once without a queue: a refused file is answered as before.
+    return _render(product, upload_job=job, code=_refused() if job.status == "failed" else 200)
 
 
-def _upload_file(product, upload):
-    # The file holds secrets: it lives only in a private temp dir for this request.
-    with tempfile.TemporaryDirectory(prefix="kamen-cards-") as tmp:
-        path = os.path.join(tmp, "upload")
-        upload.save(path)
-        return card_service.upload_file(db.session, product, path, _limits())
-
-
-def _limits():
-    return card_service.Limits(max_bytes=current_app.config["IMPORT_MAX_BYTES"])
+def _refused():
+    return 422 if _is_htmx() else 400
 
 
 @bp.post("/products/<int:product_id>/card-codes/delete")
