@@ -1,9 +1,11 @@
 """Batch import (批量导入) of a 100,000-row supplier price list on PostgreSQL, against a naive importer.
 
-Issue 4 ("Benchmark") sets the targets on a 2-core machine: upload → preview
-ready ≤ 10 s, committed ≤ 20 s, the worker's peak RSS ≤ 400 MB, at least 5×
-a naive importer (openpyxl normal mode + validation and one ORM insert per
-row) measured in the same run, and the shop stays responsive meanwhile.
+Issue 8 ("Benchmark") sets the targets on a 2-core machine: upload → preview
+ready ≤ 6 s for xlsx and ≤ 4 s for CSV, committed ≤ 5 s, the worker's peak
+RSS ≤ 300 MB, at least 5× a naive importer (openpyxl normal mode + validation
+and one ORM insert per row) measured in the same run, and the shop stays
+responsive meanwhile. Each run prints where the preview's time goes (upload,
+read, map, validate, stage).
 
     .venv/bin/python bench/import_bench.py [--rows 100000] [--baseline-rows 10000]
 
@@ -38,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from common import pg_database, start_gunicorn, wait_ready  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-PREVIEW_TARGET_S = 10
-COMMIT_TARGET_S = 20
-RSS_TARGET_MB = 400
+PREVIEW_TARGET_S = {"xlsx": 6, "csv": 4}
+COMMIT_TARGET_S = 5
+RSS_TARGET_MB = 300
 SPEEDUP_TARGET = 5
 BAD_SHARE = 0.02
 REPRICED_SHARE = 0.10
@@ -86,6 +88,8 @@ def main():
         for kind in ("xlsx", "csv"):
             for run, path in ((f"{kind} fresh", files[f"fresh.{kind}"]), (f"{kind} re-import", files[f"reprice.{kind}"])):
                 results[run] = in_worker(shop, env, run_pipeline, path, SUPPLIERS[kind])
+                steps = in_worker(shop, env, run_steps, path, SUPPLIERS[kind])
+                results[run]["steps"].update(read=steps["read"], validate=steps["validate"])
                 print(pipeline_line(run, results[run]))
         naive = in_worker(shop, env, run_naive, files["naive.xlsx"], SUPPLIERS["naive"])
         report(results, naive, args.rows, args.baseline_rows)
@@ -255,11 +259,15 @@ def run_pipeline(env, path, supplier_code):
         start = time.perf_counter()
         with open(path, "rb") as f:
             batch = staging.create_batch(session, f, path.name, supplier=supplier)
+        upload_s = time.perf_counter() - start
         batch = staging.analyze(session, batch.id)
+        analyze_s = time.perf_counter() - start - upload_s
         choices = {m["column"]: m["key"] for m in batch.match_info}
         staging.apply_mapping(session, batch, staging.StageOptions(
             choices=choices, markup=staging.batch_markup(batch), max_price_change=batch.max_price_change))
+        stage_start = time.perf_counter()
         batch = staging.stage(session, batch.id)
+        stage_s = time.perf_counter() - stage_start
         preview_s, preview_rss = time.perf_counter() - start, peak_rss_mb()
         assert batch.status == "ready", batch.message
         counts = {a: getattr(batch, a) for a in ("created", "updated", "unchanged", "skipped", "failed")}
@@ -269,7 +277,37 @@ def run_pipeline(env, path, supplier_code):
         commit_s = time.perf_counter() - start
         assert batch.status == "committed", batch.message
         return {"preview_s": preview_s, "commit_s": commit_s, "rows": batch.rows_in, "counts": counts,
-                "preview_rss": preview_rss, "rss": peak_rss_mb()}
+                "preview_rss": preview_rss, "rss": peak_rss_mb(),
+                "steps": {"upload": upload_s, "analyze": analyze_s, "stage": stage_s}}
+
+
+def run_steps(env, path, supplier_code):
+    """Read and validate timed on their own (a separate process, so the pipeline's RSS stays its own)."""
+    with app_context(env) as session:
+        from kamen.models import Supplier
+        from kamen.services.importing.header import locate_table
+        from kamen.services.importing.mapping import auto_map
+        from kamen.services.importing.readers import open_spreadsheet
+        from kamen.services.importing.staging import batch_markup, supplier_markup_defaults
+        from kamen.services.importing.validate import FileValidator
+        from kamen.models import ImportBatch
+
+        supplier = session.scalar(sa.select(Supplier).filter_by(code=supplier_code))
+        start = time.perf_counter()
+        with open_spreadsheet(path) as book:
+            for _ in book.rows():
+                pass
+        read_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with open_spreadsheet(path) as book:
+            table = locate_table(book.rows())
+            mapping = auto_map([str(h) for h in table.headers])
+            validator = FileValidator(mapping.columns, markup=batch_markup(ImportBatch(**supplier_markup_defaults(supplier))))
+            for source in table.rows:
+                if not source.skip:
+                    validator.check(source.cells, source.line)
+        validate_s = time.perf_counter() - start - read_s
+        return {"read": read_s, "validate": validate_s}
 
 
 def run_naive(env, path, supplier_code):
@@ -375,8 +413,18 @@ def pipeline_line(run, r):
     return (f"{run:<16} preview ready {r['preview_s']:5.1f} s ({rows / r['preview_s']:7,.0f} rows/s)  "
             f"committed {r['commit_s']:5.1f} s ({rows / r['commit_s']:7,.0f} rows/s)  "
             f"peak RSS {r['rss']:4.0f} MB (preview {r['preview_rss']:.0f} MB)\n{'':<16} {counts}\n"
+            f"{'':<16} {steps_text(r['steps'])}\n"
             f"{'':<16} shop home meanwhile: {latency_text(r['latency'])}; "
             f"idle after: {latency_text(r['latency_after'])}")
+
+
+def steps_text(steps):
+    """Where the preview's time goes. Read and validate are timed apart over the same file;
+    stage is the rest of staging (decide create/update against the catalogue, write staged rows)."""
+    read, validate = steps["read"], steps["validate"]
+    rest = max(steps["stage"] - read - validate, 0)
+    return (f"preview steps: upload {steps['upload']:.1f} s, read+map (analyze) {steps['analyze']:.1f} s, "
+            f"staging {steps['stage']:.1f} s = read {read:.1f} + validate {validate:.1f} + stage {rest:.1f} s")
 
 
 def report(results, naive, rows, baseline_rows):
@@ -391,8 +439,9 @@ def report(results, naive, rows, baseline_rows):
     ok = True
     for run, r in results.items():
         speedup = naive_s / (r["preview_s"] + r["commit_s"])
+        preview_target = PREVIEW_TARGET_S[run.split()[0]]
         checks = [
-            (f"preview ready ≤ {PREVIEW_TARGET_S} s", r["preview_s"] <= PREVIEW_TARGET_S, f"{r['preview_s']:.1f} s"),
+            (f"preview ready ≤ {preview_target} s", r["preview_s"] <= preview_target, f"{r['preview_s']:.1f} s"),
             (f"committed ≤ {COMMIT_TARGET_S} s", r["commit_s"] <= COMMIT_TARGET_S, f"{r['commit_s']:.1f} s"),
             (f"peak RSS ≤ {RSS_TARGET_MB} MB", r["rss"] <= RSS_TARGET_MB, f"{r['rss']:.0f} MB"),
             (f"≥ {SPEEDUP_TARGET}× baseline", speedup >= SPEEDUP_TARGET, f"{speedup:.1f}×"),

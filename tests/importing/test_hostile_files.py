@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kamen.services.importing.readers import column_letters
 from tests.import_files import raw_xlsx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def far_cell_xlsx(path):
 
 
 def wide_xlsx(path):
-    cells = "".join(f'<c r="{_letters(i)}1"><v>{i}</v></c>' for i in range(1, 16385))
+    cells = "".join(f'<c r="{column_letters(i)}1"><v>{i}</v></c>' for i in range(1, 16385))
     return raw_xlsx(path, sheet(f'<row r="1">{cells}</row>'))
 
 
@@ -95,14 +96,6 @@ def shared_strings_bomb(path):
     with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("xl/sharedStrings.xml", f'<sst {NS}><si><t>{"a" * (80 * 1024 * 1024)}</t></si></sst>')
     return path
-
-
-def _letters(number):
-    letters = ""
-    while number:
-        number, rest = divmod(number - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,7 @@ def _check_extent(limits, rows, columns):
         raise _too_many_rows(limits, rows)
     if columns > limits.max_columns:
         raise ImportFileError(
-            f"表格有 {columns} 列（最远的单元格在 {_column_letters(columns)} 列），超过上限 {limits.max_columns} 列。"
+            f"表格有 {columns} 列（最远的单元格在 {column_letters(columns)} 列），超过上限 {limits.max_columns} 列。"
             "请删除右侧多余的列（含空白但有格式的单元格）后另存再上传"
         )
     if rows * columns > limits.max_cells:
@@ -206,7 +206,7 @@ def _check_extent(limits, rows, columns):
         )
 
 
-def _column_letters(number):
+def column_letters(number):
     letters = ""
     while number:
         number, rest = divmod(number - 1, 26)
