@@ -28,7 +28,7 @@ from kamen.services.pricing import Markup
 from kamen.timeutil import from_local
 
 ALL_SHEETS = "*"
-CHUNK = 2000
+CHUNK = 5000  # rows validated against one catalogue lookup, staged and committed together
 MONEY_FIELDS = ("face_value", "cost_price", "market_price", "sale_price", "promo_price")
 TIME_FIELDS = ("promo_start", "promo_end")
 # Product attributes an import may set, compared for "unchanged" and kept as before-images.
