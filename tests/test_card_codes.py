@@ -421,3 +421,13 @@ def test_another_products_upload_is_not_shown(admin, cards):
     job = card_service.queue_file(db.session, other, io.BytesIO(b"OTHER-1\n"), "o.txt")
     page = admin.get(f"/admin/products/{cards.id}/card-codes?upload={job.id}").get_data(as_text=True)
     assert "上传结果" not in page and "新增入库" not in page
+
+
+def test_a_hostile_sheet_is_refused_before_it_is_loaded(admin, cards, tmp_path):
+    from tests.importing.test_hostile_files import far_cell_xlsx
+
+    data = far_cell_xlsx(tmp_path / "far.xlsx").read_bytes()
+    response = _upload(admin, cards, data, name="卡密.xlsx", htmx=True)
+    assert response.status_code == 422
+    assert "未上传任何卡密：表格有 150000 行，超过" in response.get_data(as_text=True)
+    assert _stock(cards) == 0 and db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0
