@@ -421,6 +421,8 @@ def to_json(values):
 
 
 def _json_value(v):
+    if v.__class__ in _JSON_SCALARS:  # names, codes, stock: most values; str enums are subclasses
+        return v
     if isinstance(v, Decimal):
         return str(v)
     if isinstance(v, datetime):
