@@ -431,3 +431,29 @@ def test_a_hostile_sheet_is_refused_before_it_is_loaded(admin, cards, tmp_path):
     assert response.status_code == 422
     assert "未上传任何卡密：表格有 150000 行，超过" in response.get_data(as_text=True)
     assert _stock(cards) == 0 and db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0
+
+
+def test_queue_unreachable_is_a_message_not_a_500(admin, app, cards):
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = _upload(admin, cards, b"RQ-DOWN-1\n", htmx=True)
+    assert response.status_code == 422
+    assert "未上传任何卡密：后台任务暂时不可用" in response.get_data(as_text=True)
+    assert _stock(cards) == 0 and db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0
+
+
+def test_a_job_whose_worker_died_is_shown_failed_with_the_reason(admin, cards):
+    from datetime import timedelta
+
+    from kamen.services import uploads
+    from kamen.timeutil import utcnow
+
+    upload = uploads.save(db.session, io.BytesIO(b"LOST-1\n"), purpose="card_codes", max_bytes=MB, encrypt=True)
+    job = CardCodeUpload(product_id=cards.id, upload_id=upload.id, filename="lost.txt", status="running",
+                         created_at=utcnow() - card_service.STALE_AFTER - timedelta(minutes=1))
+    db.session.add(job)
+    db.session.commit()
+    page = admin.get(f"/admin/products/{cards.id}/card-codes?upload={job.id}").get_data(as_text=True)
+    assert "后台读取中断，请核对下方卡密列表后重新上传" in page and "hx-trigger" not in page
+    db.session.expire_all()
+    assert db.session.get(CardCodeUpload, job.id).status == "failed"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0

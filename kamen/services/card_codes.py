@@ -19,10 +19,11 @@ import logging
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kamen import queue, secretbox
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_NUMBER_CHARS = 128  # the column's size
 PASTE_INLINE_BYTES = 256 * 1024  # a longer paste is read by a job, like a file
+STALE_AFTER = timedelta(minutes=30)  # a file job still unfinished by then has lost its worker
 MAX_SECRET_CHARS = 512
 HEADER_SCAN_ROWS = 20
 BATCH = 1000
@@ -343,8 +345,24 @@ def queue_file(session, product, stream, filename, limits=None):
     job = CardCodeUpload(product_id=product.id, upload_id=upload.id, filename=upload.filename, status="queued")
     session.add(job)
     session.commit()
-    queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}")
+    try:
+        queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}")
+    except RedisError:
+        log.exception("card codes upload %s: could not queue the job", job.id)
+        _finish(session, job.id, "queued", "failed", message="后台任务暂时不可用，没有卡密入库，请稍后重新上传")
     session.refresh(job)  # a synchronous job has finished already
+    return job
+
+
+def job_for_page(session, product, job_id):
+    """The upload the page shows; one stuck past STALE_AFTER (its worker died) is failed with the reason."""
+    job = session.get(CardCodeUpload, job_id) if job_id else None
+    if job is None or job.product_id != product.id:
+        return None
+    if job.status in ("queued", "running") and job.created_at < utcnow() - STALE_AFTER:
+        _finish(session, job.id, ("queued", "running"), "failed",
+                message="后台读取中断，请核对下方卡密列表后重新上传（已入库的卡密不会重复入库）")
+        session.refresh(job)
     return job
 
 
@@ -367,12 +385,17 @@ def read_queued(session, job_id, limits=None):
         session.rollback()
         log.exception("card codes upload %s failed", job_id)
         values["message"] = "读取卡密文件时出错，没有卡密入库，请重新上传；如果再次出现请联系技术支持"
-    if job.upload_id is not None:
-        uploads.delete(session, job.upload_id)  # it holds secrets: never kept once read
-    transition(session, CardCodeUpload, job_id, "running", values.pop("status"), upload_id=None,
-               finished_at=utcnow(), **values)
-    session.commit()
+    _finish(session, job_id, "running", values.pop("status"), **values)
     return session.get(CardCodeUpload, job_id)
+
+
+def _finish(session, job_id, expected, status, **values):
+    """Record the outcome once and delete the file: it holds secrets, never kept once read."""
+    upload_id = session.scalar(sa.select(CardCodeUpload.upload_id).where(CardCodeUpload.id == job_id))
+    if transition(session, CardCodeUpload, job_id, expected, status, upload_id=None, finished_at=utcnow(), **values):
+        if upload_id is not None:
+            uploads.delete(session, upload_id)
+    session.commit()
 
 
 def report_of(job):

@@ -5,7 +5,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
-from kamen.models import CardCodeUpload, Product
+from kamen.models import Product
 from kamen.services import card_codes as card_service
 
 
@@ -62,10 +62,7 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
 def card_codes(product_id):
     status, page = _list_state(request.args)
     product = _product_or_404(product_id)
-    job_id = request.args.get("upload", type=int)
-    upload_job = db.session.get(CardCodeUpload, job_id) if job_id else None
-    if upload_job is not None and upload_job.product_id != product.id:
-        upload_job = None
+    upload_job = card_service.job_for_page(db.session, product, request.args.get("upload", type=int))
     return _render(product, status=status, page=page, upload_job=upload_job)
 
 
