@@ -133,3 +133,34 @@ def test_a_real_price_list_reads_within_the_same_bound(tmp_path, make_xlsx):
     result = probe(make_xlsx(rows))
     assert result["message"] is None and result["rows"] == 20_001, result
     assert result["max_rss_mb"] < PEAK_RSS_MB, result
+
+
+def far_cell_xls(path):
+    """The same trick in the old format: a 5 KB .xls whose two cells span 65,536 x 256."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("价格")
+    sheet.write(0, 0, "商品编码")
+    sheet.write(65535, 255, 1)
+    book.save(str(path))
+    return path
+
+
+def test_far_cell_xls_is_refused_before_calamine_builds_its_grids(tmp_path):
+    result = probe(far_cell_xls(tmp_path / "far.xls"))
+    assert result["rc"] == 0, result
+    assert "表格范围过大（65536 行 × 256 列）" in result["message"], result
+    assert result["max_rss_mb"] < PEAK_RSS_MB, result
+
+
+def test_a_real_xls_still_reads(tmp_path, read_rows):
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("价格")
+    for r, row in enumerate([["商品编码", "供货价"], ["1001", 9.5], ["1002", 12]]):
+        for c, value in enumerate(row):
+            sheet.write(r, c, value)
+    book.save(str(tmp_path / "old.xls"))
+    assert read_rows(tmp_path / "old.xls") == [["商品编码", "供货价"], ["1001", 9.5], ["1002", 12.0]]

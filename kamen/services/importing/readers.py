@@ -10,11 +10,13 @@ import csv
 import io
 import os
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
+import olefile
 import python_calamine
 
 from kamen.services.importing.errors import BadCell, ImportFileError
@@ -66,6 +68,7 @@ def open_spreadsheet(path, limits=ReadLimits()):
         _check_zip(path, limits)
         return Spreadsheet(path, "xlsx", limits)
     if head.startswith(OLE_MAGIC):
+        _check_xls(path, limits)
         return Spreadsheet(path, "xls", limits)
     encoding, delimiter = _sniff_text(head, complete=size <= SAMPLE_BYTES)
     return Spreadsheet(path, "csv", limits, encoding=encoding, delimiter=delimiter)
@@ -225,9 +228,13 @@ def _calamine(call, path):
     except python_calamine.PasswordError as exc:
         raise ImportFileError(ENCRYPTED) from exc
     except python_calamine.CalamineError as exc:
-        with open(path, "rb") as f:
-            encrypted = ENCRYPTED_MARKER in f.read()
-        raise ImportFileError(ENCRYPTED if encrypted else CORRUPT) from exc
+        raise _unreadable(path) from exc
+
+
+def _unreadable(path):
+    with open(path, "rb") as f:
+        encrypted = ENCRYPTED_MARKER in f.read()
+    return ImportFileError(ENCRYPTED if encrypted else CORRUPT)
 
 
 def _check_zip(path, limits):
@@ -256,6 +263,45 @@ def _check_zip(path, limits):
             f"文件解压后有 {unpacked / MB:.0f} MB，超过上限 {limits.max_unpacked_bytes / MB:.0f} MB，"
             "疑似压缩炸弹，已拒绝"
         )
+
+
+# BIFF records holding one cell (row, col first) and a run of cells (row, first col, …, last col).
+_XLS_CELL_RECORDS = frozenset({0x0006, 0x00D6, 0x00FD, 0x0201, 0x0203, 0x0204, 0x0205, 0x027E, 0x0406})
+_XLS_RUN_RECORDS = frozenset({0x00BD, 0x00BE})
+_XLS_BOF, _XLS_FILEPASS = 0x0809, 0x002F
+_XLS_RECORD = struct.Struct("<HH")
+
+
+def _check_xls(path, limits):
+    """Size every sheet from its cell records: calamine builds all the grids when it opens the file."""
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            name = next((n for n in ("Workbook", "Book") if ole.exists(n)), None)
+            if name is None:
+                return  # not a workbook (an encrypted xlsx, say): calamine names the problem
+            data = ole.openstream(name).read()
+    except (OSError, ValueError, IndexError, struct.error) as exc:  # olefile's errors for broken containers
+        raise _unreadable(path) from exc
+    sheets, rows, columns, pos, end = [], 0, 0, 0, len(data)
+    while pos + 4 <= end:
+        kind, size = _XLS_RECORD.unpack_from(data, pos)
+        body, pos = pos + 4, pos + 4 + size
+        if kind in _XLS_CELL_RECORDS and size >= 4 and pos <= end:
+            row, col = _XLS_RECORD.unpack_from(data, body)
+        elif kind in _XLS_RUN_RECORDS and size >= 6 and pos <= end:
+            row = _XLS_RECORD.unpack_from(data, body)[0]
+            col = _XLS_RECORD.unpack_from(data, pos - 4)[1]
+        elif kind == _XLS_BOF:
+            sheets.append((rows, columns))
+            rows = columns = 0
+            continue
+        elif kind == _XLS_FILEPASS:
+            raise ImportFileError(ENCRYPTED)
+        else:
+            continue
+        rows, columns = max(rows, row + 1), max(columns, col + 1)
+    for sheet_rows, sheet_columns in sheets + [(rows, columns)]:
+        _check_extent(limits, sheet_rows, sheet_columns)
 
 
 def _sniff_text(head, complete):
