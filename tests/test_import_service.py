@@ -97,3 +97,21 @@ def test_staging_reads_only_the_products_of_each_chunk(app, count_queries, monke
     rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
     assert rows[6].action == "update" and rows[6].warnings[0]["kind"] == "价格变动过大"  # QB30, second chunk
     assert rows[8].errors[0]["kind"] == "重复编码"  # QB10 again, a chunk after the first
+
+
+def test_all_sheets_together_are_held_to_the_row_limit(app):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for title in ("话费", "游戏"):
+        sheet = book.create_sheet(title)
+        sheet.append(["商品编码", "商品名称", "供货价"])
+        for i in range(4):
+            sheet.append([f"{title}{i}", f"{title} {i}", 9.5])
+    data = io.BytesIO()
+    book.save(data)
+    app.config["IMPORT_MAX_ROWS"] = 6  # each sheet (5 rows) is within it, both are not
+    batch = _stage(_batch(data.getvalue()), sheet=staging.ALL_SHEETS)
+    assert (batch.status, batch.message) == ("failed", "所有工作表合计超过单次导入上限 6 行，请拆分后分批导入")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportRow)) == 0

@@ -272,7 +272,9 @@ def stage(session, batch_id):
                     pending.append(source)
                     if len(pending) >= CHUNK:
                         done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
+                        _check_total(done, book.limits)
                 done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
+                _check_total(done, book.limits)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -284,6 +286,12 @@ def stage(session, batch_id):
     batch.status = "ready"
     session.commit()
     return batch
+
+
+def _check_total(rows, limits):
+    """Each sheet is bounded on its own; all sheets of one import together too."""
+    if rows > limits.max_rows:
+        raise ImportFileError(f"所有工作表合计超过单次导入上限 {limits.max_rows} 行，请拆分后分批导入")
 
 
 @contextmanager
