@@ -53,6 +53,11 @@ def lying_row_xlsx(path):
     return raw_xlsx(path, sheet('<row r="1"><c r="A1"><v>1</v></c><c r="CV100000"><v>2</v></c></row>'))
 
 
+def lying_narrow_xlsx(path):
+    """The same inside A..Z: row 1 claims a cell of row 250,000."""
+    return raw_xlsx(path, sheet('<row r="1"><c r="A1"><v>1</v></c><c r="B250000"><v>2</v></c></row>'))
+
+
 def truncated_xlsx(path):
     full = raw_xlsx(path, sheet("".join(f'<row r="{i}"><c r="A{i}"><v>{i}</v></c></row>' for i in range(1, 2000))))
     data = full.read_bytes()
@@ -105,6 +110,7 @@ def shared_strings_bomb(path):
         (wide_xlsx, "wide.xlsx", "表格有 16384 列"),
         (positional_wide_xlsx, "positional.xlsx", "表格有 300 列"),
         (lying_row_xlsx, "lying.xlsx", r"表格范围过大（100000 行 × 100 列），超过上限 6000000 个单元格"),
+        (lying_narrow_xlsx, "lying-narrow.xlsx", "表格有 250000 行，超过单次导入上限 200000 行"),
         (truncated_xlsx, "truncated.xlsx", "文件已损坏或不是有效的 Excel 文件"),
         (png_named_xlsx, "photo.xlsx", "无法识别的文件类型"),
         (csv_with_long_line, "long.csv", "第 2 行超过 1 MB"),

@@ -426,7 +426,8 @@ class _SheetTags:
         self.cell_ref_first = b"<" + prefix + b'c r="'
         self.row_ref_first = b"<" + prefix + b'row r="'
         # Every writer puts r first; then these find the extent without a parse.
-        self.ref_rows = re.compile(b"<" + p + rb'c r="[A-Z]+(\d+)"')
+        self.prefix_c_ref = b"<" + p + rb'c r="'
+        self.narrow_refs = re.compile(b"<" + p + rb'c r="([A-Z])\d')
         self.wide_refs = re.compile(b"<" + p + rb'c r="([A-Z]{2,})\d')
         self.row_refs = re.compile(b"<" + p + rb'row r="(\d+)"')
         self.tag = re.compile(b"<" + p + rb"(row|c)(?=[\s/>])([^>]*)")
@@ -455,20 +456,26 @@ class _SheetTags:
         rows = sum(data.count(t) for t in self.row_tags)
         if cells != data.count(self.cell_ref_first) or rows != data.count(self.row_ref_first):
             return self._extent_by_position(data, scan)
-        numbers = self.ref_rows.findall(data)
+        numbers = self.row_refs.findall(data)
         if numbers:
             scan.rows = max(scan.rows, max(map(int, numbers)))
-        numbers = self.row_refs.findall(data)
+        # A cell can name a row beyond its <row>'s: only references at least as long as
+        # the highest row so far, and not smaller in their first digit, can raise it.
+        high = str(scan.rows)
+        beyond = re.compile(self.prefix_c_ref + rb"[A-Z]+(\d{%d,}|[%s-9]\d{%d})\"" % (
+            len(high) + 1, high[0].encode(), len(high) - 1))
+        numbers = beyond.findall(data)
         if numbers:
             scan.rows = max(scan.rows, max(map(int, numbers)))
         wide = self.wide_refs.findall(data)
         if wide:
             scan.columns = max(scan.columns, max(_column_index(w) + 1 for w in set(wide)))
         elif scan.columns < 26:
-            letter = next((c for c in range(ord("Z"), ord("A") - 1, -1)
-                           if self.cell_ref_first + bytes((c,)) in data), None)
-            if letter is not None:
-                scan.columns = max(scan.columns, letter - ord("A") + 1)
+            # Within A..Z the grid stays small whatever the width: the last row's is the usual one.
+            last_row = data[data.rfind(self.row_ref_first):]
+            letters = self.narrow_refs.findall(last_row)
+            if letters:
+                scan.columns = max(scan.columns, max(letters)[0] - ord("A") + 1)
 
     def _extent_by_position(self, data, scan):
         """Cells or rows without a reference are placed after the previous one, as calamine does."""
