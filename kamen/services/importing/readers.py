@@ -421,9 +421,8 @@ class _SheetTags:
         p = re.escape(prefix)
         self.row_end = b"</" + prefix + b"row>"
         self.cell_start = b"<" + prefix + b"c "
-        self.cell_tags = (self.cell_start, b"<" + prefix + b"c>", b"<" + prefix + b"c/>")
-        self.row_tags = (b"<" + prefix + b"row ", b"<" + prefix + b"row>", b"<" + prefix + b"row/>")
-        self.cell_ref_first = b"<" + prefix + b'c r="'
+        # A cell or row tag whose first attribute is not its reference.
+        self.unreferenced = re.compile(b"<" + p + rb'(?:c|row)(?:[>/]|\s(?!r="))')
         self.row_ref_first = b"<" + prefix + b'row r="'
         # Every writer puts r first; then these find the extent without a parse.
         self.prefix_c_ref = b"<" + p + rb'c r="'
@@ -452,9 +451,7 @@ class _SheetTags:
             self._mark(bad, self._cell_head(data, match.start()), f"单元格是错误值 {code}，请修正公式或填写数值")
 
     def _extent(self, data, scan):
-        cells = sum(data.count(t) for t in self.cell_tags)
-        rows = sum(data.count(t) for t in self.row_tags)
-        if cells != data.count(self.cell_ref_first) or rows != data.count(self.row_ref_first):
+        if self.unreferenced.search(data):
             return self._extent_by_position(data, scan)
         numbers = self.row_refs.findall(data)
         if numbers:
