@@ -24,8 +24,7 @@ It prints:
 4. Work lost or doubled: the import's created rows against the products
    written, the synced products against the 主站's, failed jobs, runs.
 
-Until uploads live in the database (another change), the workers' instance
-folders share one ``imports/`` directory (a symlink, as a network mount would).
+Every process has its own instance folder: uploads live in the database.
 Takes several minutes on a 2-core machine.
 """
 import argparse
@@ -84,10 +83,8 @@ def main():
         servers.extend(webs)
         for web in webs:
             wait_ready(web, "/")
-        uploads = tmp / "bench-instance" / "imports"
-        uploads.mkdir(parents=True, exist_ok=True)
         workers = [start_process(tmp, f"worker-{n}", env, ["rq", "worker", "-w", "jobs.worker.AppWorker", "--url",
-                                                            REDIS_URL, queue], uploads) for n in (1, 2)]
+                                                            REDIS_URL, queue]) for n in (1, 2)]
         cron = start_process(tmp, "cron", env, ["rq", "cron", "jobs.cron", "--url", REDIS_URL])
         procs.extend([*workers, cron])
         time.sleep(5)
@@ -188,11 +185,9 @@ def prepare_shop(env, catalogue, main_url, app_id, secret):
                 "catalogue": catalogue}
 
 
-def start_process(tmp, name, env, argv, uploads=None):
+def start_process(tmp, name, env, argv):
     instance = tmp / f"{name}-instance"
     instance.mkdir()
-    if uploads is not None:
-        (instance / "imports").symlink_to(uploads)
     log = open(tmp / f"{name}.log", "w")
     return subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(env, KAMEN_INSTANCE_PATH=str(instance)))
