@@ -65,6 +65,9 @@ class Product(db.Model):
     market_price: Mapped[Decimal | None] = mapped_column(Money)
     sale_price: Mapped[Decimal] = mapped_column(Money)
     promo_price: Mapped[Decimal | None] = mapped_column(Money)
+    # 价格待确认: a synced cost that jumped past the supplier's limit; cost_price
+    # and sale_price stay as they were until an admin accepts or rejects it.
+    pending_cost: Mapped[Decimal | None] = mapped_column(Money)
     promo_start: Mapped[datetime | None]
     promo_end: Mapped[datetime | None]
 

@@ -46,6 +46,16 @@ class Supplier(db.Model):
     nightly_sync_at: Mapped[str | None] = mapped_column(sa.String(5))  # HH:MM shop time; None = off
     auto_delist_at_zero: Mapped[bool] = mapped_column(default=True)
     recheck_hours: Mapped[int] = mapped_column(default=8)  # manual suppliers: re-check reminder
+    # A cost moving more than this (percent, either way) since the last sync is
+    # held as 价格待确认 for an admin instead of repricing the product.
+    price_jump_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("30"))
+    # Fulu-style replies: refuse a reply whose sign is present and wrong. Off only
+    # for gateways documented to sign replies differently.
+    verify_reply_sign: Mapped[bool] = mapped_column(default=True)
+    # Alert when our prepaid balance at the supplier drops below this (None: off);
+    # balance_alerted keeps it to one alert until the balance recovers.
+    balance_alert_below: Mapped[Decimal | None] = mapped_column(Money)
+    balance_alerted: Mapped[bool] = mapped_column(default=False)
 
     last_sync_at: Mapped[datetime | None]  # last successful sync (incremental resumes here)
     last_full_sync_at: Mapped[datetime | None]

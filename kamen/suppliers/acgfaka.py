@@ -1,5 +1,5 @@
 """acg-faka 共享店铺: the docking API of a widely deployed PHP card shop, so a
-kamen 分站 can stock goods from such a 主站. Wire facts: PROTOCOLS.md.
+kamen 分站 can stock goods from such a 主站. Protocol: docs/acg-faka.md.
 
 Form-encoded POSTs only; every reply is HTTP 200 with ``code`` 200 (success)
 or 0 and a ``msg``. ``app_id`` is our user id on the 主站 and ``app_key`` the
@@ -40,8 +40,9 @@ INVENTORY = "/shared/commodity/inventory"
 SUCCESS = 200
 # delivery_way: 0 automatic card codes; 1 fulfilled by hand on the 主站 (top-ups, services).
 DELIVERY_WAYS = {0: Delivery.CARD, 1: Delivery.TOPUP}
-# Products with variants (种类/race) price each variant in their INI config and
-# report factory_price 0; they cannot be mapped to one product yet.
+# Products with variants (种类/race) price each variant in their INI config; a
+# trade must name the variant. They are rejected with a reason, not guessed at
+# (docs/acg-faka.md, "Variants").
 _RACES = re.compile(r"^\s*\[category\]\s*$", re.MULTILINE)
 
 
@@ -129,9 +130,10 @@ class AcgFakaAdapter(SupplierAdapter):
 
     def _product(self, category_name, row):
         delivery = _delivery(row)
-        cost = money(row, "factory_price")
-        if cost == 0 and _RACES.search(str(row.get("config") or "")):
-            raise BadValue("多规格（种类）商品暂不支持同步")
+        if _RACES.search(str(row.get("config") or "")):
+            raise BadValue("多规格（种类）商品暂不支持同步，请在主站为每个规格单独建商品")
+        # user_price is what the 主站 charges us; factory_price is its own cost.
+        cost = money(row, "user_price")
         widget = optional_text(row, "widget")
         return RemoteProduct(
             code=text(row, "code"),

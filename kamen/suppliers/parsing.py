@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
+from kamen.money import round_money
 from kamen.suppliers.base import (
     AuthFailed,
     InsufficientBalance,
@@ -45,8 +46,13 @@ def optional_text(data, key):
     return str(result).strip() or None
 
 
+# A remote price above this is a supplier's typo or garbage, not a product.
+MAX_PRICE = Decimal("1000000")
+
+
 def money(data, key, *, signed=False):
-    """A Decimal from a JSON number (already Decimal/int) or a numeric string;
+    """A Decimal from a JSON number (already Decimal/int) or a numeric string,
+    rounded half-up to 0.01 (so "9.505" is 9.51 on every sync, never a change);
     negative only when ``signed`` (a balance may be overdrawn, a price may not)."""
     raw = value(data, key)
     if isinstance(raw, bool) or isinstance(raw, float):
@@ -59,7 +65,9 @@ def money(data, key, *, signed=False):
         raise BadValue(f"字段“{key}”不是有效金额：{raw!r}")
     if amount < 0 and not signed:
         raise BadValue(f"字段“{key}”为负数：{amount}")
-    return amount
+    if amount > MAX_PRICE and not signed:
+        raise BadValue(f"字段“{key}”金额过大：{amount}（超过 {MAX_PRICE}）")
+    return round_money(amount)
 
 
 def optional_money(data, key):

@@ -44,6 +44,7 @@ class SimProduct:
     name: str
     price: Decimal  # what the buyer (our adapter) pays
     face_value: Decimal
+    own_cost: Decimal | None = None  # acg-faka items.factory_price: the 主站's own purchase cost
     market_price: Decimal | None = None
     category: tuple = ("游戏点卡",)
     stock: int | None = 100  # None: not counted
@@ -157,14 +158,16 @@ class Simulator:
         })
 
     def acg_item(self, p, index):
+        """As a real 主站 answers (docs/acg-faka.md): ``user_price`` is what this 分站
+        pays, ``factory_price`` the 主站's own cost (lower), ``price`` its retail price."""
         topup = p.delivery == "topup"
         return self._override(p.code, {
             "id": index,
             "code": p.code,
             "name": p.name,
             "price": p.market_price or p.face_value,
-            "user_price": p.market_price or p.face_value,
-            "factory_price": p.price,
+            "user_price": p.price,
+            "factory_price": p.own_cost if p.own_cost is not None else p.price * Decimal("0.8"),
             "cover": "",
             "description": "",
             "delivery_way": 1 if topup else 0,
@@ -289,7 +292,7 @@ class Simulator:
         return self._json({"code": 200, "msg": "success", "data": {
             "count": item["stock"], "delivery_way": item["delivery_way"], "draft_status": 0,
             "price": item["price"], "user_price": item["user_price"],
-            "factory_price": item["factory_price"], "config": "", "is_category": False}})
+            "factory_price": item["user_price"], "config": "", "is_category": False}})
 
     def _acg_fail(self, message):
         return self._json({"code": 0, "msg": message})

@@ -65,6 +65,21 @@ def test_items_tree_is_flattened(acg, simulator):
     assert "account" in manual.field_template
 
 
+def test_cost_is_what_the_main_station_charges_us_not_its_own_cost(acg, simulator):
+    """docs/acg-faka.md "Which price is our cost": user_price; items.factory_price is the 主站's cost."""
+    simulator.overrides = {"1001": {"price": Decimal("52.00"), "user_price": Decimal("48.50"),
+                                    "factory_price": Decimal("40.00")}}
+    product = {p.code: p for p in acg.list_products().items}["1001"]
+    assert product.cost_price == Decimal("48.50")
+    assert product.market_price == Decimal("52.00")
+
+
+def test_prices_with_more_decimals_are_rounded_half_up(acg, simulator):
+    simulator.overrides = {"1001": {"user_price": Decimal("9.505")}, "1003": {"user_price": "11.50499"}}
+    by_code = {p.code: p for p in acg.list_products().items}
+    assert (by_code["1001"].cost_price, by_code["1003"].cost_price) == (Decimal("9.51"), Decimal("11.50"))
+
+
 def test_delisted_goods_are_not_listed(acg, simulator):
     simulator.products["1001"].on_sale = False
     assert "1001" not in {p.code for p in acg.list_products().items}
@@ -72,10 +87,10 @@ def test_delisted_goods_are_not_listed(acg, simulator):
 
 def test_bad_products_are_rejected(acg, simulator):
     simulator.overrides = {
-        "1001": {"factory_price": 0, "config": "[category]\n月卡=10\n周卡=5\n"},
+        "1001": {"config": "[category]\n月卡=10\n周卡=5\n"},
         "1002": {"code": MISSING},
         "1003": {"stock": "很多"},
-        "1004": {"factory_price": Decimal("-3")},
+        "1004": {"user_price": Decimal("-3")},
     }
     page = acg.list_products()
     assert [p.code for p in page.items] == ["1003"]
@@ -84,6 +99,14 @@ def test_bad_products_are_rejected(acg, simulator):
     assert any("负数" in r for r in reasons)
     assert any("code" in r for r in reasons)
     assert any("多规格" in r for r in reasons)
+
+
+@pytest.mark.parametrize("bad", [Decimal("-0.01"), Decimal("1000001"), "abc", None])
+def test_an_absurd_price_rejects_that_item_only(acg, simulator, bad):
+    simulator.overrides = {"1003": {"user_price": bad}}
+    page = acg.list_products()
+    assert sorted(p.code for p in page.items) == ["1001", "1002", "1004"]
+    assert [r.code for r in page.rejected] == ["1003"] and "user_price" in page.rejected[0].reason
 
 
 def test_inventory(acg, simulator):

@@ -71,13 +71,14 @@ def test_requests_carry_the_whole_envelope(fulu, simulator):
 
 
 def test_list_products(fulu, simulator):
-    simulator.products["1001"].price = Decimal("9.4567")
+    simulator.products["1001"].price = Decimal("9.4550000000000001")
     page = fulu.list_products()
     assert page.next_cursor is None and page.rejected == []
     by_code = {p.code: p for p in page.items}
     assert set(by_code) == {"1001", "1002", "1003", "1004"}
     card, topup = by_code["1001"], by_code["1002"]
-    assert card.cost_price == Decimal("9.4567")  # exact, never through float
+    # Exact (never through float, which makes this 9.455 → 9.45), then half-up to the cent.
+    assert card.cost_price == Decimal("9.46")
     assert card.face_value == Decimal("10.00")
     assert (card.delivery, card.available, card.stock.level) == (Delivery.CARD, True, Level.IN)
     assert card.field_template is None

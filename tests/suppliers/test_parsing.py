@@ -10,14 +10,18 @@ from kamen.suppliers.parsing import BadValue, count, error_from_message, money, 
 @pytest.mark.parametrize("raw, expected", [
     ("12.30", Decimal("12.30")),
     (7, Decimal("7")),
-    (Decimal("0.0001"), Decimal("0.0001")),
+    (Decimal("0.0001"), Decimal("0.00")),
     (" 1 ", Decimal("1")),
+    ("9.505", Decimal("9.51")),  # half-up, not banker's rounding
+    (Decimal("9.5049"), Decimal("9.50")),
+    ("1000000", Decimal("1000000")),
 ])
-def test_money(raw, expected):
-    assert money({"p": raw}, "p") == expected
+def test_money_is_rounded_half_up_to_the_cent(raw, expected):
+    got = money({"p": raw}, "p")
+    assert got == expected and got.as_tuple().exponent == -2
 
 
-@pytest.mark.parametrize("raw", [1.5, True, "abc", "-1", "NaN", [], ""])
+@pytest.mark.parametrize("raw", [1.5, True, "abc", "-1", "NaN", "Infinity", [], "", "1000000.01", "1e9"])
 def test_bad_money(raw):
     with pytest.raises(BadValue):
         money({"p": raw}, "p")
