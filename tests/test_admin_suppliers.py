@@ -20,7 +20,8 @@ BASE = {
     "name": "主站 A", "code": "main-a", "kind": "kamen", "base_url": "", "app_id": "", "secret": "",
     "markup_percent": "10", "markup_fixed": "0", "markup_step": "0.01", "min_margin": "0.05",
     "default_category_id": "0", "sync_interval_minutes": "30", "nightly_sync_at": "02:00",
-    "auto_delist_at_zero": "y", "recheck_hours": "8", "is_active": "y",
+    "auto_delist_at_zero": "y", "recheck_hours": "8", "is_active": "y", "price_jump_percent": "30",
+    "verify_reply_sign": "y",
 }
 
 

@@ -24,7 +24,7 @@ class SupplierInvalid(ValueError):
 SETTINGS_FIELDS = (
     "name", "code", "kind", "base_url", "app_id", "markup_percent", "markup_fixed", "markup_step", "min_margin",
     "auto_list", "default_category_id", "sync_interval_minutes", "nightly_sync_at", "auto_delist_at_zero",
-    "recheck_hours", "is_active",
+    "recheck_hours", "is_active", "price_jump_percent", "balance_alert_below", "verify_reply_sign",
 )
 
 
@@ -40,6 +40,10 @@ def save_supplier(session, supplier, values, secret=None):
     kind = SupplierKind(values["kind"])
     if kind is not SupplierKind.MANUAL and not values.get("base_url"):
         raise SupplierInvalid("接口货源必须填写接口地址")
+    if values["recheck_hours"] < 1:
+        raise SupplierInvalid("核对提醒间隔至少 1 小时（0 会每分钟提醒一次）")
+    if values["price_jump_percent"] <= 0:
+        raise SupplierInvalid("供货价变动确认线应大于 0%")
     if supplier is None:
         supplier = Supplier()
         session.add(supplier)

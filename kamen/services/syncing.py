@@ -5,6 +5,7 @@ page applied and nothing half-written. Rows are compared before writing: an
 incremental sync with nothing new writes nothing.
 """
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -12,7 +13,8 @@ import sqlalchemy as sa
 from kamen.models import DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import decrypt
 from kamen.services import alerts, settings
-from kamen.services.pricing import Markup
+from kamen.money import format_money
+from kamen.services.pricing import Markup, is_price_jump
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.suppliers import adapter_for
 from kamen.suppliers.base import Delivery, Level, RejectedItem, SupplierError, Transient
@@ -33,6 +35,15 @@ CODE_LENGTH = Product.__table__.c.code.type.length
 
 class SyncBusy(Exception):
     """A sync of this supplier is already queued or running."""
+
+
+@dataclass
+class RunAlerts:
+    """Alert lines gathered page by page: committed pages alert even if a later one fails."""
+
+    low_stock: list = field(default_factory=list)
+    sold_out: list = field(default_factory=list)  # already 库存紧张, now 0
+    price_held: list = field(default_factory=list)  # 价格待确认 old → new
 
 
 def supplier_markup(supplier):
@@ -84,14 +95,14 @@ def run_sync(session, run_id, adapter=None):
     supplier = run.supplier
     run.status, run.attempts, run.started_at, run.finished_at = "running", run.attempts + 1, utcnow(), None
     session.commit()
-    crossed = []  # filled page by page: committed pages alert even if a later one fails
+    notes = RunAlerts()
     try:
         adapter = adapter or adapter_for_supplier(supplier)
-        _pull(session, supplier, run, adapter, crossed)
+        _pull(session, supplier, run, adapter, notes)
     except SupplierError as exc:
         session.rollback()
         _finish_failed(session, supplier, run, exc)
-        _alert_low_stock(session, supplier, crossed)
+        _send_alerts(session, supplier, notes)
         if isinstance(exc, Transient):
             raise
         return run
@@ -99,7 +110,7 @@ def run_sync(session, run_id, adapter=None):
         session.rollback()
         reason = SupplierError(f"同步时发生内部错误（{type(exc).__name__}），详见服务器日志")
         _finish_failed(session, supplier, run, reason)
-        _alert_low_stock(session, supplier, crossed)
+        _send_alerts(session, supplier, notes)
         raise
     now = utcnow()
     run.status, run.finished_at = "succeeded", now
@@ -108,15 +119,28 @@ def run_sync(session, run_id, adapter=None):
         supplier.last_full_sync_at = run.started_at
     supplier.failure_streak = 0
     session.commit()
-    _alert_low_stock(session, supplier, crossed)
+    _send_alerts(session, supplier, notes)
     return run
 
 
-def _alert_low_stock(session, supplier, crossed):
-    if crossed:
+def _send_alerts(session, supplier, notes):
+    """At most one stock alert and one price alert per run, each listing every product."""
+    if notes.low_stock or notes.sold_out:
+        counts = [f"{len(notes.low_stock)} 个商品库存不足"] if notes.low_stock else []
+        counts += [f"{len(notes.sold_out)} 个商品售罄"] if notes.sold_out else []
+        alerts.raise_alert(session, "low_stock", f"库存预警：{supplier.name} 有 {'、'.join(counts)}",
+                           notes.sold_out + notes.low_stock)
+    if notes.price_held:
         alerts.raise_alert(
-            session, "low_stock", f"库存预警：{supplier.name} 有 {len(crossed)} 个商品库存不足", crossed
+            session, "price_held",
+            f"价格待确认：{supplier.name} 有 {len(notes.price_held)} 个商品供货价变动超过 "
+            f"{_percent(supplier.price_jump_percent)}%，未自动调价",
+            notes.price_held + ["请到后台 → 货源 → 待审核 中逐个或全部接受/拒绝。"],
         )
+
+
+def _percent(value):
+    return format(value.normalize(), "f")
 
 
 def _finish_failed(session, supplier, run, exc):
@@ -138,7 +162,7 @@ def _finish_failed(session, supplier, run, exc):
         )
 
 
-def _pull(session, supplier, run, adapter, crossed):
+def _pull(session, supplier, run, adapter, notes):
     updated_after = None
     if run.mode == "incremental" and supplier.last_sync_at is not None:
         updated_after = supplier.last_sync_at - SYNC_OVERLAP
@@ -146,7 +170,7 @@ def _pull(session, supplier, run, adapter, crossed):
     cursor = None
     while True:
         page = adapter.list_products(cursor=cursor, updated_after=updated_after)
-        crossed += _apply_page(session, supplier, run, page)
+        _apply_page(session, supplier, run, page, notes)
         seen.update(item.code for item in page.items)
         seen.update(r.code for r in page.rejected if r.code)
         cursor = page.next_cursor
@@ -156,8 +180,8 @@ def _pull(session, supplier, run, adapter, crossed):
         _delist_gone(session, supplier, run, seen)
 
 
-def _apply_page(session, supplier, run, page):
-    """Upsert one page in one transaction; returns low-stock alert lines."""
+def _apply_page(session, supplier, run, page, notes):
+    """Upsert one page in one transaction, adding alert lines to ``notes``."""
     threshold_default = _default_threshold()
     # A code our column cannot hold would fail the whole page on PostgreSQL.
     rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
@@ -173,7 +197,7 @@ def _apply_page(session, supplier, run, page):
             sa.select(Product).where(Product.supplier_id == supplier.id, Product.code.in_(codes))
         ).scalars()
         existing = {p.code: p for p in rows}
-    inserts, updates, crossed = [], [], []
+    inserts, updates = [], []
     for code, item in items.items():
         product = existing.get(code)
         if product is None:
@@ -181,21 +205,27 @@ def _apply_page(session, supplier, run, page):
             if row["is_listed"] and row["stock"] <= threshold_default:
                 # Listed on arrival and already short: alert now, not at its next change.
                 row["low_stock_alerted"] = True
-                crossed.append(f"{row['name']}（{code}）库存 {row['stock']}，阈值 {threshold_default}")
+                notes.low_stock.append(f"{row['name']}（{code}）库存 {row['stock']}，阈值 {threshold_default}")
             inserts.append(row)
             continue
         changes = _changes(supplier, product, item)
         if not changes:
             run.unchanged += 1
             continue
+        if changes.get("pending_cost") is not None:
+            notes.price_held.append(_held_line(product, changes))
         threshold = product.effective_threshold(threshold_default)
         stock = changes.get("stock", product.stock)
         if product.stock_mode is not StockMode.UNLIMITED:
             if stock <= threshold and not product.low_stock_alerted:
                 changes["low_stock_alerted"] = True
-                crossed.append(f"{product.name}（{product.code}）库存 {stock}，阈值 {threshold}")
+                notes.low_stock.append(f"{product.name}（{product.code}）库存 {stock}，阈值 {threshold}")
             elif stock > threshold and product.low_stock_alerted:
                 changes["low_stock_alerted"] = False
+            elif stock == 0 < product.stock and product.low_stock_alerted:
+                notes.sold_out.append(f"{product.name}（{product.code}）已售罄（库存 {product.stock} → 0）")
+        if changes.get("is_listed") is False:
+            run.delisted += 1
         changes["id"] = product.id
         changes["updated_at"] = utcnow()
         updates.append(changes)
@@ -212,7 +242,14 @@ def _apply_page(session, supplier, run, page):
         kept = MAX_ERRORS_KEPT - len(run.errors or [])
         run.errors = (run.errors or []) + [{"code": r.code, "reason": r.reason} for r in rejected[:max(kept, 0)]]
     session.commit()
-    return crossed
+
+
+def _held_line(product, changes):
+    new = changes["pending_cost"]
+    listed = changes.get("is_listed", product.is_listed)
+    keeps = f"仍按原售价 ¥{format_money(product.sale_price)} 销售" if listed else "原售价不高于新供货价，已下架"
+    return (f"{product.name}（{product.code}）供货价 ¥{format_money(product.cost_price)} → "
+            f"¥{format_money(new)}，{keeps}")
 
 
 def _stock_of(item):
@@ -282,14 +319,8 @@ def _changes(supplier, product, item):
         changes["face_value"] = item.face_value
     if product.market_price != item.market_price and item.market_price is not None:
         changes["market_price"] = item.market_price
-    if product.cost_price != item.cost_price:
-        changes["cost_price"] = item.cost_price
-        sale = sale_price_for(supplier, item.cost_price)
-        if sale != product.sale_price:
-            changes["sale_price"] = sale
-        promo = product.promo_price
-        if promo is not None and (promo < item.cost_price or promo > sale):
-            changes["promo_price"] = None  # a promo below the new cost would sell at a loss
+    changes.update(_cost_changes(supplier, product, item.cost_price))
+    held = changes.get("pending_cost", product.pending_cost)
     if product.stock_mode is StockMode.SYNCED:
         stock = _stock_of(item)
         if product.stock != stock:
@@ -297,10 +328,47 @@ def _changes(supplier, product, item):
     else:  # our own card codes, or unlimited top-up: the supplier's count is not ours
         stock = 1 if product.stock_mode is StockMode.UNLIMITED else product.stock
     sellable = item.available and (stock > 0 or not supplier.auto_delist_at_zero)
+    if held is not None and product.sale_price <= held:
+        sellable = False  # held: the old price no longer covers the new cost
     if product.is_listed and not sellable:
         changes["is_listed"], changes["auto_delisted"] = False, True
     elif not product.is_listed and product.auto_delisted and sellable:
         changes["is_listed"], changes["auto_delisted"] = True, False
+    return changes
+
+
+def _cost_changes(supplier, product, cost):
+    """Reprice from a new cost, or hold a jump past the supplier's limit as 价格待确认.
+
+    A held product keeps its cost and sale price; ``pending_cost`` records the
+    supplier's new cost until an admin decides (services/price_holds.py)."""
+    changes = {}
+    if cost == product.cost_price:
+        if product.pending_cost is not None:
+            changes["pending_cost"] = None  # back where it was: nothing left to confirm
+        return changes
+    if is_price_jump(product.cost_price, cost, supplier.price_jump_percent):
+        if product.pending_cost != cost:
+            changes["pending_cost"] = cost
+        promo = product.promo_price
+        if promo is not None and promo <= cost:
+            changes["promo_price"] = None
+        return changes
+    if product.pending_cost is not None:
+        changes["pending_cost"] = None
+    changes.update(repriced(supplier, product, cost))
+    return changes
+
+
+def repriced(supplier, product, cost):
+    """The fields that move ``product`` to ``cost`` under the supplier's markup rule."""
+    changes = {"cost_price": cost}
+    sale = sale_price_for(supplier, cost)
+    if sale != product.sale_price:
+        changes["sale_price"] = sale
+    promo = product.promo_price
+    if promo is not None and (promo < cost or promo > sale):
+        changes["promo_price"] = None  # a promo below the new cost would sell at a loss
     return changes
 
 

@@ -20,6 +20,8 @@ def upgrade():
         batch_op.add_column(sa.Column("verify_reply_sign", sa.Boolean(), nullable=False, server_default=sa.true()))
         batch_op.add_column(sa.Column("balance_alert_below", sa.Numeric(precision=12, scale=2), nullable=True))
         batch_op.add_column(sa.Column("balance_alerted", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # An interval of 0 hours reminded every minute; it is refused from now on.
+    op.execute("UPDATE suppliers SET recheck_hours = 8 WHERE recheck_hours < 1")
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pending_cost", sa.Numeric(precision=12, scale=2), nullable=True))
 

@@ -177,7 +177,10 @@ class SupplierForm(FlaskForm):
         validators=[Optional(), Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", message="时间格式应为 HH:MM，如 02:00")],
     )
     auto_delist_at_zero = BooleanField("库存为 0 自动下架、有货自动上架", default=True)
+    price_jump_percent = MoneyField("供货价变动确认线 %", required=True, default=Decimal("30"))
     recheck_hours = WholeField("手工货源核对提醒间隔（小时）", required=True, default=8)
+    balance_alert_below = MoneyField("余额低于（元）时告警")
+    verify_reply_sign = BooleanField("校验货源回复签名（仅当货源文档说明其签名方式不同时才关闭）", default=True)
     is_active = BooleanField("启用", default=True)
 
 

@@ -10,8 +10,8 @@ from kamen.extensions import db
 from kamen.models import Product, Supplier, SyncRun
 from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
+from kamen.services import price_holds, syncing
 from kamen.services import suppliers as supplier_service
-from kamen.services import syncing
 from kamen.services.categories import category_choices
 from kamen.services.sync_dispatch import start_sync
 from kamen.suppliers.base import SupplierError
@@ -36,7 +36,7 @@ def suppliers():
     pending = dict(
         db.session.execute(
             sa.select(Product.supplier_id, sa.func.count())
-            .where(Product.pending_review.is_(True))
+            .where(sa.or_(Product.pending_review.is_(True), Product.pending_cost.is_not(None)))
             .group_by(Product.supplier_id)
         ).all()
     )
@@ -88,6 +88,7 @@ def supplier_detail(supplier_id):
         sa.select(SyncRun).where(SyncRun.supplier_id == supplier.id).order_by(SyncRun.id.desc()).limit(20)
     ).all()
     pending_count = len(supplier_service.pending_products(db.session, supplier))
+    pending_count += len(price_holds.held_products(db.session, supplier))
     return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count)
 
 
@@ -147,6 +148,12 @@ def supplier_review(supplier_id):
                     db.session, supplier, form.get("remote_category", ""), form.get("category_id", type=int) or 0
                 )
                 flash("分类对应已保存，新同步的商品也会放到该分类。", "success")
+            elif form.get("action") in ("accept_price", "reject_price", "accept_all_prices", "reject_all_prices"):
+                action = form["action"]
+                accept = action.startswith("accept")
+                ids = None if "_all_" in action else [i for i in form.getlist("price_ids") if i.isdigit()]
+                n = price_holds.resolve(db.session, supplier, ids, accept=accept)
+                flash(f"已{'接受新价格' if accept else '拒绝新价格（保持原售价）'}：{n} 个商品。", "success")
             else:
                 approve = form.get("action") == "approve"
                 n = supplier_service.review_pending(
@@ -159,7 +166,9 @@ def supplier_review(supplier_id):
         return redirect(url_for("admin.supplier_review", supplier_id=supplier.id))
     products = supplier_service.pending_products(db.session, supplier)
     remote_categories = sorted({p.remote_category for p in products if p.remote_category})
+    held = price_holds.held_products(db.session, supplier)
     return render_template(
-        "admin/supplier_review.html", supplier=supplier, products=products,
+        "admin/supplier_review.html", supplier=supplier, products=products, held=held,
+        accepted_prices={p.id: syncing.sale_price_for(supplier, p.pending_cost) for p in held},
         remote_categories=remote_categories, categories=_category_choices()[1:],
     )
