@@ -21,6 +21,13 @@ def held_products(session, supplier):
     ).all()
 
 
+def held_count(session, supplier):
+    return session.scalar(
+        sa.select(sa.func.count()).select_from(Product)
+        .where(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))
+    )
+
+
 def resolve(session, supplier, ids, *, accept):
     """Accept or reject the held prices of these products (all of them when ``ids`` is None)."""
     stmt = sa.select(Product).where(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))

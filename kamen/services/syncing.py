@@ -147,8 +147,8 @@ def _finish_failed(session, supplier, run, exc):
     run = session.get(SyncRun, run.id)
     supplier = session.get(Supplier, supplier.id)
     run.status, run.finished_at = "failed", utcnow()
-    run.message = str(exc)
-    run.errors = (run.errors or []) + [{"code": None, "reason": str(exc)}]
+    # Why the run failed, in one line; 错误明细 stays the products 失败 counts.
+    run.message = " ".join(str(exc).split())
     if run.attempts == 1:  # RQ's retries of this run are not more failed runs
         supplier.failure_streak += 1
     session.commit()

@@ -88,7 +88,7 @@ def supplier_detail(supplier_id):
         sa.select(SyncRun).where(SyncRun.supplier_id == supplier.id).order_by(SyncRun.id.desc()).limit(20)
     ).all()
     pending_count = len(supplier_service.pending_products(db.session, supplier))
-    pending_count += len(price_holds.held_products(db.session, supplier))
+    pending_count += price_holds.held_count(db.session, supplier)
     return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count)
 
 
@@ -124,7 +124,8 @@ def sync_run(supplier_id, run_id):
     if run is None or run.supplier_id != supplier_id:
         abort(404)
     template = "admin/_sync_run.html" if request.headers.get("HX-Request") == "true" else "admin/sync_run.html"
-    return render_template(template, run=run, supplier=run.supplier)
+    return render_template(template, run=run, supplier=run.supplier,
+                           held_count=price_holds.held_count(db.session, run.supplier))
 
 
 @bp.post("/suppliers/<int:supplier_id>/checked")
