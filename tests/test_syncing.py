@@ -82,7 +82,8 @@ def test_full_sync_prices_new_products_and_holds_them_for_review(app, simulator)
     assert got["1002"].sale_price == Decimal("11.50")
     assert all(p.pending_review and not p.is_listed and not p.auto_delisted for p in got.values())
     assert got["1001"].category_id == games.id and got["1002"].category_id == phone.id
-    assert got["1002"].buyer_fields == [{"key": "account", "label": "充值账号", "pattern": "", "hint": ""}]
+    assert got["1002"].buyer_fields == [{"key": "account", "label": "QQ号", "pattern": r"^[1-9]\d{4,11}$",
+                                         "hint": "5-12 位数字"}]  # the 主站's field, pattern and hint
     assert got["1001"].stock == 100
     db.session.refresh(supplier)
     assert supplier.last_sync_at == run.started_at and supplier.last_full_sync_at == run.started_at

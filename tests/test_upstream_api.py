@@ -47,7 +47,9 @@ def test_products_are_paged_and_priced_for_the_station(client, station):
     qb10 = next(i for i in body["items"] + second["items"] if i["code"] == "self.QB10")
     # cost 9.60 × 1.05 + 0.10 = 10.18
     assert qb10["price"] == "10.18" and qb10["stock"] == {"level": "IN", "qty": None}
-    assert qb10["category"] == ["游戏点卡", "腾讯游戏"] and qb10["fields"][0]["label"] == "QQ号"
+    assert qb10["category"] == ["游戏点卡", "腾讯游戏"]
+    assert qb10["fields"] == [{"name": "account", "label": "QQ号", "required": True,
+                               "pattern": r"^[1-9]\d{4,11}$", "hint": "5-12 位数字"}]
 
 
 def test_incremental_page_includes_delistings(client, station):

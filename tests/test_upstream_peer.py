@@ -33,6 +33,9 @@ def test_sub_station_syncs_catalog_and_stock_changes(app, main_station):
     qb10 = db.session.scalar(sa.select(Product).filter_by(supplier_id=supplier.id, code="self.QB10"))
     # 分站价 on the main station = 9.60 × 1.02 = 9.79; our markup of 10% → 10.77.
     assert qb10.cost_price == Decimal("9.79") and qb10.sale_price == Decimal("10.77")
+    # The 主站's buyer field arrives whole: its pattern and hint are not lost on the way.
+    assert qb10.buyer_fields == [{"key": "account", "label": "QQ号", "pattern": r"^[1-9]\d{4,11}$",
+                                  "hint": "5-12 位数字"}]
 
     with main_station["app"].app_context():
         product = db.session.scalar(sa.select(Product).filter_by(code="WY50"))

@@ -122,8 +122,8 @@ def product_json(station, product, default_threshold):
         "stock": _stock_json(product, default_threshold),
         "available": product.is_listed,
         "delivery": "card" if product.delivery_type.value == "card" else "topup",
-        "fields": [{"name": f["key"], "label": f["label"], "required": True} for f in product.buyer_fields or []]
-        or None,
+        "fields": [{"name": f["key"], "label": f["label"], "required": True, "pattern": f.get("pattern") or "",
+                    "hint": f.get("hint") or ""} for f in product.buyer_fields or []] or None,
         "updated_at": _iso(product.updated_at),
     }
 

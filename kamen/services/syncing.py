@@ -259,16 +259,13 @@ def _stock_of(item):
 
 
 def _buyer_fields(item):
-    if item.delivery is not Delivery.TOPUP:
-        return []
-    template = item.field_template
-    if isinstance(template, list) and template:
-        return [
-            {"key": str(f.get("name") or f"field{n}"), "label": str(f.get("label") or f.get("name")),
-             "pattern": "", "hint": ""}
-            for n, f in enumerate(template) if isinstance(f, dict)
-        ]
-    return [{"key": "account", "label": "充值账号", "pattern": "", "hint": ""}]
+    """The supplier's own fields (acg-faka widget, Fulu template, kamen fields);
+    a top-up it describes no field for asks for the account to charge."""
+    if item.buyer_fields:
+        return item.buyer_fields
+    if item.delivery is Delivery.TOPUP:
+        return [{"key": "account", "label": "充值账号", "pattern": "", "hint": ""}]
+    return []
 
 
 def _category_id(supplier, item):
@@ -319,6 +316,8 @@ def _changes(supplier, product, item):
         changes["face_value"] = item.face_value
     if product.market_price != item.market_price and item.market_price is not None:
         changes["market_price"] = item.market_price
+    if item.buyer_fields is not None and product.buyer_fields != _buyer_fields(item):
+        changes["buyer_fields"] = _buyer_fields(item)  # the supplier checks them when we order
     changes.update(_cost_changes(supplier, product, item.cost_price))
     held = changes.get("pending_cost", product.pending_cost)
     if product.stock_mode is StockMode.SYNCED:

@@ -23,9 +23,11 @@ from kamen.suppliers.base import (
 from kamen.suppliers.http import HttpClient
 from kamen.suppliers.parsing import (
     BadValue,
+    buyer_field,
     collect,
     count,
     error_from_message,
+    json_list,
     key_of,
     money,
     optional_money,
@@ -134,7 +136,7 @@ class AcgFakaAdapter(SupplierAdapter):
             raise BadValue("多规格（种类）商品暂不支持同步，请在主站为每个规格单独建商品")
         # user_price is what the 主站 charges us; factory_price is its own cost.
         cost = money(row, "user_price")
-        widget = optional_text(row, "widget")
+        widget = _widget(row.get("widget"))
         return RemoteProduct(
             code=text(row, "code"),
             name=text(row, "name"),
@@ -145,9 +147,22 @@ class AcgFakaAdapter(SupplierAdapter):
             stock=_stock(delivery, row.get("stock")),
             available=True,  # items lists only goods the 主站 sells through the API
             delivery=delivery,
-            field_template=widget if widget not in (None, "[]", "{}", "null") else None,
+            field_template=widget or None,
+            buyer_fields=[buyer_field(f.get("name"), f.get("cn"), f.get("regex"), f.get("placeholder") or f.get("error"))
+                          for f in widget],
             raw=row,
         )
+
+
+def _widget(raw):
+    """The buyer fields a trade needs (sent back by ``name``): a JSON list of
+    {cn, name, placeholder, type, regex, error}; null or "{}" when there are none."""
+    if raw in ("{}", {}):
+        return []
+    fields = json_list(raw, "买家填写项（widget）")
+    if not all(isinstance(f, dict) and str(f.get("name") or "").strip() for f in fields):
+        raise BadValue("买家填写项（widget）缺少字段名 name")
+    return fields
 
 
 def _delivery(row):

@@ -51,6 +51,9 @@ class RemoteProduct:
     available: bool  # listed and sellable upstream
     delivery: Delivery
     field_template: Any = None  # buyer fields as the supplier describes them; read when ordering
+    # The same fields as the shop asks for them: [{"key", "label", "pattern", "hint"}]
+    # (parsing.buyer_field); None when the supplier does not say.
+    buyer_fields: list | None = None
     updated_at: datetime | None = None  # naive UTC
     raw: dict = field(default_factory=dict, repr=False)
 

@@ -24,6 +24,7 @@ from kamen.suppliers.base import (
     Level,
     Page,
     ProductUnavailable,
+    RejectedItem,
     RemoteProduct,
     StockLevel,
     SupplierAdapter,
@@ -33,8 +34,10 @@ from kamen.suppliers.base import (
 from kamen.suppliers.http import HttpClient, loads
 from kamen.suppliers.parsing import (
     BadValue,
+    buyer_field,
     collect,
     error_from_message,
+    json_list,
     key_of,
     money,
     optional_money,
@@ -55,6 +58,7 @@ class Dialect:
     goods_list: str = "fulu.goods.list.get"
     goods_info: str = "fulu.goods.info.get"
     stock_check: str = "fulu.goods.stock.check"
+    template_get: str = "fulu.goods.template.get"
     user_info: str = "fulu.user.info.get"
     product_id: str = "product_id"
     product_name: str = "product_name"
@@ -107,6 +111,24 @@ def decrypt_card(ciphertext, secret):
         return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
     except (binascii.Error, ValueError) as exc:
         raise SupplierError("卡密解密失败：密文格式不对或密钥不匹配") from exc
+
+
+def _pick(data, *names):
+    """The first of these keys present (gateways differ in snake_case and PascalCase)."""
+    for name in names:
+        if data.get(name) not in (None, ""):
+            return data[name]
+    return None
+
+
+def loads_object(text):
+    try:
+        data = loads(text)
+    except ValueError:
+        raise BadValue("模板内容不是合法的 JSON") from None
+    if not isinstance(data, dict):
+        raise BadValue("模板内容应为对象")
+    return data
 
 
 class FuluAdapter(SupplierAdapter):
@@ -163,7 +185,43 @@ class FuluAdapter(SupplierAdapter):
         if not isinstance(rows, list):
             raise Transient("货源返回数据有误：商品列表应为数组")
         items, rejected = collect(rows, self._product, lambda row: key_of(row, self.dialect.product_id))
-        return Page(items=items, next_cursor=None, rejected=rejected)
+        items, unreadable = self._with_templates(items)
+        return Page(items=items, next_cursor=None, rejected=rejected + unreadable)
+
+    def _with_templates(self, items):
+        """Fill each product's buyer fields from its template, one call per template.
+
+        A template we cannot read rejects its products (kept, not delisted): a
+        guessed generic field would let buyers order with the wrong details."""
+        templates, kept, rejected = {}, [], []
+        for item in items:
+            template_id = item.field_template
+            if not template_id:
+                kept.append(item)
+                continue
+            if template_id not in templates:
+                try:
+                    templates[template_id] = self.template_fields(template_id)
+                except (SupplierError, BadValue) as exc:
+                    templates[template_id] = exc
+            fields = templates[template_id]
+            if isinstance(fields, Exception):
+                rejected.append(RejectedItem(item.code, f"读取买家填写模板 {template_id} 失败：{fields}"))
+            else:
+                item.buyer_fields = fields
+                kept.append(item)
+        return kept, rejected
+
+    def template_fields(self, template_id):
+        """Buyer fields of a goods template (docs/fulu.md, "Buyer-field templates")."""
+        data = self.call(self.dialect.template_get, {"template_id": template_id})
+        element = _pick(data, "element_info", "ElementInfo") if isinstance(data, dict) else None
+        if isinstance(element, str):
+            element = loads_object(element)
+        inputs = json_list(_pick(element, "inputs", "Inputs") if isinstance(element, dict) else None, "模板输入项")
+        inputs = sorted((i for i in inputs if isinstance(i, dict)), key=lambda i: str(_pick(i, "sort_id", "SortId") or 0))
+        return [buyer_field(_pick(i, "id", "Id"), _pick(i, "name", "Name"), _pick(i, "regex", "Regex"),
+                            _pick(i, "placeholder", "Placeholder", "tips", "Tips")) for i in inputs]
 
     def get_product(self, code):
         row = self.call(self.dialect.goods_info, {self.dialect.product_id: self._product_id(code)})

@@ -20,7 +20,8 @@ signature headers; JSON bodies are UTF-8; money is always a decimal *string*
 
     ``price`` is this station's price (分站价), ``level`` IN|LOW|OUT|UNKNOWN,
     ``qty`` an int or null (a 主站 may hide counts), ``delivery`` card|topup,
-    ``fields`` null or a list of ``{"name", "label", "required"}`` buyer fields;
+    ``fields`` null or a list of ``{"name", "label", "required", "pattern",
+    "hint"}`` buyer fields (``pattern`` a regular expression or "");
     ``face_value``, ``market_price`` may be null.
 
 ``POST /stock`` ``{"codes": [...]}`` (at most 500)
@@ -67,6 +68,7 @@ from kamen.suppliers.http import HttpClient, retry_after
 from kamen.suppliers.kamen_signing import sign_headers
 from kamen.suppliers.parsing import (
     BadValue,
+    buyer_field,
     collect,
     count,
     key_of,
@@ -202,6 +204,9 @@ def _product(row):
     delivery = text(row, "delivery")
     if delivery not in {d.value for d in Delivery}:
         raise BadValue(f"未知的发货方式“{delivery}”")
+    fields = row.get("fields") or []
+    if not isinstance(fields, list) or not all(isinstance(f, dict) for f in fields):
+        raise BadValue("字段“fields”应为数组")
     available = value(row, "available")
     if not isinstance(available, bool):
         raise BadValue("字段“available”应为 true/false")
@@ -215,7 +220,8 @@ def _product(row):
         stock=_stock(value(row, "stock")),
         available=available,
         delivery=Delivery(delivery),
-        field_template=row.get("fields") or None,
+        field_template=fields or None,
+        buyer_fields=[buyer_field(f.get("name"), f.get("label"), f.get("pattern"), f.get("hint")) for f in fields],
         updated_at=utc_datetime(row["updated_at"]) if row.get("updated_at") else None,
         raw=row,
     )

@@ -3,6 +3,8 @@
 One bad product is rejected with a reason and the rest of the page is kept;
 a bad reply as a whole (no balance, a list that is not a list) is Transient.
 """
+import json
+import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -74,6 +76,47 @@ def optional_money(data, key):
     if data.get(key) in (None, ""):
         return None
     return money(data, key)
+
+
+# A regex written for PHP or JavaScript: "/^\d+$/i".
+_DELIMITED = re.compile(r"^/(?P<body>.*)/[a-zA-Z]*$", re.DOTALL)
+
+
+def buyer_field(key, label, pattern="", hint=""):
+    """One buyer field as Product.buyer_fields holds it.
+
+    A supplier's pattern is kept only when Python can use it (delimiters
+    stripped); one we cannot read is dropped, never a reason to refuse the
+    product: the supplier checks the value again when we order."""
+    key, label = str(key or "").strip(), str(label or "").strip()
+    if not key:
+        raise BadValue("买家填写项缺少字段名")
+    pattern = str(pattern or "").strip()
+    delimited = _DELIMITED.match(pattern)
+    if delimited:
+        pattern = delimited["body"]
+    try:
+        re.compile(pattern)
+    except re.error:
+        pattern = ""
+    return {"key": key[:64], "label": (label or key)[:60], "pattern": pattern[:500],
+            "hint": str(hint or "").strip()[:200]}
+
+
+def json_list(raw, what):
+    """A list given as JSON text (or already decoded); None/"" is empty."""
+    if raw in (None, ""):
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise BadValue(f"{what}不是合法的 JSON") from None
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BadValue(f"{what}应为数组")
+    return raw
 
 
 def count(raw):

@@ -33,6 +33,10 @@ from kamen.suppliers.kamen_signing import VerificationError, request_target, ver
 from kamen.suppliers.kamen_upstream import error_body
 
 MISSING = object()
+# What a real acg-faka 主站 sends for a game top-up (a JSON *string*).
+ACG_TOPUP_WIDGET = ('[{"cn":"游戏账号","name":"game_account","placeholder":"请输入游戏账号","type":"input",'
+                    '"regex":"/^[A-Za-z0-9_]{4,20}$/","error":"账号为4-20位字母数字"},'
+                    '{"cn":"区服","name":"server","placeholder":"如 微信1区","type":"input","regex":"","error":""}]')
 LOW_STOCK = 5
 FULU_SECRET = "0123456789abcdef0123456789abcdef"  # 32 characters: also the card AES key
 _DECIMAL_MARK = re.compile(r'"@dec:([-0-9.E+]+)"')
@@ -109,6 +113,14 @@ class Simulator:
         self.products = {p.code: p for p in (products if products is not None else make_catalog(4))}
         self.fulu_app_key = "fulu-app-key"
         self.fulu_secret = FULU_SECRET
+        # As the gateway answers fulu.goods.template.get (PascalCase, as seen in the field).
+        self.fulu_templates = {"tpl-account": {
+            "AddressId": "tpl-account", "AddressName": "手机号充值", "IsServiceArea": False,
+            "ElementInfo": {"Inputs": [
+                {"Id": "charge_account", "Name": "充值手机号", "Type": "text", "SortId": 1,
+                 "Regex": "^1[3-9]\\d{9}$", "Placeholder": "11 位手机号"},
+            ]},
+        }}
         self.acg_app_id = "1001"
         self.acg_app_key = "0123456789ABCDEF"
         self.kamen_stations = {"station-1": "kamen-station-secret"}
@@ -177,7 +189,7 @@ class Simulator:
             "minimum": 0,
             "maximum": 0,
             "config": "",
-            "widget": '[{"cn":"充值账号","name":"account"}]' if topup else "[]",
+            "widget": ACG_TOPUP_WIDGET if topup else "[]",
         })
 
     def kamen_product(self, p):
@@ -191,7 +203,8 @@ class Simulator:
             "stock": {"level": self._level(p), "qty": p.stock},
             "available": p.on_sale,
             "delivery": p.delivery,
-            "fields": [{"name": "account", "label": "充值账号", "required": True}]
+            "fields": [{"name": "account", "label": "QQ号", "required": True, "pattern": r"^[1-9]\d{4,11}$",
+                        "hint": "5-12 位数字"}]
             if p.delivery == "topup" else None,
             "updated_at": p.updated_at.isoformat() + "Z",
         })
@@ -248,6 +261,11 @@ class Simulator:
             goods = self.fulu_goods(p)
             result = goods if method == "fulu.goods.info.get" else {
                 "product_id": goods["product_id"], "stock_status": goods["stock_status"]}
+        elif method == "fulu.goods.template.get":
+            template = self.fulu_templates.get(biz.get("template_id"))
+            if template is None:
+                return self._fulu_fail(2002, "模板不存在")
+            result = template
         elif method == "fulu.user.info.get":
             result = {"name": self.shop_name, "balance": self.balance, "is_open": 1}
         else:

@@ -62,7 +62,19 @@ def test_items_tree_is_flattened(acg, simulator):
     assert by_code["1003"].stock.qty == 7  # stock sent as a string
     manual = by_code["1002"]
     assert manual.delivery == Delivery.TOPUP and manual.stock.level == Level.IN
-    assert "account" in manual.field_template
+    assert [f["name"] for f in manual.field_template] == ["game_account", "server"]  # sent back in trade
+    assert manual.buyer_fields == [
+        {"key": "game_account", "label": "游戏账号", "pattern": "^[A-Za-z0-9_]{4,20}$", "hint": "请输入游戏账号"},
+        {"key": "server", "label": "区服", "pattern": "", "hint": "如 微信1区"},
+    ]
+    assert card.buyer_fields == []
+
+
+@pytest.mark.parametrize("widget, reason", [("[{", "不是合法的 JSON"), ('[{"cn": "账号"}]', "name")])
+def test_an_unreadable_widget_rejects_the_item(acg, simulator, widget, reason):
+    simulator.overrides = {"1002": {"widget": widget}}
+    page = acg.list_products()
+    assert [r.code for r in page.rejected] == ["1002"] and reason in page.rejected[0].reason
 
 
 def test_cost_is_what_the_main_station_charges_us_not_its_own_cost(acg, simulator):

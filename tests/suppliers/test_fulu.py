@@ -154,3 +154,21 @@ def test_decrypt_card():
         decrypt_card(_encrypt("x", SECRET), "f" * 32)
     with pytest.raises(SupplierError, match="32"):
         decrypt_card("AAAA", "short")
+
+
+def test_top_up_goods_get_their_buyer_fields_from_the_template(fulu, simulator):
+    page = fulu.list_products()
+    by_code = {p.code: p for p in page.items}
+    assert by_code["1002"].buyer_fields == [
+        {"key": "charge_account", "label": "充值手机号", "pattern": r"^1[3-9]\d{9}$", "hint": "11 位手机号"}]
+    assert by_code["1001"].buyer_fields is None  # card goods have no template
+    methods = [json.loads(body)["method"] for *_, body in simulator.requests]
+    assert methods.count("fulu.goods.template.get") == 1  # one call per template, not per product
+
+
+def test_an_unreadable_template_rejects_its_goods_only(fulu, simulator):
+    simulator.fulu_templates = {}
+    page = fulu.list_products()
+    assert sorted(p.code for p in page.items) == ["1001", "1003"]
+    assert sorted(r.code for r in page.rejected) == ["1002", "1004"]
+    assert "tpl-account" in page.rejected[0].reason and "模板不存在" in page.rejected[0].reason
