@@ -101,7 +101,7 @@ def test_sync_button_runs_and_shows_the_run_then_review_lists_goods(admin, main_
     assert 'id="sync-run"' in partial and "every 1s" not in partial  # finished: polling stops
 
     # New goods wait for review, unlisted.
-    assert "待审核新商品（30）" in admin.get(f"/admin/suppliers/{supplier.id}").get_data(as_text=True)
+    assert "待审核与分类对应（30）" in admin.get(f"/admin/suppliers/{supplier.id}").get_data(as_text=True)
     pending = db.session.scalars(sa.select(Product).where(Product.supplier_id == supplier.id)).all()
     assert all(p.pending_review and not p.is_listed for p in pending)
     games = make_category("游戏点卡")

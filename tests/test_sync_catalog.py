@@ -1,8 +1,14 @@
 """What a synced product carries besides its price (issue 12): the supplier's
 buyer fields and categories."""
 
+from decimal import Decimal
+
+import sqlalchemy as sa
+
 from kamen.extensions import db
-from kamen.models import SupplierKind
+from kamen.models import Category, SupplierKind
+from tests.helpers import make_category
+from tests.suppliers.simulator import SimProduct
 from tests.sync_fixtures import make_supplier
 from tests.test_syncing import ours, sync
 
@@ -43,3 +49,53 @@ def test_fulu_template_fields_become_buyer_fields(app, simulator):
     assert ours(supplier)["1002"].buyer_fields == [
         {"key": "charge_account", "label": "充值手机号", "pattern": r"^1[3-9]\d{9}$", "hint": "11 位手机号"}]
     assert ours(supplier)["1001"].buyer_fields == []
+
+
+def test_auto_listed_goods_land_in_a_category_of_the_same_name(app, simulator):
+    tencent = make_category("腾讯", parent=make_category("游戏点卡"))
+    supplier = make_supplier(simulator, auto_list=True)  # no default category, no map
+    sync(supplier)
+    got = ours(supplier)
+    assert got["1001"].is_listed and got["1001"].category_id == tencent.id  # 游戏点卡/腾讯
+    assert got["1002"].category_id is None  # 话费充值: nothing of that name yet
+
+
+def test_create_the_suppliers_categories_two_level_and_apply_them(app, simulator, auth):
+    auth.login()
+    supplier = make_supplier(simulator, auto_list=True)
+    sync(supplier)
+    assert all(p.category_id is None for p in ours(supplier).values())
+    page = auth.client.get(f"/admin/suppliers/{supplier.id}/review").get_data(as_text=True)
+    assert "游戏点卡/腾讯（3 个商品，3 个未分类）" in page
+
+    r = auth.client.post(f"/admin/suppliers/{supplier.id}/review", data={"action": "create_categories"})
+    assert r.status_code == 302
+
+    db.session.expire_all()
+    tencent = db.session.scalar(sa.select(Category).filter_by(name="腾讯"))
+    assert tencent.parent.name == "游戏点卡" and tencent.parent.parent_id is None
+    phone = db.session.scalar(sa.select(Category).filter_by(name="话费充值"))
+    assert phone.parent_id is None
+    got = ours(supplier)
+    assert {c: p.category_id for c, p in got.items()} == {
+        "1001": tencent.id, "1002": phone.id, "1003": tencent.id, "1004": phone.id, "1005": tencent.id}
+    assert db.session.get(type(supplier), supplier.id).category_map == {"游戏点卡/腾讯": tencent.id, "话费充值": phone.id}
+
+    # A new product of a mapped remote category arrives in it; doing it again creates nothing.
+    simulator.products["1006"] = SimProduct(code="1006", name="新商品", price=Decimal("5"), face_value=Decimal("5"),
+                                            category=("游戏点卡", "腾讯"))
+    sync(supplier)
+    assert ours(supplier)["1006"].category_id == tencent.id
+    auth.client.post(f"/admin/suppliers/{supplier.id}/review", data={"action": "create_categories"})
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Category)) == 3
+
+
+def test_a_saved_map_moves_every_product_of_that_remote_category(app, simulator, auth):
+    auth.login()
+    target = make_category("话费")
+    supplier = make_supplier(simulator, auto_list=True)
+    sync(supplier)
+    auth.client.post(f"/admin/suppliers/{supplier.id}/review",
+                     data={"action": "map", "remote_category": "话费充值", "category_id": str(target.id)})
+    got = ours(supplier)
+    assert [c for c, p in sorted(got.items()) if p.category_id == target.id] == ["1002", "1004"]

@@ -56,3 +56,44 @@ def category_choices(session):
     """(id, "父 / 子") for every category, parents first: the options of a category select."""
     categories = session.scalars(sa.select(Category).order_by(Category.parent_id.nullsfirst(), Category.sort_order))
     return [(c.id, c.full_name) for c in categories]
+
+
+def name_lookup(session):
+    """{"名称" or "父/子": id} for every category a name picks out unambiguously
+    (how imports and syncs place goods whose source names a category)."""
+    cats = session.execute(sa.select(Category.id, Category.name, Category.parent_id)).all()
+    names = {c.id: c.name for c in cats}
+    lookup, ambiguous = {}, set()
+    for c in cats:
+        for key in filter(None, (c.name, f"{names.get(c.parent_id)}/{c.name}" if c.parent_id else None)):
+            if key in lookup and lookup[key] != c.id:
+                ambiguous.add(key)
+            lookup[key] = c.id
+    return {k: v for k, v in lookup.items() if k not in ambiguous}
+
+
+NAME_LENGTH = Category.__table__.c.name.type.length
+
+
+def ensure_path(session, path):
+    """The category for a remote path, created if missing: ("游戏点卡", "腾讯游戏") is
+    a child 腾讯游戏 under a top-level 游戏点卡; deeper levels join the child's name.
+    Flushes, does not commit; call forget_shop_tree() after committing."""
+    names = [str(p).strip()[:NAME_LENGTH] for p in path if str(p).strip()]
+    if not names:
+        raise CategoryInvalid("货源分类为空")
+    parent = _find_or_add(session, names[0], None)
+    if len(names) == 1:
+        return parent
+    return _find_or_add(session, " / ".join(names[1:])[:NAME_LENGTH], parent)
+
+
+def _find_or_add(session, name, parent):
+    parent_id = parent.id if parent else None
+    found = session.scalar(sa.select(Category).where(
+        Category.name == name, Category.parent_id.is_(None) if parent is None else Category.parent_id == parent_id))
+    if found is None:
+        found = Category(name=name, parent_id=parent_id)
+        session.add(found)
+        session.flush()
+    return found

@@ -2,6 +2,7 @@
 import sqlalchemy as sa
 
 from kamen.models import Category, Product, Supplier, SupplierKind
+from kamen.services import categories
 from kamen.secretbox import encrypt
 
 OWN_SUPPLIER_CODE = "self"
@@ -88,15 +89,43 @@ def review_pending(session, supplier, ids, *, approve, category_id=None):
     return result.rowcount
 
 
+def remote_categories(session, supplier):
+    """[(remote path, products, products in no category)] of this supplier's goods."""
+    no_category = sa.func.sum(sa.case((Product.category_id.is_(None), 1), else_=0))
+    return session.execute(
+        sa.select(Product.remote_category, sa.func.count(), no_category)
+        .where(Product.supplier_id == supplier.id, Product.remote_category.is_not(None))
+        .group_by(Product.remote_category)
+        .order_by(Product.remote_category)
+    ).all()
+
+
 def map_remote_category(session, supplier, remote_path, category_id):
-    """Remember where a remote category goes, and move its waiting products there."""
+    """Remember where a remote category goes, and move its products there."""
     if session.get(Category, category_id) is None:
         raise SupplierInvalid("目标分类不存在")
-    supplier.category_map = {**(supplier.category_map or {}), remote_path: category_id}
-    session.execute(
-        sa.update(Product)
-        .where(Product.supplier_id == supplier.id, Product.remote_category == remote_path,
-               Product.pending_review.is_(True))
-        .values(category_id=category_id)
-    )
+    _apply_map(session, supplier, {remote_path: category_id})
     session.commit()
+
+
+def create_remote_categories(session, supplier):
+    """Create (or find) a two-level category for every remote path not mapped yet,
+    map it, and move its products there. Returns how many paths were mapped."""
+    mapped = supplier.category_map or {}
+    paths = [path for path, *_ in remote_categories(session, supplier) if path not in mapped]
+    created = {path: categories.ensure_path(session, path.split("/")).id for path in paths}
+    _apply_map(session, supplier, created)
+    session.commit()
+    categories.forget_shop_tree()
+    return len(created)
+
+
+def _apply_map(session, supplier, new_entries):
+    """The map is the rule for every product of those paths, listed or waiting."""
+    supplier.category_map = {**(supplier.category_map or {}), **new_entries}
+    for path, category_id in new_entries.items():
+        session.execute(
+            sa.update(Product)
+            .where(Product.supplier_id == supplier.id, Product.remote_category == path)
+            .values(category_id=category_id)
+        )

@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from kamen.models import DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
+from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import decrypt
 from kamen.services import alerts, settings
+from kamen.services.categories import name_lookup
 from kamen.money import format_money
 from kamen.services.pricing import Markup, is_price_jump
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
@@ -197,18 +198,19 @@ def _apply_page(session, supplier, run, page, notes):
             sa.select(Product).where(Product.supplier_id == supplier.id, Product.code.in_(codes))
         ).scalars()
         existing = {p.code: p for p in rows}
+    categories = (name_lookup(session), set(session.scalars(sa.select(Category.id)))) if items else None
     inserts, updates = [], []
     for code, item in items.items():
         product = existing.get(code)
         if product is None:
-            row = _new_row(supplier, item)
+            row = _new_row(supplier, item, categories)
             if row["is_listed"] and row["stock"] <= threshold_default:
                 # Listed on arrival and already short: alert now, not at its next change.
                 row["low_stock_alerted"] = True
                 notes.low_stock.append(f"{row['name']}（{code}）库存 {row['stock']}，阈值 {threshold_default}")
             inserts.append(row)
             continue
-        changes = _changes(supplier, product, item)
+        changes = _changes(supplier, product, item, categories)
         if not changes:
             run.unchanged += 1
             continue
@@ -268,13 +270,22 @@ def _buyer_fields(item):
     return []
 
 
-def _category_id(supplier, item):
+def _category_id(supplier, item, categories):
+    """The admin's map for the remote path first, then a category of the same
+    name ("游戏点卡/腾讯游戏" or "腾讯游戏"), then the supplier's default."""
     path = "/".join(item.category_path)
+    by_name, existing = categories
     mapped = (supplier.category_map or {}).get(path)
-    return int(mapped) if mapped else supplier.default_category_id
+    if mapped and int(mapped) in existing:  # a map entry may outlive its category
+        return int(mapped)
+    if path:
+        found = by_name.get(path) or by_name.get(item.category_path[-1])
+        if found:
+            return found
+    return supplier.default_category_id
 
 
-def _new_row(supplier, item):
+def _new_row(supplier, item, categories):
     stock = _stock_of(item)
     listed = supplier.auto_list and item.available and (stock > 0 or not supplier.auto_delist_at_zero)
     now = utcnow()
@@ -282,7 +293,7 @@ def _new_row(supplier, item):
         "supplier_id": supplier.id,
         "code": item.code,
         "name": item.name[:200],
-        "category_id": _category_id(supplier, item),
+        "category_id": _category_id(supplier, item, categories),
         "face_value": item.face_value,
         "cost_price": item.cost_price,
         "market_price": item.market_price,
@@ -307,11 +318,18 @@ def _new_row(supplier, item):
     }
 
 
-def _changes(supplier, product, item):
+def _changes(supplier, product, item, categories):
     """The fields the remote item changes on our product (empty: nothing to write)."""
     changes = {}
     if product.name != item.name[:200]:
         changes["name"] = item.name[:200]
+    remote_category = "/".join(item.category_path)[:200] or None
+    if product.remote_category != remote_category:
+        changes["remote_category"] = remote_category
+    if product.category_id is None:  # an admin's placement is never overridden
+        category_id = _category_id(supplier, item, categories)
+        if category_id:
+            changes["category_id"] = category_id
     if item.face_value is not None and product.face_value != item.face_value:
         changes["face_value"] = item.face_value
     if product.market_price != item.market_price and item.market_price is not None:

@@ -148,7 +148,11 @@ def supplier_review(supplier_id):
                 supplier_service.map_remote_category(
                     db.session, supplier, form.get("remote_category", ""), form.get("category_id", type=int) or 0
                 )
-                flash("分类对应已保存，新同步的商品也会放到该分类。", "success")
+                flash("分类对应已保存，该货源分类下的商品（含以后同步的）都会放到该分类。", "success")
+            elif form.get("action") == "create_categories":
+                n = supplier_service.create_remote_categories(db.session, supplier)
+                flash(f"已按货源分类建好 {n} 个本站分类，并把对应商品放了进去。" if n else "所有货源分类都已有对应。",
+                      "success")
             elif form.get("action") in ("accept_price", "reject_price", "accept_all_prices", "reject_all_prices"):
                 action = form["action"]
                 accept = action.startswith("accept")
@@ -166,7 +170,7 @@ def supplier_review(supplier_id):
             flash(str(exc), "error")
         return redirect(url_for("admin.supplier_review", supplier_id=supplier.id))
     products = supplier_service.pending_products(db.session, supplier)
-    remote_categories = sorted({p.remote_category for p in products if p.remote_category})
+    remote_categories = supplier_service.remote_categories(db.session, supplier)
     held = price_holds.held_products(db.session, supplier)
     return render_template(
         "admin/supplier_review.html", supplier=supplier, products=products, held=held,

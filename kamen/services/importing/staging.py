@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql
 
-from kamen.models import Category, ImportBatch, ImportRow, MappingTemplate, Product, StockMode
+from kamen.models import ImportBatch, ImportRow, MappingTemplate, Product, StockMode
 from kamen.services import uploads
+from kamen.services.categories import name_lookup
 from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
@@ -209,7 +210,7 @@ class _Context:
 
     def __init__(self, session, batch, codes=()):
         self.batch = batch
-        self.categories = _category_lookup(session)
+        self.categories = name_lookup(session)
         self.current = {}  # code -> (product id, {field: value})
         self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
         # A supplier's products share a handful of buyer_fields texts: decode each once.
@@ -238,18 +239,6 @@ class _Context:
             current["buyer_fields"] = decoded[text]
             self.current[code] = (product_id, current)
             self.prices[code] = {"cost_price": current["cost_price"], "sale_price": current["sale_price"]}
-
-
-def _category_lookup(session):
-    cats = session.execute(sa.select(Category.id, Category.name, Category.parent_id)).all()
-    names = {c.id: c.name for c in cats}
-    lookup, ambiguous = {}, set()
-    for c in cats:
-        for key in filter(None, (c.name, f"{names.get(c.parent_id)}/{c.name}" if c.parent_id else None)):
-            if key in lookup and lookup[key] != c.id:
-                ambiguous.add(key)
-            lookup[key] = c.id
-    return {k: v for k, v in lookup.items() if k not in ambiguous}
 
 
 def stage(session, batch_id):
