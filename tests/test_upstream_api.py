@@ -86,5 +86,16 @@ def test_refusals(client, station, app):
     row = stations.station_by_app_id(db.session, station["app_id"])
     row.is_active = False
     db.session.commit()
-    assert _get(client, station, target).get_json()["error"]["code"] == "unknown_app"
-    assert _get(client, station, "/api/upstream/v1/products?limit=0").status_code == 401
+    disabled = _get(client, station, target)
+    assert disabled.status_code == 403 and disabled.get_json()["error"]["code"] == "station_disabled"
+    assert _get(client, station, "/api/upstream/v1/products?limit=0").status_code == 403
+    unknown = sign_headers("ks-nobody", "x", "GET", target)
+    assert client.get(target, headers=unknown).get_json()["error"]["code"] == "unknown_app"
+
+
+@pytest.mark.parametrize("timestamp", ["²", "１７６４０３６０００", "1e9", "-5", "9" * 40, " 1764036000"])
+def test_a_malformed_timestamp_is_refused_with_401(client, station, timestamp):
+    target = "/api/upstream/v1/balance"
+    headers = {**sign_headers(station["app_id"], station["secret"], "GET", target), "X-Kamen-Timestamp": timestamp}
+    response = client.get(target, headers=headers)
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "bad_timestamp"

@@ -62,8 +62,10 @@ def top_up(session, station, amount_text):
 
 
 def secret_for(session, app_id):
+    """A station's secret, disabled or not: a disabled station's signed request
+    is then answered 403 station_disabled, as documented, not "unknown app"."""
     station = session.scalar(sa.select(DownstreamStation).filter_by(app_id=app_id))
-    if station is None or not station.is_active:
+    if station is None:
         return None
     return decrypt(station.secret_encrypted)
 

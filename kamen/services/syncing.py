@@ -64,6 +64,7 @@ def adapter_for_supplier(supplier):
         "app_key": supplier.app_id,
         "app_id": supplier.app_id,
         "secret": secret,
+        "verify_reply_sign": supplier.verify_reply_sign,
     }
     return adapter_for(supplier.kind, config)
 

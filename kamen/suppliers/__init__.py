@@ -8,6 +8,7 @@ from a Supplier row). Keys:
 - ``secret``: the signing secret (Fulu AppSecret, acg-faka app_key, kamen secret)
 - ``timeout``: seconds, optional (default 10)
 - ``time_zone``: Fulu only, the supplier's clock (default Asia/Shanghai)
+- ``verify_reply_sign``: Fulu only, refuse replies whose sign is wrong (default True)
 """
 from kamen.suppliers.acgfaka import AcgFakaAdapter
 from kamen.suppliers.base import SupplierAdapter, SupplierError
@@ -31,7 +32,8 @@ def adapter_for(kind, config) -> SupplierAdapter:
     if kind == "fulu":
         base_url, app_key, secret = _required(config, "base_url", "app_key", "secret")
         return FuluAdapter(base_url, app_key, secret, timeout,
-                           time_zone=config.get("time_zone") or "Asia/Shanghai")
+                           time_zone=config.get("time_zone") or "Asia/Shanghai",
+                           verify_reply_sign=config.get("verify_reply_sign", True))
     if kind == "acgfaka":
         base_url, app_id, secret = _required(config, "base_url", "app_id", "secret")
         return AcgFakaAdapter(base_url, app_id, secret, timeout)

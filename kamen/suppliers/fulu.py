@@ -135,7 +135,7 @@ class FuluAdapter(SupplierAdapter):
     kind = "fulu"
 
     def __init__(self, base_url, app_key, secret, timeout=None, *, time_zone="Asia/Shanghai",
-                 dialect=FULU, session=None):
+                 dialect=FULU, verify_reply_sign=True, session=None):
         base_url = base_url.rstrip("/")
         if base_url.endswith(GATEWAY_PATH):  # admins often paste the full gateway URL
             base_url = base_url[: -len(GATEWAY_PATH)]
@@ -144,6 +144,7 @@ class FuluAdapter(SupplierAdapter):
         self.secret = secret
         self.zone = ZoneInfo(time_zone)
         self.dialect = dialect
+        self.verify_reply_sign = verify_reply_sign
 
     def envelope(self, method, biz):
         params = {
@@ -175,6 +176,9 @@ class FuluAdapter(SupplierAdapter):
         their_sign = data.get("sign")
         if their_sign and not hmac.compare_digest(str(their_sign), reply_sign(result_text, self.secret)):
             log.warning("fulu reply signature mismatch for %s from %s", method, self.http.host)
+            if self.verify_reply_sign:
+                raise AuthFailed("货源回复的签名不正确，已拒绝使用该回复：请核对 AppSecret；若该货源文档说明其回复签名方式不同，"
+                                 "可在货源设置中关闭“校验货源回复签名”")
         try:
             return loads(result_text)
         except ValueError:

@@ -33,6 +33,7 @@ MAX_SKEW_SECONDS = 300
 NONCE_TTL_SECONDS = 2 * MAX_SKEW_SECONDS
 _NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: "²".isdigit() is True
 
 
 def string_to_sign(method, path_with_query, timestamp, nonce, body=b""):
@@ -92,7 +93,7 @@ def verify(headers, method, path, body, secret_lookup, nonce_seen, *, now=None):
     timestamp = lowered[HEADER_TIMESTAMP.lower()]
     nonce = lowered[HEADER_NONCE.lower()]
     given = lowered[HEADER_SIGNATURE.lower()]
-    if not timestamp.isdigit():
+    if not _UNIX_SECONDS.fullmatch(timestamp):
         raise VerificationError("bad_timestamp", "时间戳格式错误，应为 Unix 秒")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:

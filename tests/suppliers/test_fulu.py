@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from kamen.suppliers import adapter_for
 from kamen.suppliers.base import (
     AuthFailed,
     Delivery,
@@ -120,11 +121,26 @@ def test_gateway_errors_are_classified(fulu, simulator, message, error):
     assert message in str(caught.value) and "2000" in str(caught.value)
 
 
-def test_bad_reply_signature_is_logged_not_fatal(fulu, simulator, caplog):
+def test_a_reply_with_a_wrong_signature_is_refused(fulu, simulator, caplog):
     simulator.bad_reply_sign = True
-    with caplog.at_level(logging.WARNING, logger="kamen.suppliers.fulu"):
-        assert len(fulu.list_products().items) == 4
+    with caplog.at_level(logging.WARNING, logger="kamen.suppliers.fulu"), pytest.raises(AuthFailed, match="签名不正确"):
+        fulu.list_products()
     assert "signature mismatch" in caplog.text
+
+
+def test_the_reply_sign_check_can_be_switched_off_for_a_gateway_that_signs_differently(simulator, caplog):
+    simulator.bad_reply_sign = True
+    lenient = adapter_for("fulu", {"base_url": simulator.url, "app_key": simulator.fulu_app_key,
+                                   "secret": simulator.fulu_secret, "verify_reply_sign": False})
+    with caplog.at_level(logging.WARNING, logger="kamen.suppliers.fulu"):
+        assert len(lenient.list_products().items) == 4
+    assert "signature mismatch" in caplog.text  # still logged
+
+
+def test_a_reply_without_a_signature_is_used(fulu, simulator):
+    original = simulator._json
+    simulator._json = lambda obj, status=200: original({k: v for k, v in obj.items() if k != "sign"}, status)
+    assert len(fulu.list_products().items) == 4
 
 
 def test_bad_products_are_rejected_the_rest_kept(fulu, simulator):
