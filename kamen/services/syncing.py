@@ -122,7 +122,35 @@ def run_sync(session, run_id, adapter=None):
     supplier.failure_streak = 0
     session.commit()
     _send_alerts(session, supplier, notes)
+    check_balance(session, supplier, adapter)
     return run
+
+
+def check_balance(session, supplier, adapter):
+    """Alert once when our balance at the supplier drops below its threshold
+    (and again only after it has recovered). A balance we cannot read is logged:
+    the sync itself succeeded."""
+    if supplier.balance_alert_below is None:
+        return None
+    try:
+        balance = adapter.balance()
+    except SupplierError as exc:
+        log.warning("balance of supplier %s unreadable: %s", supplier.code, exc)
+        return None
+    if balance is None:
+        return None
+    low = balance < supplier.balance_alert_below
+    if low and not supplier.balance_alerted:
+        supplier.balance_alerted = True
+        session.commit()
+        alerts.raise_alert(session, "low_balance", f"货源余额不足：{supplier.name}", [
+            f"当前余额 ¥{format_money(balance)}，低于告警线 ¥{format_money(supplier.balance_alert_below)}",
+            "余额用完后代发会失败，请及时到货源充值。",
+        ])
+    elif not low and supplier.balance_alerted:
+        supplier.balance_alerted = False
+        session.commit()
+    return balance
 
 
 def _send_alerts(session, supplier, notes):

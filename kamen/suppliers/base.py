@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from kamen.money import format_money
+
 
 class Level(str, Enum):
     IN = "IN"
@@ -82,7 +84,7 @@ class ConnectionInfo:
     @classmethod
     def connected(cls, name, balance):
         shown = f"，店铺/账户：{name}" if name else ""
-        return cls(name=name, balance=balance, message=f"连接成功{shown}，余额 ¥{balance}")
+        return cls(name=name, balance=balance, message=f"连接成功{shown}，余额 ¥{format_money(balance)}")
 
 
 @dataclass
