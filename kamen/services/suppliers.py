@@ -2,7 +2,7 @@
 import sqlalchemy as sa
 
 from kamen.models import Category, Product, Supplier, SupplierKind
-from kamen.services import categories
+from kamen.services import categories, supplier_kinds
 from kamen.secretbox import encrypt
 
 OWN_SUPPLIER_CODE = "self"
@@ -41,6 +41,10 @@ def save_supplier(session, supplier, values, secret=None):
     kind = SupplierKind(values["kind"])
     if kind is not SupplierKind.MANUAL and not values.get("base_url"):
         raise SupplierInvalid("接口货源必须填写接口地址")
+    try:
+        values["app_id"], secret = supplier_kinds.normalize_credentials(kind, values.get("app_id"), secret)
+    except supplier_kinds.CredentialsInvalid as exc:
+        raise SupplierInvalid(str(exc)) from None
     if values["recheck_hours"] < 1:
         raise SupplierInvalid("核对提醒间隔至少 1 小时（0 会每分钟提醒一次）")
     if values["price_jump_percent"] <= 0:

@@ -7,10 +7,10 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import SupplierForm
 from kamen.extensions import db
-from kamen.models import Product, Supplier, SyncRun
+from kamen.models import Product, Supplier, SupplierKind, SyncRun
 from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
-from kamen.services import price_holds, syncing
+from kamen.services import price_holds, supplier_kinds, syncing
 from kamen.services import suppliers as supplier_service
 from kamen.services.categories import category_choices
 from kamen.services.sync_dispatch import start_sync
@@ -78,7 +78,12 @@ def supplier_form(supplier_id=None):
             return redirect(url_for("admin.supplier_detail", supplier_id=supplier.id))
     status = 400 if form.errors or form.form_errors else 200
     secret_state = mask(bool(supplier and supplier.secret_encrypted))
-    return render_template("admin/supplier_form.html", form=form, supplier=supplier, secret_state=secret_state), status
+    kind = next((k for k in SupplierKind if k.value == form.kind.data), SupplierKind.KAMEN)
+    texts = supplier_kinds.TEXTS[kind]
+    for name in ("base_url", "app_id", "secret"):
+        getattr(form, name).label.text = getattr(texts, name)[0]
+    return render_template("admin/supplier_form.html", form=form, supplier=supplier, secret_state=secret_state,
+                           texts=texts, kind_texts=supplier_kinds.texts_by_field()), status
 
 
 @bp.get("/suppliers/<int:supplier_id>")
@@ -100,6 +105,9 @@ def supplier_test(supplier_id):
         ok, message = True, info.message
     except (SupplierError, SecretUnreadable) as exc:
         ok, message = False, f"连接失败：{exc}"
+        hint = supplier_kinds.likely_mistake(supplier.kind, exc)
+        if hint:
+            message += f"。可能原因：{hint}"
     return render_template("admin/_connection_result.html", ok=ok, message=message)
 
 
