@@ -6,10 +6,14 @@ Import the fixtures you use into the test module (pytest finds them there).
 import base64
 import email
 import email.policy
+import ipaddress
 import json
 import socketserver
+import ssl
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from werkzeug.wrappers import Request, Response
@@ -75,34 +79,43 @@ class Mailbox:
     host: str = "127.0.0.1"
     port: int = 0
     messages: list = field(default_factory=list)  # email.message.EmailMessage
-    logins: list = field(default_factory=list)  # (user, password)
+    logins: list = field(default_factory=list)  # (user, password, over TLS)
+    tls_context: object = None  # an ssl.SSLContext: offer STARTTLS with it
 
 
 class _SMTPHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP for smtplib: EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT."""
+    """Just enough SMTP for smtplib: EHLO, STARTTLS (when the box has a TLS
+    context), AUTH PLAIN, MAIL, RCPT, DATA, QUIT."""
 
     def say(self, line):
         self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
 
     def handle(self):
         box = self.server.mailbox
+        tls = False
         self.say("220 localhost test SMTP")
-        for raw in self.rfile:
+        while raw := self.rfile.readline():
             verb, _, arg = raw.decode().rstrip("\r\n").partition(" ")
             verb = verb.upper()
             if verb == "EHLO":
                 self.say("250-localhost")
+                if box.tls_context is not None and not tls:
+                    self.say("250-STARTTLS")
                 self.say("250 AUTH PLAIN")
+            elif verb == "STARTTLS":
+                self.say("220 Ready to start TLS")
+                self.request = box.tls_context.wrap_socket(self.request, server_side=True)
+                self.rfile, self.wfile = self.request.makefile("rb"), self.request.makefile("wb")
+                tls = True
             elif verb == "AUTH":
                 _, user, password = base64.b64decode(arg.split()[1]).decode().split("\0")
-                box.logins.append((user, password))
+                box.logins.append((user, password, tls))
                 self.say("235 2.7.0 Authentication successful")
             elif verb == "DATA":
                 self.say("354 End data with <CR><LF>.<CR><LF>")
                 lines = []
-                for line in self.rfile:
-                    if line == b".\r\n":
-                        break
+                while (line := self.rfile.readline()) and line != b".\r\n":
                     lines.append(line[1:] if line.startswith(b"..") else line)
                 box.messages.append(email.message_from_bytes(b"".join(lines), policy=email.policy.default))
                 self.say("250 OK")
@@ -113,12 +126,11 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
                 self.say("250 OK")
 
 
-@pytest.fixture
-def mailbox():
-    """A local SMTP server (plain, no TLS) collecting every message sent to it."""
+@contextmanager
+def _smtp_server(tls_context=None):
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPHandler)
     server.daemon_threads = True
-    server.mailbox = Mailbox(port=server.server_address[1])
+    server.mailbox = Mailbox(port=server.server_address[1], tls_context=tls_context)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
@@ -126,3 +138,46 @@ def mailbox():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def mailbox():
+    """A local SMTP server (plain, no TLS) collecting every message sent to it."""
+    with _smtp_server() as box:
+        yield box
+
+
+@pytest.fixture
+def tls_mailbox(tmp_path, monkeypatch):
+    """A local SMTP server offering STARTTLS with a certificate for 127.0.0.1 that
+    this test's default SSL context trusts (through SSL_CERT_FILE)."""
+    cert, key = _self_signed_cert(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with _smtp_server(context) as box:
+        yield box
+
+
+def _self_signed_cert(directory):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

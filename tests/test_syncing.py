@@ -406,7 +406,7 @@ def test_email_alert_through_smtp(app, simulator, mailbox):
 
     _cross_low_stock(supplier, simulator)
 
-    assert mailbox.logins == [("shop@example.com", "mail-pass")]
+    assert mailbox.logins == [("shop@example.com", "mail-pass", False)]  # no STARTTLS offered: plain
     [message] = mailbox.messages
     assert message["Subject"] == "[kamen] 库存预警：模拟货源 有 2 个商品库存不足"
     assert (message["From"], message["To"]) == ("shop@example.com", "boss@example.com")

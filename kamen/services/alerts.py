@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import logging
 import smtplib
+import ssl
 import time
 from email.message import EmailMessage
 from urllib.parse import quote_plus
@@ -15,6 +16,7 @@ from urllib.parse import quote_plus
 import requests
 
 from kamen.models import Notification
+from kamen.outbound import check_host, check_url
 from kamen.secretbox import decrypt
 from kamen.services import settings
 
@@ -83,7 +85,8 @@ def _send_webhook(config, title, lines):
         if secret:
             url = dingtalk_signed_url(url, secret)
         payload = {"msgtype": "markdown", "markdown": {"title": title, "text": fit_lines(title, lines, DINGTALK_LIMIT)}}
-    resp = requests.post(url, json=payload, timeout=10)
+    check_url(url, "机器人地址")
+    resp = requests.post(url, json=payload, timeout=10, allow_redirects=False)
     resp.raise_for_status()
     body = resp.json()
     if body.get("errcode", 0) != 0:
@@ -99,8 +102,14 @@ def _send_email(config, title, lines):
     message["From"] = config.get("smtp_user") or "kamen@localhost"
     message["To"] = to
     message.set_content("\n".join([title, ""] + lines))
+    check_host(host, "SMTP 服务器")
     smtp_cls = smtplib.SMTP_SSL if config.get("smtp_ssl") else smtplib.SMTP
     with smtp_cls(host, int(config.get("smtp_port") or 25), timeout=10) as smtp:
+        if not config.get("smtp_ssl"):
+            smtp.ehlo()
+            if smtp.has_extn("starttls"):  # offered: never send the password in the clear
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
         password = decrypt(config.get("smtp_password", ""))
         if config.get("smtp_user") and password:
             smtp.login(config["smtp_user"], password)

@@ -1,6 +1,7 @@
 """Suppliers in the back office. The shop's own goods belong to a built-in manual supplier."""
 import sqlalchemy as sa
 
+from kamen import outbound
 from kamen.models import Category, Product, Supplier, SupplierKind
 from kamen.services import categories, supplier_kinds
 from kamen.secretbox import encrypt
@@ -42,6 +43,10 @@ def save_supplier(session, supplier, values, secret=None):
     if kind is not SupplierKind.MANUAL and not values.get("base_url"):
         raise SupplierInvalid("接口货源必须填写接口地址")
     try:
+        outbound.check_url(values.get("base_url"), "货源地址")
+    except outbound.AddressRefused as exc:
+        raise SupplierInvalid(str(exc)) from None
+    try:
         values["app_id"], secret = supplier_kinds.normalize_credentials(kind, values.get("app_id"), secret)
     except supplier_kinds.CredentialsInvalid as exc:
         raise SupplierInvalid(str(exc)) from None
@@ -59,6 +64,14 @@ def save_supplier(session, supplier, values, secret=None):
         supplier.secret_encrypted = encrypt(secret)
     session.commit()
     return supplier
+
+
+def connection_warnings(supplier):
+    """What the admin should know about a supplier's address (no lookups)."""
+    if supplier.kind is SupplierKind.MANUAL or not supplier.base_url:
+        return []
+    warning = outbound.check_url(supplier.base_url, "货源地址", resolve=False)
+    return [warning] if warning else []
 
 
 def pending_products(session, supplier):

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from kamen.outbound import AddressRefused, check_host
 from kamen.suppliers.base import AuthFailed, RateLimited, SupplierError, Transient
 
 log = logging.getLogger("kamen.suppliers")
@@ -32,12 +33,17 @@ class HttpClient:
         self.error_from_reply = error_from_reply
         self.session = session or requests.Session()
         self.host = urlsplit(self.base_url).netloc or self.base_url
+        self.hostname = urlsplit(self.base_url).hostname
 
     def request(self, method, path, *, body=None, content_type=None, headers=None):
         headers = dict(headers or {})
         if content_type:
             headers["Content-Type"] = content_type
         headers.setdefault("Accept", "application/json")
+        try:
+            check_host(self.hostname, "货源地址")  # again per request: the name may resolve elsewhere now
+        except AddressRefused as exc:
+            raise SupplierError(str(exc)) from None
         try:
             # Bodies may carry keys (acg-faka posts its app_key): never follow a redirect.
             resp = self.session.request(

@@ -50,7 +50,7 @@ def test_stock_in_batches(upstream, simulator, monkeypatch):
 def test_balance_and_connection(upstream):
     assert upstream.balance() == Decimal("1234.56")
     info = upstream.test_connection()
-    assert info.name == "模拟主站" and "1234.56" in info.message
+    assert info.name == "模拟主站" and "¥1,234.56" in info.message
 
 
 def test_wrong_secret_shows_the_main_station_reason(upstream):

@@ -8,6 +8,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp, Validatio
 
 from kamen.models import DeliveryType, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
+from kamen.outbound import AddressRefused, check_host, check_url
 from kamen.services.products import ProductInvalid, parse_whole
 
 
@@ -208,3 +209,16 @@ class AlertSettingsForm(FlaskForm):
     smtp_password = PasswordField("SMTP 密码（留空则不修改）")
     smtp_ssl = BooleanField("使用 SSL", default=True)
     sync_failure_alert_after = WholeField("同步连续失败几次后告警", required=True, default=3)
+
+    def validate_webhook_url(self, field):
+        _check_address(lambda: check_url(field.data, "Webhook 地址"))
+
+    def validate_smtp_host(self, field):
+        _check_address(lambda: check_host(field.data, "SMTP 服务器"))
+
+
+def _check_address(check):
+    try:
+        check()
+    except AddressRefused as exc:
+        raise ValidationError(str(exc)) from None

@@ -75,6 +75,8 @@ def supplier_form(supplier_id=None):
             form.form_errors.append(str(exc))
         else:
             flash(f"货源“{supplier.name}”已保存。", "success")
+            for warning in supplier_service.connection_warnings(supplier):
+                flash(warning, "warning")
             return redirect(url_for("admin.supplier_detail", supplier_id=supplier.id))
     status = 400 if form.errors or form.form_errors else 200
     secret_state = mask(bool(supplier and supplier.secret_encrypted))
@@ -94,7 +96,8 @@ def supplier_detail(supplier_id):
     ).all()
     pending_count = len(supplier_service.pending_products(db.session, supplier))
     pending_count += price_holds.held_count(db.session, supplier)
-    return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count)
+    return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count,
+                           warnings=supplier_service.connection_warnings(supplier))
 
 
 @bp.post("/suppliers/<int:supplier_id>/test")
