@@ -1,5 +1,5 @@
 """Fulu-style gateway (福禄开放平台 and look-alikes): md5-signed ``method`` +
-``biz_content`` envelopes POSTed as JSON to one URL. Wire facts: PROTOCOLS.md.
+``biz_content`` envelopes POSTed as JSON to one URL. Protocol: docs/fulu.md.
 
 Look-alike suppliers rename methods and fields: ``Dialect`` holds every name
 this module uses, so a variant is a different ``Dialect``, not new code.

@@ -2,7 +2,7 @@
 
 One Flask app speaks three protocols over the same catalogue: the Fulu-style
 gateway, acg-faka 共享店铺 and kamen's upstream API. It checks the Fulu and
-acg-faka signatures with its own code (written from PROTOCOLS.md, not
+acg-faka signatures with its own code (written from docs/fulu.md and docs/acg-faka.md, not
 imported from the adapters) so the adapters' signing is tested end to end.
 
 Switches (attributes, set them in a test): ``latency`` (seconds before every

@@ -146,3 +146,12 @@ def test_wrong_key_is_auth_failed(acg):
     acg.app_key = "FFFFFFFFFFFFFFFF"
     with pytest.raises(AuthFailed, match="密钥错误"):
         acg.test_connection()
+
+
+def test_documented_signature_examples():
+    """docs/acg-faka.md "Worked example", as fixed vectors."""
+    assert sign({"app_id": "1001", "app_key": KEY, "sharedCode": "A1B2C3", "race": ""}, KEY) == (
+        "cb4d41df694d22db1f0b8429ee087d3d")
+    trade = {"app_id": "1001", "app_key": KEY, "shared_code": "A1B2C3", "num": 1, "contact": "buyer@example.com",
+             "game_account": "player_01", "sku": {"颜色": "红"}}
+    assert sign(trade, KEY) == "5033480e28e7bce909632ac64418cf8a"

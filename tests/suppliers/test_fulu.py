@@ -188,3 +188,14 @@ def test_an_unreadable_template_rejects_its_goods_only(fulu, simulator):
     assert sorted(p.code for p in page.items) == ["1001", "1003"]
     assert sorted(r.code for r in page.rejected) == ["1002", "1004"]
     assert "tpl-account" in page.rejected[0].reason and "模板不存在" in page.rejected[0].reason
+
+
+def test_documented_signature_examples():
+    """docs/fulu.md "Worked example" and "Reply", as fixed vectors."""
+    params = {"app_key": "fulu-demo-key", "method": "fulu.goods.info.get", "timestamp": "2026-11-25 10:00:00",
+              "version": "2.0", "format": "json", "charset": "utf-8", "sign_type": "md5", "app_auth_token": "",
+              "biz_content": '{"product_id":10000001}'}
+    secret = "0123456789abcdef0123456789abcdef"
+    assert sign(params, secret) == "d701189cf9da0d192c919a42bff3e924"
+    assert sign(dict(reversed(params.items())), secret) == "d701189cf9da0d192c919a42bff3e924"  # order-free
+    assert reply_sign('{"product_id":10000001,"purchase_price":9.5}', secret) == "a1179b693fffea4d98b826946129257e"
