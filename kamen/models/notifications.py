@@ -12,7 +12,7 @@ class Notification(db.Model):
     __tablename__ = "notifications"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(sa.String(32))  # low_stock | sync_failed | recheck
+    kind: Mapped[str] = mapped_column(sa.String(32))  # low_stock | sync_failed | recheck | price_held | low_balance | test
     title: Mapped[str] = mapped_column(sa.String(200))
     body: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

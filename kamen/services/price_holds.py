@@ -13,24 +13,21 @@ from kamen.services.syncing import repriced
 from kamen.timeutil import utcnow
 
 
+def _held(supplier):
+    return sa.and_(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))
+
+
 def held_products(session, supplier):
-    return session.scalars(
-        sa.select(Product)
-        .where(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))
-        .order_by(Product.name, Product.id)
-    ).all()
+    return session.scalars(sa.select(Product).where(_held(supplier)).order_by(Product.name, Product.id)).all()
 
 
 def held_count(session, supplier):
-    return session.scalar(
-        sa.select(sa.func.count()).select_from(Product)
-        .where(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))
-    )
+    return session.scalar(sa.select(sa.func.count()).select_from(Product).where(_held(supplier)))
 
 
 def resolve(session, supplier, ids, *, accept):
     """Accept or reject the held prices of these products (all of them when ``ids`` is None)."""
-    stmt = sa.select(Product).where(Product.supplier_id == supplier.id, Product.pending_cost.is_not(None))
+    stmt = sa.select(Product).where(_held(supplier))
     if ids is not None:
         ids = {int(i) for i in ids}
         if not ids:
