@@ -6,6 +6,10 @@ the machine's cloud metadata service or other link-local addresses
 an IPv4-mapped IPv6 address. Loopback and private networks stay allowed: a
 主站 on the same VPS or LAN is normal. The check runs when the address is
 saved and again before every connection (a DNS name may change meanwhile).
+The connection itself resolves the name once more, so a DNS server that
+answers differently within that instant is not stopped here: pointing a name
+at a private address is allowed anyway, and the metadata service is what
+this guard is for.
 """
 import ipaddress
 import socket

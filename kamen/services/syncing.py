@@ -165,7 +165,7 @@ def _send_alerts(session, supplier, notes):
             session, "price_held",
             f"价格待确认：{supplier.name} 有 {len(notes.price_held)} 个商品供货价变动超过 "
             f"{_percent(supplier.price_jump_percent)}%，未自动调价",
-            notes.price_held + ["请到后台 → 货源 → 待审核 中逐个或全部接受/拒绝。"],
+            notes.price_held + ["请到后台 → 货源 → 待审核与分类对应 中逐个或全部接受/拒绝。"],
         )
 
 
