@@ -229,10 +229,11 @@ def naive_baseline(supplier, size, total):
     start = time.perf_counter()
     while done < size:
         page = adapter.list_products(cursor=cursor)
+        categories = syncing.category_context(db.session)
         for item in page.items[: size - done]:
             product = db.session.scalar(sa.select(Product).filter_by(supplier_id=baseline.id, code=item.code))
             if product is None:
-                db.session.add(Product(**syncing._new_row(baseline, item)))
+                db.session.add(Product(**syncing._new_row(baseline, item, categories)))
             done += 1
         db.session.commit()
         cursor = page.next_cursor

@@ -99,3 +99,20 @@ def test_a_saved_map_moves_every_product_of_that_remote_category(app, simulator,
                      data={"action": "map", "remote_category": "话费充值", "category_id": str(target.id)})
     got = ours(supplier)
     assert [c for c, p in sorted(got.items()) if p.category_id == target.id] == ["1002", "1004"]
+
+
+def test_goods_left_without_a_category_are_placed_by_a_later_sync_not_moved_once_placed(app, simulator):
+    supplier = make_supplier(simulator, auto_list=True)
+    sync(supplier)
+    assert ours(supplier)["1002"].category_id is None
+    phone = make_category("话费充值")
+    chosen = make_category("我的分类")
+    product = ours(supplier)["1004"]
+    product.category_id = chosen.id  # the admin placed this one by hand
+    db.session.commit()
+
+    run = sync(supplier, "full")
+
+    got = ours(supplier)
+    assert got["1002"].category_id == phone.id and got["1004"].category_id == chosen.id
+    assert run.changed == 1

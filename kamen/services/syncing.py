@@ -11,10 +11,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
+from kamen.money import format_money
 from kamen.secretbox import decrypt
 from kamen.services import alerts, settings
 from kamen.services.categories import name_lookup
-from kamen.money import format_money
 from kamen.services.pricing import Markup, is_price_jump
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.suppliers import adapter_for
@@ -227,7 +227,7 @@ def _apply_page(session, supplier, run, page, notes):
             sa.select(Product).where(Product.supplier_id == supplier.id, Product.code.in_(codes))
         ).scalars()
         existing = {p.code: p for p in rows}
-    categories = (name_lookup(session), set(session.scalars(sa.select(Category.id)))) if items else None
+    categories = category_context(session) if items else None
     inserts, updates = [], []
     for code, item in items.items():
         product = existing.get(code)
@@ -297,6 +297,11 @@ def _buyer_fields(item):
     if item.delivery is Delivery.TOPUP:
         return [{"key": "account", "label": "充值账号", "pattern": "", "hint": ""}]
     return []
+
+
+def category_context(session):
+    """What placing synced goods needs, read once per page: (name lookup, existing ids)."""
+    return name_lookup(session), set(session.scalars(sa.select(Category.id)))
 
 
 def _category_id(supplier, item, categories):
