@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from kamen.suppliers.base import AuthFailed, InsufficientBalance, ProductUnavailable, SupplierError
-from kamen.suppliers.parsing import BadValue, count, error_from_message, money, utc_datetime
+from kamen.suppliers.parsing import BadValue, buyer_field, count, error_from_message, money, utc_datetime
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -53,3 +53,19 @@ def test_utc_datetime():
 ])
 def test_error_from_message(message, error):
     assert type(error_from_message(message, 9)) is error
+
+
+@pytest.mark.parametrize("pattern, kept", [
+    (r"/^\d{5,11}$/i", r"^\d{5,11}$"),  # PHP/JS delimiters stripped
+    (r"^1[3-9]\d{9}$", r"^1[3-9]\d{9}$"),
+    ("([", ""),  # not a regular expression we can use: dropped, the field kept
+    (None, ""),
+])
+def test_buyer_field_keeps_only_a_usable_pattern(pattern, kept):
+    assert buyer_field(" qq ", "QQ号", pattern, " 5-12 位 ") == {"key": "qq", "label": "QQ号", "pattern": kept,
+                                                              "hint": "5-12 位"}
+
+
+def test_buyer_field_needs_a_key():
+    with pytest.raises(BadValue, match="字段名"):
+        buyer_field("", "账号")
