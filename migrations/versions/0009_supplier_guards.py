@@ -1,14 +1,14 @@
 """supplier guards: price-jump limit, reply-sign switch, balance alert, pending cost
 
 Revision ID: 0009_supplier_guards
-Revises: 0004
+Revises: 0012_demo_pay
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0009_supplier_guards"
-down_revision = "0004"
+down_revision = "0012_demo_pay"
 branch_labels = None
 depends_on = None
 
