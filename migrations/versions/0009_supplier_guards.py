@@ -1,14 +1,14 @@
 """supplier guards: price-jump limit, reply-sign switch, balance alert, pending cost
 
 Revision ID: 0009_supplier_guards
-Revises: 0012_demo_pay
+Revises: 0005_uploads
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0009_supplier_guards"
-down_revision = "0012_demo_pay"
+down_revision = "0005_uploads"
 branch_labels = None
 depends_on = None
 
