@@ -9,6 +9,7 @@ and a 重试 button. RQ's cron runs it every minute; embedded mode runs it on
 admin page loads; tests call it with their own clock.
 """
 import logging
+import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -46,6 +47,21 @@ def sweep(session, now=None):
         session.rollback()
         log.warning("sweep stopped, the queue is unreachable: %s", exc)
     return swept
+
+
+def sweep_embedded(session, every_seconds=60):
+    """Embedded mode (no Redis, jobs on the web process's threads) has no cron:
+    admin page loads sweep, at most once a minute per process. After a restart
+    this resumes the work the old process left unfinished."""
+    config = current_app.config
+    if config["REDIS_URL"] or config["JOBS_SYNC"]:
+        return None
+    state = current_app.extensions.setdefault("kamen_sweeper", {"at": None})
+    now = time.monotonic()
+    if state["at"] is not None and now - state["at"] < every_seconds:
+        return None
+    state["at"] = now
+    return sweep(session)
 
 
 def _sweep_row(session, model, row, now, swept, resume, fail):

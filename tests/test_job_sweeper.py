@@ -1,0 +1,121 @@
+"""Redis away at click time: no 500, the row waits, and the sweeper sends it when Redis is back."""
+import io
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from kamen.extensions import db
+from kamen.models import ImportBatch, SyncRun
+from kamen.services import background, sweeper, syncing
+from kamen.services.suppliers import default_supplier
+from kamen.timeutil import utcnow
+from tests.sync_fixtures import make_supplier, simulator  # noqa: F401
+
+CLOSED_PORT = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+
+
+@pytest.fixture
+def admin(auth):
+    auth.login()
+    return auth.client
+
+
+@pytest.fixture
+def redis_down(app):
+    app.config["REDIS_URL"] = CLOSED_PORT
+    app.extensions.pop("kamen_redis", None)
+    yield
+    redis_back(app)
+
+
+def redis_back(app):
+    """Jobs run again (in-process here; tests/test_job_processes.py uses a real worker)."""
+    app.config["REDIS_URL"] = None
+    app.extensions.pop("kamen_redis", None)
+
+
+def test_sync_click_with_redis_away_waits_then_runs(app, admin, simulator, redis_down):  # noqa: F811
+    supplier = make_supplier(simulator)
+
+    response = admin.post(f"/admin/suppliers/{supplier.id}/sync", follow_redirects=True)
+
+    assert response.status_code == 200
+    assert "后台任务暂停，恢复后自动继续" in response.get_data(as_text=True)
+    run = db.session.scalar(sa.select(SyncRun))
+    assert run.status == "queued" and run.job_enqueued_at is None
+    # A second click shows the waiting run instead of starting another.
+    again = admin.post(f"/admin/suppliers/{supplier.id}/sync")
+    assert again.headers["Location"].endswith(f"/runs/{run.id}")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SyncRun)) == 1
+
+    assert sweeper.sweep(db.session).enqueued == []  # still away: nothing to do but wait
+    redis_back(app)
+    swept = sweeper.sweep(db.session)
+
+    assert swept.enqueued == [("sync_runs", run.id)]
+    db.session.expire_all()
+    run = db.session.get(SyncRun, run.id)
+    assert (run.status, run.created) == ("succeeded", 5)
+
+
+def test_upload_with_redis_away_waits_then_is_read(app, admin, redis_down):
+    supplier = default_supplier(db.session)
+    response = admin.post("/admin/imports/new", data={
+        "supplier_id": str(supplier.id), "file": (io.BytesIO("商品编码,商品名称,供货价\nA1,一,1\n".encode()), "p.csv")},
+        content_type="multipart/form-data", follow_redirects=True)
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "后台任务暂停，恢复后自动继续" in page and "读取表头中" in page
+    batch = db.session.scalar(sa.select(ImportBatch))
+    assert batch.status == "analyzing" and batch.job_enqueued_at is None
+
+    redis_back(app)
+    sweeper.sweep(db.session)
+    db.session.expire_all()
+    assert db.session.get(ImportBatch, batch.id).status == "mapping"
+
+
+def test_a_run_whose_job_never_started_does_not_block_syncs(app, simulator):  # noqa: F811
+    supplier = make_supplier(simulator)
+    stuck = syncing.request_sync(db.session, supplier, "full")
+    stuck.job_id, stuck.job_enqueued_at = "gone", utcnow()
+    db.session.commit()
+    with pytest.raises(syncing.SyncBusy):  # asked for a moment ago: it may still start
+        syncing.request_sync(db.session, supplier, "full")
+
+    stuck.job_requested_at = stuck.job_enqueued_at = utcnow() - timedelta(minutes=10)
+    db.session.commit()
+    fresh = syncing.request_sync(db.session, supplier, "incremental")
+
+    db.session.expire_all()
+    assert db.session.get(SyncRun, stuck.id).status == "failed"
+    assert db.session.get(SyncRun, stuck.id).message == syncing.REPLACED_MESSAGE
+    assert db.session.get(SyncRun, fresh.id).status == "queued"
+
+
+def test_a_dead_sync_is_resumed_by_the_sweeper(app, simulator):  # noqa: F811
+    supplier = make_supplier(simulator)
+    run = syncing.request_sync(db.session, supplier, "full")
+    dead = background.Lease(SyncRun, run.id)
+    assert dead.acquire(db.session, ("queued",), status="running")
+    db.session.execute(sa.update(SyncRun).values(job_id="dead", job_enqueued_at=utcnow()))
+    db.session.commit()
+
+    swept = sweeper.sweep(db.session, now=utcnow() + timedelta(minutes=10))
+
+    assert swept.enqueued == [("sync_runs", run.id)]
+    db.session.expire_all()
+    run = db.session.get(SyncRun, run.id)
+    assert (run.status, run.created, run.job_resumes) == ("succeeded", 5, 1)
+
+
+def test_the_database_allows_one_active_run_per_supplier(app, simulator):  # noqa: F811
+    from sqlalchemy.exc import IntegrityError
+
+    supplier = make_supplier(simulator)
+    syncing.request_sync(db.session, supplier, "full")
+    db.session.add(SyncRun(supplier_id=supplier.id, mode="full", status="queued"))
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
