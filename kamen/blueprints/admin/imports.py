@@ -14,7 +14,7 @@ from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportRow, Supplier
 from kamen.money import MoneyError, parse_money
 from kamen.services.background import PAUSED_MESSAGE
-from kamen.services.importing import automation, batches, committing, staging
+from kamen.services.importing import automation, batches, committing, housekeeping, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
@@ -55,7 +55,18 @@ def imports():
     rows = db.session.scalars(
         sa.select(ImportBatch).options(joinedload(ImportBatch.supplier)).order_by(ImportBatch.id.desc()).limit(50)
     ).all()
-    return render_template("admin/imports.html", batches=rows)
+    return render_template("admin/imports.html", batches=rows, keep_days=housekeeping.keep_days(db.session))
+
+
+@bp.post("/imports/keep-days")
+def import_keep_days():
+    try:
+        days = housekeeping.set_keep_days(db.session, request.form.get("days", ""))
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"已保存：导入的文件和逐行明细保留 {days} 天，统计数字一直保留。", "success")
+    return redirect(url_for("admin.imports"))
 
 
 @bp.get("/imports/template.<kind>")

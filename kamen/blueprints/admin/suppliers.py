@@ -88,7 +88,7 @@ def supplier_detail(supplier_id):
     runs = db.session.scalars(
         sa.select(SyncRun).where(SyncRun.supplier_id == supplier.id).order_by(SyncRun.id.desc()).limit(20)
     ).all()
-    pending_count = len(supplier_service.pending_products(db.session, supplier))
+    pending_count = supplier_service.pending_count(db.session, supplier)
     return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count)
 
 

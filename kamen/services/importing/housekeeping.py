@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from kamen.models import ImportBatch, ImportRow
 from kamen.services import settings
 from kamen.services.importing import staging
+from kamen.services.importing.staging import ImportInvalid
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
@@ -25,6 +26,18 @@ ABANDONED = ("mapping", "ready")  # never committed: cancelled when cleared
 
 def keep_days(session):
     return int(settings.get(session, "housekeeping")["import_keep_days"])
+
+
+def set_keep_days(session, text):
+    """The admin's choice of how long import details are kept (1-3650 days)."""
+    try:
+        days = int(str(text).strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 3650:
+        raise ImportInvalid("保留天数应为 1 到 3650 之间的整数")
+    settings.put(session, "housekeeping", {**settings.get(session, "housekeeping"), "import_keep_days": days})
+    return days
 
 
 def purge_old_imports(session, now=None):
