@@ -102,3 +102,10 @@ def test_supplier_page_counts_pending_goods_in_sql(app, auth, count_queries):
         page = auth.client.get(f"/admin/suppliers/{supplier.id}").get_data(as_text=True)
     assert "待审核新商品（3）" in page
     assert not any("FROM products" in s and "count(" not in s for s in statements)
+
+
+def test_the_scheduled_actions_are_commands_too(app, runner):
+    old = _committed()
+    _age(old, 31)
+    assert "已清理 1 个导入批次的文件和明细。" in runner.invoke(args=["purge-imports"]).output
+    assert "已重新排队：0，已标记失败：0" in runner.invoke(args=["sweep-jobs"]).output
