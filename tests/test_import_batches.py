@@ -172,12 +172,18 @@ def test_the_sweeper_sends_jobs_that_never_reached_the_queue(admin):
     assert _fresh(batch.id).status == "committed" and len(_products()) == 3
 
 
-def test_the_sweeper_resumes_a_dead_job_then_gives_up_with_a_reason(admin):
+def _dead_commit(admin):
+    """A batch committing under the lease of a job that is about to die."""
     batch = _committing(admin)
     dead = background.Lease(ImportBatch, batch.id)
     assert dead.acquire(db.session, ("committing",))
     db.session.execute(sa.update(ImportBatch).values(job_id="dead", job_enqueued_at=utcnow()))
     db.session.commit()
+    return batch, dead
+
+
+def test_the_sweeper_resumes_a_dead_job_then_gives_up_with_a_reason(admin):
+    batch, _ = _dead_commit(admin)
 
     assert sweeper.sweep(db.session).enqueued == []  # its heartbeat is fresh: alive
     later = utcnow() + timedelta(minutes=10)
@@ -193,11 +199,7 @@ def test_the_sweeper_resumes_a_dead_job_then_gives_up_with_a_reason(admin):
 
 
 def test_the_sweeper_resumes_a_dead_commit_where_it_stopped(admin):
-    batch = _committing(admin)
-    dead = background.Lease(ImportBatch, batch.id)
-    assert dead.acquire(db.session, ("committing",))
-    db.session.execute(sa.update(ImportBatch).values(job_id="dead", job_enqueued_at=utcnow()))
-    db.session.commit()
+    batch, dead = _dead_commit(admin)
 
     swept = sweeper.sweep(db.session, now=utcnow() + timedelta(minutes=10))
 

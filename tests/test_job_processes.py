@@ -16,9 +16,7 @@ from kamen.services.importing import batches, staging
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 from tests.processes import Browser, burst_worker, kill_worker, process_env, serve, start_worker, wait_for
-from tests.suppliers.simulator import Simulator, make_catalog
-from tests.suppliers.simulator import serve as serve_simulator
-from tests.sync_fixtures import KAMEN_SECRET, KAMEN_STATION, make_supplier
+from tests.sync_fixtures import make_supplier, serving_simulator, simulator  # noqa: F401
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -84,11 +82,8 @@ def test_kill_9_mid_commit_then_the_sweeper_resumes_it_once(deployment, tmp_path
 
 @pytest.fixture
 def slow_supplier():
-    sim = Simulator(make_catalog(1000))
-    sim.kamen_stations = {KAMEN_STATION: KAMEN_SECRET}
-    sim.latency = 0.4  # every page takes a while: the worker dies between pages
-    with serve_simulator(sim.app()) as url:
-        sim.url = url
+    with serving_simulator(1000) as sim:
+        sim.latency = 0.4  # every page takes a while: the worker dies between pages
         yield sim
 
 
@@ -118,9 +113,9 @@ def test_kill_9_mid_sync_then_the_sweeper_resumes_it_once(deployment, slow_suppl
     assert _count(Product) == 1000
 
 
-def test_redis_away_at_click_time_no_500_and_the_cron_sweep_resumes(app, auth, deployment, simulator_url, tmp_path):
+def test_redis_away_at_click_time_no_500_and_the_cron_sweep_resumes(app, auth, deployment, simulator, tmp_path):
     auth.create()
-    supplier = make_supplier(simulator_url)
+    supplier = make_supplier(simulator)
     down = {**deployment, "REDIS_URL": "redis://127.0.0.1:9/0"}  # a closed port
     server = serve(down, tmp_path / "web.log")
     try:
@@ -145,15 +140,6 @@ def test_redis_away_at_click_time_no_500_and_the_cron_sweep_resumes(app, auth, d
     assert (run.status, run.created) == ("succeeded", 5)
 
 
-@pytest.fixture
-def simulator_url():
-    sim = Simulator(make_catalog(5))
-    sim.kamen_stations = {KAMEN_STATION: KAMEN_SECRET}
-    with serve_simulator(sim.app()) as url:
-        sim.url = url
-        yield sim
-
-
 def _together(*calls):
     """Run the calls at the same instant on threads; their results in order."""
     barrier = threading.Barrier(len(calls))
@@ -171,9 +157,9 @@ def _together(*calls):
     return results
 
 
-def test_concurrent_clicks_on_two_gunicorn_workers_start_one_run(app, auth, deployment, simulator_url, tmp_path):
+def test_concurrent_clicks_on_two_gunicorn_workers_start_one_run(app, auth, deployment, simulator, tmp_path):
     auth.create()
-    supplier = make_supplier(simulator_url)
+    supplier = make_supplier(simulator)
     staged = [_staged(3, prefix=f"R{n}-") for n in range(8)]
     server = serve(deployment, tmp_path / "web.log")
     try:

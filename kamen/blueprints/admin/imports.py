@@ -331,19 +331,18 @@ def _next_local_time(text):
 
 @bp.post("/imports/<int:batch_id>/cancel")
 def import_cancel(batch_id):
-    batch = _batch_or_404(batch_id)
-    try:
-        flash(batches.cancel(db.session, batch), "success")
-    except staging.ImportInvalid as exc:
-        flash(str(exc), "error")
-    return redirect(url_for("admin.import_batch", batch_id=batch.id))
+    return _batch_action(batch_id, lambda batch: flash(batches.cancel(db.session, batch), "success"))
 
 
 @bp.post("/imports/<int:batch_id>/retry")
 def import_retry(batch_id):
+    return _batch_action(batch_id, lambda batch: _flash_paused(batches.retry(db.session, batch)))
+
+
+def _batch_action(batch_id, action):
     batch = _batch_or_404(batch_id)
     try:
-        _flash_paused(batches.retry(db.session, batch))
+        action(batch)
     except staging.ImportInvalid as exc:
         flash(str(exc), "error")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
