@@ -119,3 +119,32 @@ def test_the_database_allows_one_active_run_per_supplier(app, simulator):  # noq
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()
+
+
+@pytest.mark.backends("sqlite")
+def test_embedded_mode_resumes_unfinished_work_when_the_back_office_is_opened(app, admin):
+    """After a restart of an embedded shop (jobs on the web process's threads) nothing runs its
+    unfinished batch: the first back-office page load sweeps and the thread pool resumes it."""
+    import time
+
+    supplier = default_supplier(db.session)
+    batch = ImportBatch(supplier_id=supplier.id, filename="p.csv", status="analyzing", step="analyze",
+                        job_id="before-restart", job_requested_at=utcnow() - timedelta(hours=1),
+                        job_enqueued_at=utcnow() - timedelta(hours=1))
+    db.session.add(batch)
+    db.session.commit()
+    from kamen.services.importing import staging
+
+    with open(staging.batch_path(batch), "wb") as f:
+        f.write("商品编码,商品名称,供货价\nA1,一,1\n".encode())
+    app.config["JOBS_SYNC"] = False
+
+    assert admin.get("/admin/").status_code == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if db.session.get(ImportBatch, batch.id).status != "analyzing":
+            break
+        time.sleep(0.05)
+    batch = db.session.get(ImportBatch, batch.id)
+    assert (batch.status, batch.job_resumes) == ("mapping", 1)
