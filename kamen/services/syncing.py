@@ -15,9 +15,9 @@ from kamen.secretbox import decrypt
 from kamen.services import alerts, background, settings
 from kamen.services.pricing import Markup
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
+from kamen.services.transitions import transition
 from kamen.suppliers import adapter_for
 from kamen.suppliers.base import Delivery, Level, RejectedItem, SupplierError, Transient
-from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
 log = logging.getLogger("kamen.sync")

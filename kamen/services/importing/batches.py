@@ -75,7 +75,8 @@ def commit(session, batch, *, confirm_warnings=False, at=None):
 def commit_due(session, now=None):
     """The schedule's minute tick: commit the batches whose quiet hour has come."""
     due = session.scalars(
-        sa.select(ImportBatch.id).where(ImportBatch.status == "scheduled", ImportBatch.scheduled_for <= (now or utcnow()))
+        sa.select(ImportBatch.id)
+        .where(ImportBatch.status == "scheduled", ImportBatch.scheduled_for <= (now or utcnow()))
     ).all()
     started = []
     for batch_id in due:

@@ -26,7 +26,8 @@ def request_commit(session, batch, *, confirm_warnings=False, at=None):
     UPDATE: of two clicks, ticks or API retries exactly one gets it. The caller asks for the job."""
     if batch.status == "committing":
         raise ImportInvalid("该批次已在提交中")
-    if batch.status not in ("ready", "cancelled", "scheduled") or (batch.status == "cancelled" and batch.step != "commit"):
+    resumable = batch.status in ("ready", "scheduled") or (batch.status == "cancelled" and batch.step == "commit")
+    if not resumable:
         raise ImportInvalid("只有预览就绪的批次才能提交")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
@@ -56,6 +57,7 @@ def commit_batch(session, batch_id, beat=no_beat):
     batch = session.get(ImportBatch, batch_id)
     if batch is None or batch.status != "committing":
         return batch
+    _take_over_created_codes(session, batch, beat)
     while True:
         beat(session)
         session.refresh(batch)
@@ -63,7 +65,6 @@ def commit_batch(session, batch_id, beat=no_beat):
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
             session.commit()
             return batch
-        _take_over_created_codes(session, batch)
         if bulk.is_postgresql(session):
             done = _BULK_WRITER.write(session, batch, CHUNK, utcnow())
         else:
@@ -80,27 +81,25 @@ def commit_batch(session, batch_id, beat=no_beat):
     return batch
 
 
-def _take_over_created_codes(session, batch):
+def _take_over_created_codes(session, batch, beat):
     """Rows staged as new whose code a product now has (the same list committed
     twice, a sync in between) are decided again: an update, or unchanged. Commit
-    is an upsert by supplier + 商品编码, never a unique violation."""
-    upcoming = (
-        sa.select(ImportRow.id)
-        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")),
-               ImportRow.committed.is_(False))
-        .order_by(ImportRow.id)
-        .limit(CHUNK)
-        .subquery()
-    )
-    rows = session.scalars(
-        sa.select(ImportRow)
-        .join(upcoming, upcoming.c.id == ImportRow.id)
-        .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
-        .where(ImportRow.action == "create")
-    ).all()
-    if rows:
-        redecide(session, batch, rows)
-        session.flush()
+    is an upsert by supplier + 商品编码, never a unique violation. One join per
+    commit (a resumed or retried commit checks again)."""
+    while True:
+        rows = session.execute(
+            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code)
+            .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
+            .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
+            .order_by(ImportRow.id)
+            .limit(CHUNK)
+        ).all()
+        if not rows:
+            return
+        beat(session)
+        # Never "create" again: they leave this query.
+        session.execute(sa.update(ImportRow), redecide(session, batch, rows))
+        session.commit()
 
 
 def _commit_chunk(session, batch):

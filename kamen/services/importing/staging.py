@@ -551,16 +551,18 @@ def _revalidate(session, batch, row):
 
 
 def redecide(session, batch, rows):
-    """Decide staged ``rows`` again against today's catalogue: a product with their
-    code appeared after staging (the same file committed twice, a sync in between)."""
+    """Decide staged ``rows`` (id, raw, sheet, code) again against today's catalogue: a
+    product with their code appeared after staging (the same file committed twice, a
+    sync in between). Returns the new decisions as ImportRow column values by id."""
     context = _Context(session, batch, codes=[r.code for r in rows])
     current = context.prices
     markup, limit = batch_markup(batch), batch.max_price_change
+    decided = []
     for row in rows:
         result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit)
         sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
-        for name, value in _decide(context, result, sheet_category).items():
-            setattr(row, name, value)
+        decided.append({"id": row.id, **_decide(context, result, sheet_category)})
+    return decided
 
 
 def set_skipped(session, batch, row, skipped):
