@@ -62,14 +62,14 @@ def resolve(func):
     return getattr(importlib.import_module(module), name)
 
 
-def enqueue(func, *args, job_id=None, retry=None, **kwargs):
+def enqueue(func, *args, job_id=None, retry=None, timeout=None, **kwargs):
     """Run ``func(*args, **kwargs)`` in the background; ``func`` is a dotted
-    name (or a function). ``retry`` (an rq.Retry) applies on RQ only:
-    in-process jobs are not retried."""
+    name (or a function). ``retry`` (an rq.Retry) and ``timeout`` (seconds,
+    RQ's default is 180) apply on RQ only: in-process jobs are not retried."""
     queue = rq_queue()
     if queue is not None:
         try:
-            job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry)
+            job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry, job_timeout=timeout)
         except RedisError as exc:
             # The row that asked for the job keeps waiting; the sweeper enqueues it later.
             log.warning("could not enqueue %s%r: %s", func, args, exc)

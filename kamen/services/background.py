@@ -45,7 +45,9 @@ def request_job(session, model, row_id, func, *, retry=None):
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    handle = queue.enqueue(func, row_id, job_id=job_id, retry=retry)
+    # Liveness is the row's heartbeat, so a long import or sync may run past RQ's 180 s default.
+    timeout = current_app.config["JOB_TIMEOUT_SECONDS"]
+    handle = queue.enqueue(func, row_id, job_id=job_id, retry=retry, timeout=timeout)
     if not handle.paused:
         session.execute(
             sa.update(model).where(model.id == row_id, model.job_id == job_id, model.job_enqueued_at.is_(None))
