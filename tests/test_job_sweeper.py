@@ -110,6 +110,24 @@ def test_a_dead_sync_is_resumed_by_the_sweeper(app, simulator):  # noqa: F811
     assert (run.status, run.created, run.job_resumes) == ("succeeded", 5, 1)
 
 
+def test_a_sync_that_keeps_dying_fails_with_a_reason_and_a_retry_button(app, admin, simulator):  # noqa: F811
+    supplier = make_supplier(simulator)
+    run = syncing.request_sync(db.session, supplier, "full")
+    assert background.Lease(SyncRun, run.id).acquire(db.session, ("queued",), status="running")
+    db.session.execute(sa.update(SyncRun).values(job_id="dead", job_enqueued_at=utcnow(), job_resumes=3))
+    db.session.commit()
+
+    assert sweeper.sweep(db.session, now=utcnow() + timedelta(minutes=10)).failed == [("sync_runs", run.id)]
+
+    page = admin.get(f"/admin/suppliers/{supplier.id}/runs/{run.id}").get_data(as_text=True)
+    assert "后台任务中断" in page and "重试" in page
+    response = admin.post(f"/admin/suppliers/{supplier.id}/sync", data={"mode": "full"})
+    db.session.expire_all()
+    latest = db.session.scalar(sa.select(SyncRun).order_by(SyncRun.id.desc()))
+    assert response.headers["Location"].endswith(f"/runs/{latest.id}") and latest.id != run.id
+    assert latest.status == "succeeded"
+
+
 def test_the_database_allows_one_active_run_per_supplier(app, simulator):  # noqa: F811
     from sqlalchemy.exc import IntegrityError
 

@@ -96,7 +96,7 @@ def request_sync(session, supplier, mode):
 def fail_dead_run(session, run_id, reason):
     """The sweeper gave up on a run whose job kept dying."""
     failed = transition(session, SyncRun, run_id, ACTIVE, "failed", finished_at=utcnow(), job_token=None,
-                        message=f"{reason}。可点“同步商品库”重新同步。")
+                        message=f"{reason}。可点“重试”重新同步。")
     session.commit()
     return failed
 
