@@ -127,8 +127,8 @@ def take_over(session, model, row, now, **values):
     """Clear a dead or lost job's claim on ``row`` (once, whoever else sweeps), counting a resume."""
     stmt = (
         sa.update(model)
-        .where(model.id == row.id, model.job_id.is_(row.job_id) if row.job_id is None else model.job_id == row.job_id,
-               model.job_token.is_(None) if row.job_token is None else model.job_token == row.job_token)
+        .where(model.id == row.id, model.job_id.is_not_distinct_from(row.job_id),
+               model.job_token.is_not_distinct_from(row.job_token))
         .values(job_token=None, job_resumes=model.job_resumes + 1, **values)
         .execution_options(synchronize_session=False)
     )
