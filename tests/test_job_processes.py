@@ -16,7 +16,7 @@ from kamen.services.importing import batches, staging
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 from tests.processes import Browser, burst_worker, kill_worker, process_env, serve, start_worker, wait_for
-from tests.sync_fixtures import make_supplier, serving_simulator, simulator  # noqa: F401
+from tests.sync_fixtures import make_supplier, serving_simulator
 
 pytestmark = pytest.mark.backends("postgresql")
 

@@ -10,7 +10,7 @@ from kamen.models import ImportBatch, SyncRun
 from kamen.services import background, sweeper, syncing
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
-from tests.sync_fixtures import make_supplier, simulator  # noqa: F401
+from tests.sync_fixtures import make_supplier
 
 CLOSED_PORT = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
 
@@ -35,7 +35,7 @@ def redis_back(app):
     app.extensions.pop("kamen_redis", None)
 
 
-def test_sync_click_with_redis_away_waits_then_runs(app, admin, simulator, redis_down):  # noqa: F811
+def test_sync_click_with_redis_away_waits_then_runs(app, admin, simulator, redis_down):
     supplier = make_supplier(simulator)
 
     response = admin.post(f"/admin/suppliers/{supplier.id}/sync", follow_redirects=True)
@@ -76,7 +76,7 @@ def test_upload_with_redis_away_waits_then_is_read(app, admin, redis_down):
     assert db.session.get(ImportBatch, batch.id).status == "mapping"
 
 
-def test_a_run_whose_job_never_started_does_not_block_syncs(app, simulator):  # noqa: F811
+def test_a_run_whose_job_never_started_does_not_block_syncs(app, simulator):
     supplier = make_supplier(simulator)
     stuck = syncing.request_sync(db.session, supplier, "full")
     stuck.job_id, stuck.job_enqueued_at = "gone", utcnow()
@@ -94,7 +94,7 @@ def test_a_run_whose_job_never_started_does_not_block_syncs(app, simulator):  # 
     assert db.session.get(SyncRun, fresh.id).status == "queued"
 
 
-def test_a_dead_sync_is_resumed_by_the_sweeper(app, simulator):  # noqa: F811
+def test_a_dead_sync_is_resumed_by_the_sweeper(app, simulator):
     supplier = make_supplier(simulator)
     run = syncing.request_sync(db.session, supplier, "full")
     dead = background.Lease(SyncRun, run.id)
@@ -110,7 +110,7 @@ def test_a_dead_sync_is_resumed_by_the_sweeper(app, simulator):  # noqa: F811
     assert (run.status, run.created, run.job_resumes) == ("succeeded", 5, 1)
 
 
-def test_a_sync_that_keeps_dying_fails_with_a_reason_and_a_retry_button(app, admin, simulator):  # noqa: F811
+def test_a_sync_that_keeps_dying_fails_with_a_reason_and_a_retry_button(app, admin, simulator):
     supplier = make_supplier(simulator)
     run = syncing.request_sync(db.session, supplier, "full")
     assert background.Lease(SyncRun, run.id).acquire(db.session, ("queued",), status="running")
@@ -128,7 +128,7 @@ def test_a_sync_that_keeps_dying_fails_with_a_reason_and_a_retry_button(app, adm
     assert latest.status == "succeeded"
 
 
-def test_the_database_allows_one_active_run_per_supplier(app, simulator):  # noqa: F811
+def test_the_database_allows_one_active_run_per_supplier(app, simulator):
     from sqlalchemy.exc import IntegrityError
 
     supplier = make_supplier(simulator)
