@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, send_file, url_for
 from sqlalchemy.orm import joinedload
 
 from kamen.blueprints.admin import bp
@@ -303,8 +303,6 @@ def import_commit(batch_id):
     try:
         if when:
             at = _next_local_time(when)
-            if not current_app.config["REDIS_URL"]:
-                raise staging.ImportInvalid("预约提交需要开启定时任务（设置 REDIS_URL 并运行 rq cron）；当前可以直接提交")
         handle = batches.commit(db.session, batch, confirm_warnings=request.form.get("confirm_warnings") == "1", at=at)
     except staging.ImportInvalid as exc:
         flash(str(exc), "error")
