@@ -80,6 +80,30 @@ def test_kill_9_mid_commit_then_the_sweeper_resumes_it_once(deployment, tmp_path
     assert _count(ImportRow, ImportRow.batch_id == batch.id, ImportRow.committed.is_(True)) == rows
 
 
+def test_kill_9_mid_staging_then_the_sweeper_stages_it_again(deployment, tmp_path):
+    rows = 100_000
+    text = "商品编码,商品名称,供货价,库存\n" + "".join(f"S{i:06d},商品{i},{10 + i % 50}.00,5\n" for i in range(rows))
+    batch = staging.create_batch(db.session, io.BytesIO(text.encode()), "big.csv", supplier=default_supplier(db.session))
+    batch = staging.analyze(db.session, batch.id)
+    choices = {m["column"]: m["key"] for m in batch.match_info}
+    batches.confirm_mapping(db.session, batch, staging.StageOptions(choices=choices))  # 校验中, job sent
+    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    try:
+        wait_for(lambda: _fresh(ImportBatch, batch.id).progress_done > 0)
+    finally:
+        kill_worker(worker)
+    batch = _fresh(ImportBatch, batch.id)
+    assert batch.status == "staging" and 0 < batch.progress_done < rows
+
+    assert sweeper.sweep(db.session, now=_later()).enqueued == [("import_batches", batch.id)]
+    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
+
+    assert result.returncode == 0, result.stderr
+    batch = _fresh(ImportBatch, batch.id)
+    assert (batch.status, batch.created, batch.rows_in) == ("ready", rows, rows), batch.message
+    assert _count(ImportRow, ImportRow.batch_id == batch.id) == rows  # staged once, not twice
+
+
 @pytest.fixture
 def slow_supplier():
     with serving_simulator(1000) as sim:
