@@ -80,6 +80,34 @@ def test_kill_9_mid_commit_then_the_sweeper_resumes_it_once(deployment, tmp_path
     assert _count(ImportRow, ImportRow.batch_id == batch.id, ImportRow.committed.is_(True)) == rows
 
 
+def test_a_dropped_database_connection_mid_commit_fails_with_a_reason_and_retry_finishes(deployment, tmp_path):
+    rows = 100_000
+    batch = _staged(rows)
+    batches.commit(db.session, batch)
+    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    try:
+        wait_for(lambda: _fresh(ImportBatch, batch.id).progress_done > 0)
+        db.session.rollback()  # our own connection idle, so only the working job's is busy
+        dropped = db.session.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'")).all()
+        db.session.commit()
+        assert dropped
+        wait_for(lambda: _fresh(ImportBatch, batch.id).status != "committing")
+        batch = _fresh(ImportBatch, batch.id)
+        assert (batch.status, batch.step) == ("failed", "commit")
+        assert "提交时发生内部错误" in batch.message and "重试" in batch.message
+        assert 0 < _count(Product) < rows
+
+        batches.retry(db.session, batch)  # the same worker, still alive, takes the retry
+        wait_for(lambda: _fresh(ImportBatch, batch.id).status == "committed")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    batch = _fresh(ImportBatch, batch.id)
+    assert batch.created == rows and _count(Product) == rows
+
+
 def test_kill_9_mid_staging_then_the_sweeper_stages_it_again(deployment, tmp_path):
     rows = 100_000
     text = "商品编码,商品名称,供货价,库存\n" + "".join(f"S{i:06d},商品{i},{10 + i % 50}.00,5\n" for i in range(rows))
