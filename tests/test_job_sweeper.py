@@ -166,3 +166,21 @@ def test_embedded_mode_resumes_unfinished_work_when_the_back_office_is_opened(ap
         time.sleep(0.05)
     batch = db.session.get(ImportBatch, batch.id)
     assert (batch.status, batch.job_resumes) == ("mapping", 1)
+
+
+def test_an_upload_script_with_redis_away_gets_202_and_the_import_finishes_later(app, client, redis_down):
+    from kamen.models import Product
+    from kamen.services.api_tokens import create_token
+
+    _token, secret = create_token(db.session, "脚本")
+    headers = {"Authorization": f"Bearer {secret}"}
+    text = "商品编码,商品名称,供货价,库存\nA1,商品一,10.00,5\n"
+    response = client.post("/api/import/v1/products", data={"file": (io.BytesIO(text.encode()), "p.csv"), "commit": "1"},
+                           headers=headers, csrf=False, content_type="multipart/form-data")
+    assert response.status_code == 202 and response.get_json()["message"] == "后台任务暂停，恢复后自动继续"
+
+    redis_back(app)
+    sweeper.sweep(db.session)
+    status = client.get(response.get_json()["status_url"], headers=headers).get_json()
+    assert status["status"] == "committed" and status["totals"]["created"] == 1
+    assert db.session.scalar(sa.select(Product.code)) == "A1"
