@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -12,28 +11,13 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import start_gunicorn, wait_ready
-from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
-
-ROOT = Path(__file__).resolve().parent.parent
-RQ = Path(sys.executable).with_name("rq")
-
-
-def process_env(app, db_url, redis_url, queue_name):
-    """The settings every kamen process of one deployment shares."""
-    return {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "KAMEN_JOB_QUEUE": queue_name,
-            "SECRET_KEY": app.config["SECRET_KEY"], "KAMEN_INSTANCE_PATH": app.instance_path}
+from tests.helpers import ADMIN_PASSWORD, ADMIN_USER, ROOT, rq_command
 
 
 def start_worker(env, queue_name, log):
     """A long-running `rq worker` (it forks a work-horse per job)."""
-    return subprocess.Popen([str(RQ), "worker", "--url", env["REDIS_URL"], queue_name], cwd=ROOT, env=env,
+    return subprocess.Popen([rq_command(), "worker", "--url", env["REDIS_URL"], queue_name], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
-
-
-def burst_worker(env, queue_name, timeout=300):
-    """`rq worker --burst`: runs what is queued, then exits."""
-    return subprocess.run([str(RQ), "worker", "--burst", "--url", env["REDIS_URL"], queue_name], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def _children(pid):

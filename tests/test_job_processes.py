@@ -4,6 +4,7 @@ served by two gunicorn workers. Every case ends with the work done exactly once.
 import io
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -15,18 +16,41 @@ from kamen.services import sweeper, syncing
 from kamen.services.importing import batches, staging
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
-from tests.processes import Browser, burst_worker, kill_worker, process_env, serve, start_worker, wait_for
+from tests.helpers import burst_worker, worker_env
+from tests.processes import Browser, kill_worker, serve, start_worker, wait_for
 from tests.sync_fixtures import make_supplier, serving_simulator
 
 pytestmark = pytest.mark.backends("postgresql")
 
 
+@dataclass
+class Deployment:
+    """This test's app and its other processes, on one PostgreSQL database and Redis queue."""
+
+    app: object
+    db_url: str
+    redis_url: str
+    queue: str
+
+    @property
+    def env(self):
+        return worker_env(self.app, self.db_url, self.redis_url, self.queue)
+
+    def worker(self, log):
+        return start_worker(self.env, self.queue, log)
+
+    def burst(self):
+        """Run what is queued on a real worker, then stop."""
+        result = burst_worker(self.app, self.db_url, self.redis_url, self.queue, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result
+
+
 @pytest.fixture
 def deployment(app, db_url, redis_url):
-    """This test's app and the env of its other processes, on one PostgreSQL and Redis queue."""
     queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
     app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name, JOBS_SYNC=False)
-    yield process_env(app, db_url, redis_url, queue_name)
+    yield Deployment(app, db_url, redis_url, queue_name)
     from kamen import queue
 
     queue.rq_queue().delete(delete_jobs=True)
@@ -60,7 +84,7 @@ def test_kill_9_mid_commit_then_the_sweeper_resumes_it_once(deployment, tmp_path
     batch = _staged(rows)
     assert (batch.status, batch.created) == ("ready", rows)
     batches.commit(db.session, batch)
-    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    worker = deployment.worker(tmp_path / "worker.log")
     try:
         wait_for(lambda: _fresh(ImportBatch, batch.id).progress_done > 0)
     finally:
@@ -71,9 +95,8 @@ def test_kill_9_mid_commit_then_the_sweeper_resumes_it_once(deployment, tmp_path
     assert sweeper.sweep(db.session).enqueued == []  # the heartbeat is still fresh: not yet taken for dead
 
     assert sweeper.sweep(db.session, now=_later()).enqueued == [("import_batches", batch.id)]
-    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
+    deployment.burst()
 
-    assert result.returncode == 0, result.stderr
     batch = _fresh(ImportBatch, batch.id)
     assert (batch.status, batch.created, batch.job_resumes) == ("committed", rows, 1), batch.message
     assert _count(Product) == rows
@@ -84,7 +107,7 @@ def test_a_dropped_database_connection_mid_commit_fails_with_a_reason_and_retry_
     rows = 100_000
     batch = _staged(rows)
     batches.commit(db.session, batch)
-    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    worker = deployment.worker(tmp_path / "worker.log")
     try:
         wait_for(lambda: _fresh(ImportBatch, batch.id).progress_done > 0)
         db.session.rollback()  # our own connection idle, so only the working job's is busy
@@ -115,7 +138,7 @@ def test_kill_9_mid_staging_then_the_sweeper_stages_it_again(deployment, tmp_pat
     batch = staging.analyze(db.session, batch.id)
     choices = {m["column"]: m["key"] for m in batch.match_info}
     batches.confirm_mapping(db.session, batch, staging.StageOptions(choices=choices))  # 校验中, job sent
-    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    worker = deployment.worker(tmp_path / "worker.log")
     try:
         wait_for(lambda: _fresh(ImportBatch, batch.id).progress_done > 0)
     finally:
@@ -124,9 +147,8 @@ def test_kill_9_mid_staging_then_the_sweeper_stages_it_again(deployment, tmp_pat
     assert batch.status == "staging" and 0 < batch.progress_done < rows
 
     assert sweeper.sweep(db.session, now=_later()).enqueued == [("import_batches", batch.id)]
-    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
+    deployment.burst()
 
-    assert result.returncode == 0, result.stderr
     batch = _fresh(ImportBatch, batch.id)
     assert (batch.status, batch.created, batch.rows_in) == ("ready", rows, rows), batch.message
     assert _count(ImportRow, ImportRow.batch_id == batch.id) == rows  # staged once, not twice
@@ -144,7 +166,7 @@ def test_kill_9_mid_sync_then_the_sweeper_resumes_it_once(deployment, slow_suppl
     from kamen.services.sync_dispatch import start_sync
 
     run, _ = start_sync(db.session, supplier, "full")
-    worker = start_worker(deployment, deployment["KAMEN_JOB_QUEUE"], tmp_path / "worker.log")
+    worker = deployment.worker(tmp_path / "worker.log")
     try:
         wait_for(lambda: _fresh(SyncRun, run.id).pages >= 2)
     finally:
@@ -157,9 +179,8 @@ def test_kill_9_mid_sync_then_the_sweeper_resumes_it_once(deployment, slow_suppl
 
     slow_supplier.latency = 0
     assert sweeper.sweep(db.session, now=_later()).enqueued == [("sync_runs", run.id)]
-    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
+    deployment.burst()
 
-    assert result.returncode == 0, result.stderr
     run = _fresh(SyncRun, run.id)
     assert (run.status, run.created, run.job_resumes) == ("succeeded", 1000, 1), run.message
     assert _count(Product) == 1000
@@ -168,7 +189,7 @@ def test_kill_9_mid_sync_then_the_sweeper_resumes_it_once(deployment, slow_suppl
 def test_redis_away_at_click_time_no_500_and_the_cron_sweep_resumes(app, auth, deployment, simulator, tmp_path):
     auth.create()
     supplier = make_supplier(simulator)
-    down = {**deployment, "REDIS_URL": "redis://127.0.0.1:9/0"}  # a closed port
+    down = {**deployment.env, "REDIS_URL": "redis://127.0.0.1:9/0"}  # a closed port
     server = serve(down, tmp_path / "web.log")
     try:
         browser = Browser(server.url)
@@ -186,8 +207,7 @@ def test_redis_away_at_click_time_no_500_and_the_cron_sweep_resumes(app, auth, d
     from kamen import queue
 
     queue.enqueue("jobs.maintenance.sweep_jobs")
-    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
-    assert result.returncode == 0, result.stderr
+    deployment.burst()
     run = _fresh(SyncRun, run.id)
     assert (run.status, run.created) == ("succeeded", 5)
 
@@ -213,7 +233,7 @@ def test_concurrent_clicks_on_two_gunicorn_workers_start_one_run(app, auth, depl
     auth.create()
     supplier = make_supplier(simulator)
     staged = [_staged(3, prefix=f"R{n}-") for n in range(8)]
-    server = serve(deployment, tmp_path / "web.log")
+    server = serve(deployment.env, tmp_path / "web.log")
     try:
         browser = Browser(server.url)
         token = browser.token(f"/admin/suppliers/{supplier.id}")
@@ -235,7 +255,6 @@ def test_concurrent_clicks_on_two_gunicorn_workers_start_one_run(app, auth, depl
     rq = queue.rq_queue()
     commit_jobs = [j for j in rq.get_jobs() if j.func_name == "jobs.imports.commit_import"]
     assert len(commit_jobs) == 8  # one per batch, whoever clicked twice
-    result = burst_worker(deployment, deployment["KAMEN_JOB_QUEUE"])
-    assert result.returncode == 0, result.stderr
+    deployment.burst()
     assert _count(ImportBatch, ImportBatch.status == "committed") == 8
     assert _count(Product, Product.code.like("R%")) == 24
