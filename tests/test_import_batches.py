@@ -220,29 +220,3 @@ def test_cancel_of_a_commit_whose_job_died_ends_it_at_once(admin):
     assert _fresh(batch.id).status == "cancelled"
     page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     assert "继续提交" in page
-
-
-def test_a_stage_that_cannot_find_its_upload_fails_with_a_reason_and_retries(admin):
-    """As on a worker with another instance folder: the job fails, the batch says why, 重试 works."""
-    import os
-
-    supplier = default_supplier(db.session)
-    admin.post("/admin/imports/new", data={"supplier_id": str(supplier.id), "category_id": "",
-                                           "file": (io.BytesIO(PRICES.encode()), "价格表.csv")},
-               content_type="multipart/form-data")
-    batch = db.session.scalar(sa.select(ImportBatch))
-    path = staging.batch_path(batch)
-    kept = open(path, "rb").read()
-    os.remove(path)
-    form = {f"col_{m['column']}": m["key"] for m in batch.match_info}
-    page = admin.post(f"/admin/imports/{batch.id}/mapping", data={"mode": "upsert", **form},
-                      follow_redirects=True).get_data(as_text=True)
-
-    batch = _fresh(batch.id)
-    assert (batch.status, batch.step) == ("failed", "stage")
-    assert batch.message.startswith("校验时发生内部错误（FileNotFoundError）") and batch.message in page
-    with open(path, "wb") as f:
-        f.write(kept)
-    admin.post(f"/admin/imports/{batch.id}/retry")
-    batch = _fresh(batch.id)
-    assert (batch.status, batch.created) == ("ready", 3)

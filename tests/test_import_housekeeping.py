@@ -1,13 +1,12 @@
 """Housekeeping: old uploads and staged rows are deleted, reports keep their totals; lists load in few queries."""
 import io
-import os
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from jobs.maintenance import purge_old_imports
 from kamen.extensions import db
-from kamen.models import ImportBatch, ImportRow, Supplier, SupplierKind
+from kamen.models import ImportBatch, ImportRow, Supplier, SupplierKind, Upload
 from kamen.services.importing import batches, housekeeping, staging
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
@@ -40,14 +39,16 @@ def test_nightly_job_deletes_old_uploads_and_rows_keeps_totals(app, auth):
     _age(recent, 29)
     _age(abandoned, 40)
     totals = (old.rows_in, old.created, old.failed)
-    assert os.path.exists(staging.batch_path(old))
+    assert old.upload_id is not None
+    old_upload = old.upload_id
 
     assert purge_old_imports() == [old.id, abandoned.id]
 
     db.session.expire_all()
     old, recent, abandoned = (db.session.get(ImportBatch, b.id) for b in (old, recent, abandoned))
     assert old.purged_at is not None and (old.rows_in, old.created, old.failed) == totals == (2, 1, 1)
-    assert not os.path.exists(staging.batch_path(old)) and os.path.exists(staging.batch_path(recent))
+    assert old.upload_id is None and db.session.get(Upload, old_upload) is None
+    assert db.session.get(Upload, recent.upload_id) is not None
     rows = dict(db.session.execute(sa.select(ImportRow.batch_id, sa.func.count()).group_by(ImportRow.batch_id)).all())
     assert old.id not in rows and rows[recent.id] == 2
     assert (abandoned.status, abandoned.purged_at is not None) == ("cancelled", True)

@@ -145,16 +145,13 @@ def test_embedded_mode_resumes_unfinished_work_when_the_back_office_is_opened(ap
     unfinished batch: the first back-office page load sweeps and the thread pool resumes it."""
     import time
 
-    supplier = default_supplier(db.session)
-    batch = ImportBatch(supplier_id=supplier.id, filename="p.csv", status="analyzing", step="analyze",
-                        job_id="before-restart", job_requested_at=utcnow() - timedelta(hours=1),
-                        job_enqueued_at=utcnow() - timedelta(hours=1))
-    db.session.add(batch)
-    db.session.commit()
     from kamen.services.importing import staging
 
-    with open(staging.batch_path(batch), "wb") as f:
-        f.write("商品编码,商品名称,供货价\nA1,一,1\n".encode())
+    batch = staging.create_batch(db.session, io.BytesIO("商品编码,商品名称,供货价\nA1,一,1\n".encode()), "p.csv",
+                                 supplier=default_supplier(db.session))
+    batch.step, batch.job_id = "analyze", "before-restart"
+    batch.job_requested_at = batch.job_enqueued_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
     app.config["JOBS_SYNC"] = False
 
     assert admin.get("/admin/").status_code == 200

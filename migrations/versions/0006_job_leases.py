@@ -1,7 +1,7 @@
 """job leases: the row owns its job (lease, heartbeat, enqueue state); one active sync run per supplier
 
 Revision ID: 0006_job_leases
-Revises: 0012_demo_pay
+Revises: 0005_uploads
 Create Date: 2026-12-01 14:48:38.632047
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0006_job_leases'
-down_revision = '0012_demo_pay'
+down_revision = '0005_uploads'
 branch_labels = None
 depends_on = None
 

@@ -6,14 +6,12 @@ uploaded file are only needed for the preview, the error file and undo. After
 the batch row stays with its totals, and says its details were cleared.
 """
 import logging
-import os
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from kamen.models import ImportBatch, ImportRow
-from kamen.services import settings
-from kamen.services.importing import staging
+from kamen.services import settings, uploads
 from kamen.services.importing.staging import ImportInvalid
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
@@ -69,11 +67,11 @@ def _purge(session, batch_id):
         session.rollback()
         return False
     session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch_id))
-    session.commit()
     batch = session.get(ImportBatch, batch_id)
-    try:
-        os.remove(staging.batch_path(batch))
-    except FileNotFoundError:
-        pass
+    if batch.upload_id is not None:
+        upload_id, batch.upload_id = batch.upload_id, None
+        session.flush()
+        uploads.delete(session, upload_id)
+    session.commit()
     log.info("import batch %s: upload and staged rows cleared", batch_id)
     return True
