@@ -8,17 +8,20 @@ log = logging.getLogger(__name__)
 def every_minute():
     """One job for all the per-minute work: the cron heartbeat, due syncs and
     re-check reminders, scheduled import commits, the demo gateway's notify
-    retries. One job, one fork per minute."""
+    retries, the sweeper (work whose job died or never reached Redis). One
+    job, one fork per minute."""
     from jobs.context import app_context
 
     with app_context():
-        from jobs import demopay, imports, sync
+        from jobs import demopay, imports, maintenance, sync
         from kamen import queue
         from kamen.services import operations
 
         operations.record_cron_tick(queue.redis_connection(), queue.queue_name())
         failed = []
-        for step in (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies):
+        steps = (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies,
+                 maintenance.sweep_jobs)
+        for step in steps:
             try:
                 step()
             except Exception:
@@ -30,6 +33,6 @@ def every_minute():
 
 
 def nightly_purge():
-    from jobs.maintenance import purge_login_attempts
+    from jobs.maintenance import purge_login_attempts, purge_old_imports
 
-    return purge_login_attempts()
+    return purge_login_attempts(), purge_old_imports()

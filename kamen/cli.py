@@ -15,6 +15,8 @@ def register_cli(app):
     app.cli.add_command(create_api_token_command)
     app.cli.add_command(retry_demo_notifies_command)
     app.cli.add_command(doctor_command)
+    app.cli.add_command(sweep_jobs_command)
+    app.cli.add_command(purge_imports_command)
 
 
 @click.command("create-admin")
@@ -59,6 +61,23 @@ def purge_logins_command(days):
     from jobs.maintenance import purge_login_attempts
 
     click.echo(f"已清理 {purge_login_attempts(days)} 条登录记录。")
+
+
+@click.command("sweep-jobs")
+def sweep_jobs_command():
+    """What the schedule does every minute: resume or fail work whose job died or never started."""
+    from jobs.maintenance import sweep_jobs
+
+    swept = sweep_jobs()
+    click.echo(f"已重新排队：{len(swept['enqueued'])}，已标记失败：{len(swept['failed'])}")
+
+
+@click.command("purge-imports")
+def purge_imports_command():
+    """What the schedule does nightly: delete old uploads and staged rows (totals are kept)."""
+    from jobs.maintenance import purge_old_imports
+
+    click.echo(f"已清理 {len(purge_old_imports())} 个导入批次的文件和明细。")
 
 
 @click.command("sync-supplier")

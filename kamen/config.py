@@ -63,6 +63,11 @@ class Config:
         # Run in-process jobs synchronously (tests, CLI); otherwise a thread pool.
         self.JOBS_SYNC = env.get("KAMEN_JOBS_SYNC") == "1"
         self.JOB_QUEUE = env.get("KAMEN_JOB_QUEUE", "kamen")
+        # A job that has not renewed its lease for this long is dead: the sweeper
+        # resumes its work (at most JOB_MAX_RESUMES times) or marks it failed.
+        self.JOB_STALE_SECONDS = _int("KAMEN_JOB_STALE_SECONDS", 180)
+        self.JOB_MAX_RESUMES = _int("KAMEN_JOB_MAX_RESUMES", 3)
+        self.JOB_TIMEOUT_SECONDS = _int("KAMEN_JOB_TIMEOUT_SECONDS", 3600)  # RQ stops a job running longer
         self.SHOP_NAME = env.get("KAMEN_SHOP_NAME", "kamen 卡盟")
         self.SHOP_TIMEZONE = env.get("KAMEN_TIMEZONE", "Asia/Shanghai")
         self.LOW_STOCK_THRESHOLD = _int("KAMEN_LOW_STOCK_THRESHOLD", 10)

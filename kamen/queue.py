@@ -9,20 +9,33 @@ Jobs are named by their dotted path ("jobs.imports.commit_import"): views
 and services never import ``jobs/``, which would import the app factory.
 """
 import importlib
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flask import current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from kamen.extensions import db
+
+
+log = logging.getLogger("kamen.queue")
+# Jobs still waiting their turn in the queue: not lost, not to be enqueued again.
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 @dataclass
 class Enqueued:
     id: str | None
-    backend: str  # "rq", "thread" or "sync"
+    backend: str  # "rq", "thread", "sync", or "paused" (the queue was unreachable)
+
+    @property
+    def paused(self):
+        return self.backend == "paused"
 
 
 def redis_connection():
@@ -32,7 +45,7 @@ def redis_connection():
         return None
     ext = current_app.extensions
     if "kamen_redis" not in ext:
-        ext["kamen_redis"] = Redis.from_url(url)
+        ext["kamen_redis"] = Redis.from_url(url, socket_connect_timeout=3)  # Redis away: fail fast, never hang a page
     return ext["kamen_redis"]
 
 
@@ -49,13 +62,18 @@ def resolve(func):
     return getattr(importlib.import_module(module), name)
 
 
-def enqueue(func, *args, job_id=None, retry=None, **kwargs):
+def enqueue(func, *args, job_id=None, retry=None, timeout=None, **kwargs):
     """Run ``func(*args, **kwargs)`` in the background; ``func`` is a dotted
-    name (or a function). ``retry`` (an rq.Retry) applies on RQ only:
-    in-process jobs are not retried."""
+    name (or a function). ``retry`` (an rq.Retry) and ``timeout`` (seconds,
+    RQ's default is 180) apply on RQ only: in-process jobs are not retried."""
     queue = rq_queue()
     if queue is not None:
-        job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry)
+        try:
+            job = queue.enqueue(func, args=args, kwargs=kwargs, job_id=job_id, retry=retry, job_timeout=timeout)
+        except RedisError as exc:
+            # The row that asked for the job keeps waiting; the sweeper enqueues it later.
+            log.warning("could not enqueue %s%r: %s", func, args, exc)
+            return Enqueued(job_id, "paused")
         return Enqueued(job.id, "rq")
     app = current_app._get_current_object()
     func = resolve(func)
@@ -67,8 +85,32 @@ def enqueue(func, *args, job_id=None, retry=None, **kwargs):
         # The job wrote through its own session: what the caller loaded may be stale.
         db.session.expire_all()
         return Enqueued(job_id, "sync")
-    _executor(app).submit(_run_in_app, app, func, args, kwargs)
+    future = _executor(app).submit(_run_in_app, app, func, args, kwargs)
+    if job_id:
+        _waiting_threads(app)[job_id] = future
+        future.add_done_callback(lambda _f: _waiting_threads(app).pop(job_id, None))
     return Enqueued(job_id, "thread")
+
+
+def is_waiting(job_id):
+    """Whether job ``job_id`` is queued and not yet started (so enqueueing it
+    again would run it twice)."""
+    if not job_id:
+        return False
+    conn = redis_connection()
+    if conn is None:
+        future = _waiting_threads(current_app).get(job_id)
+        return future is not None and not future.running()
+    try:
+        return Job.fetch(job_id, connection=conn).get_status() in WAITING
+    except NoSuchJobError:
+        return False
+    except RedisError:
+        return True  # unknown while Redis is away: never start the same work twice
+
+
+def _waiting_threads(app):
+    return app.extensions.setdefault("kamen_thread_jobs", {})
 
 
 def _executor(app):

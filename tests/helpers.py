@@ -113,8 +113,8 @@ def rq_command():
     return str(Path(sys.executable).with_name("rq"))
 
 
-def burst_worker(app, db_url, redis_url, queue_name, **env):
+def burst_worker(app, db_url, redis_url, queue_name, timeout=120, **env):
     """Run a real `rq worker --burst` on ``queue_name`` until the queue is empty."""
     return subprocess.run([rq_command(), "worker", "--burst", "--url", redis_url, queue_name],
                           cwd=ROOT, env=worker_env(app, db_url, redis_url, queue_name, **env),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)

@@ -26,13 +26,20 @@ from tests.suppliers.simulator import Simulator, make_catalog, serve
 KAMEN_STATION, KAMEN_SECRET = "station-1", "kamen-station-secret"
 
 
-@pytest.fixture
-def simulator():
-    """A remote supplier with five products (1001-1005), over real HTTP."""
-    sim = Simulator(make_catalog(5))
+@contextmanager
+def serving_simulator(products=5):
+    """A remote supplier with ``products`` products (1001-…), over real HTTP."""
+    sim = Simulator(make_catalog(products))
     sim.kamen_stations = {KAMEN_STATION: KAMEN_SECRET}
     with serve(sim.app()) as url:
         sim.url = url
+        yield sim
+
+
+@pytest.fixture
+def simulator():
+    """A remote supplier with five products (1001-1005), over real HTTP."""
+    with serving_simulator() as sim:
         yield sim
 
 

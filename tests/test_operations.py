@@ -282,5 +282,5 @@ def test_the_nightly_schedule_entry_purges_old_login_attempts(app):
 
     db.session.add(LoginAttempt(username="u", ip="1.2.3.4", succeeded=False, at=datetime(2020, 1, 1)))
     db.session.commit()
-    assert tick.nightly_purge() == 1
+    assert tick.nightly_purge() == (1, [])  # login attempts, import batches cleared
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 0

@@ -422,13 +422,13 @@ def test_one_run_per_supplier_at_a_time(app, simulator):
     with pytest.raises(syncing.SyncBusy):
         syncing.request_sync(db.session, supplier, "incremental")
 
-    first.started_at = utcnow() - timedelta(hours=3)  # its worker died long ago
+    first.job_requested_at = utcnow() - timedelta(hours=3)  # its job never started: the worker died long ago
     db.session.commit()
     second = syncing.request_sync(db.session, supplier, "incremental")
 
     db.session.expire_all()
     stale = db.session.get(SyncRun, first.id)
-    assert (stale.status, stale.message) == ("failed", "运行超时，已视为失败（可能是进程重启）")
+    assert (stale.status, stale.message) == ("failed", syncing.REPLACED_MESSAGE)
     assert db.session.get(SyncRun, second.id).status == "queued"
 
 

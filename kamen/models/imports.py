@@ -6,11 +6,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kamen.extensions import db
+from kamen.models.jobs import JobLease
 from kamen.models.types import Money
 from kamen.timeutil import utcnow
 
 
-class ImportBatch(db.Model):
+class ImportBatch(JobLease, db.Model):
     """One uploaded file on its way in: analyzed → staged (preview) → committed."""
 
     __tablename__ = "import_batches"
@@ -45,6 +46,11 @@ class ImportBatch(db.Model):
     progress_total: Mapped[int] = mapped_column(default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     scheduled_for: Mapped[datetime | None]
+    # The step the batch's job runs (analyze | stage | commit | auto), kept after a
+    # failure so 重试 runs it again; None when a failure needs the admin (bad file).
+    step: Mapped[str | None] = mapped_column(sa.String(8))
+    auto_options: Mapped[dict | None] = mapped_column(sa.JSON)  # imports sent by scripts: what to do unattended
+    purged_at: Mapped[datetime | None]  # upload and staged rows deleted by housekeeping; totals kept
 
     rows_in: Mapped[int] = mapped_column(default=0)
     created: Mapped[int] = mapped_column(default=0)

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kamen.extensions import db
+from kamen.models.jobs import JobLease
 from kamen.models.types import LabeledEnum, Money, enum_column
 from kamen.timeutil import utcnow
 
@@ -67,7 +68,7 @@ class Supplier(db.Model):
     default_category: Mapped["Category | None"] = relationship()  # noqa: F821
 
 
-class SyncRun(db.Model):
+class SyncRun(JobLease, db.Model):
     """One 同步商品库 run: what it saw, what it changed, what went wrong."""
 
     __tablename__ = "sync_runs"
@@ -90,6 +91,14 @@ class SyncRun(db.Model):
     message: Mapped[str] = mapped_column(sa.Text, default="")
 
     supplier: Mapped[Supplier] = relationship()
+
+    # At most one active run per supplier: the database refuses a second one,
+    # however many clicks, ticks and workers race to start it.
+    __table_args__ = (
+        sa.Index("ux_sync_runs_one_active", "supplier_id", unique=True,
+                 postgresql_where=sa.text("status IN ('queued', 'running')"),
+                 sqlite_where=sa.text("status IN ('queued', 'running')")),
+    )
 
     @property
     def duration_seconds(self):

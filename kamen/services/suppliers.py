@@ -74,6 +74,14 @@ def connection_warnings(supplier):
     return [warning] if warning else []
 
 
+def pending_count(session, supplier):
+    """New goods waiting for review, counted in SQL (a supplier may have 100k)."""
+    return session.scalar(
+        sa.select(sa.func.count()).select_from(Product)
+        .where(Product.supplier_id == supplier.id, Product.pending_review.is_(True))
+    )
+
+
 def pending_products(session, supplier):
     return session.scalars(
         sa.select(Product)

@@ -1,25 +1,30 @@
 """Starting syncs: from a button, a command or the schedule, always the same way."""
 from rq import Retry
 
-from kamen import queue
-from kamen.services import alerts, syncing
+from kamen.models import SyncRun
+from kamen.services import alerts, background, syncing
 
 # Transient failures (network, supplier down) are retried by RQ with backoff.
 SYNC_RETRY = Retry(max=3, interval=[30, 120, 600])
 
 
 def start_sync(session, supplier, mode):
-    """Queue a sync run (raises SyncBusy when one is already active)."""
+    """Queue a sync run (raises SyncBusy when one is already active); returns
+    (run, queue answer: ``paused`` when the run waits for Redis to come back)."""
     run = syncing.request_sync(session, supplier, mode)
-    queue.enqueue("jobs.sync.sync_supplier", run.id, job_id=f"kamen-sync-{run.id}", retry=SYNC_RETRY)
-    return run
+    return run, resume(session, run)
+
+
+def resume(session, run):
+    """Ask for the run's job (again, for the sweeper)."""
+    return background.request_job(session, SyncRun, run.id, "jobs.sync.sync_supplier", retry=SYNC_RETRY)
 
 
 def dispatch_due(session, now_local, now_utc):
     started = []
     for supplier, mode in syncing.due_syncs(session, now_local, now_utc):
         try:
-            started.append(start_sync(session, supplier, mode).id)
+            started.append(start_sync(session, supplier, mode)[0].id)
         except syncing.SyncBusy:
             continue
     for supplier in syncing.manual_suppliers_to_remind(session, now_utc):

@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
 from kamen.secretbox import decrypt
-from kamen.services import alerts, settings
+from kamen.services import alerts, background, settings
 from kamen.services.categories import name_lookup
 from kamen.services.pricing import Markup, is_price_jump
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
+from kamen.services.transitions import transition
 from kamen.suppliers import adapter_for
 from kamen.suppliers.base import Delivery, Level, RejectedItem, SupplierError, Transient
 from kamen.timeutil import utcnow
@@ -25,7 +27,8 @@ log = logging.getLogger("kamen.sync")
 
 # A supplier that gives a level but no count: the stock we record for it.
 LEVEL_STOCK = {Level.IN: 999, Level.LOW: 1, Level.OUT: 0, Level.UNKNOWN: 0}
-STALE_RUN = timedelta(hours=2)
+ACTIVE = ("queued", "running")
+REPLACED_MESSAGE = "后台任务中断或未能启动，已视为失败（可能是进程重启或后台任务暂停），已由新的同步代替"
 # Incremental syncs ask for changes since the last sync minus this overlap, so
 # a supplier clock a little behind ours loses nothing; re-read rows that did
 # not change cost no writes.
@@ -69,38 +72,81 @@ def adapter_for_supplier(supplier):
     return adapter_for(supplier.kind, config)
 
 
-def request_sync(session, supplier, mode):
-    """Create a queued SyncRun unless one is active; the caller enqueues it."""
-    if supplier.kind is SupplierKind.MANUAL:
-        raise SupplierError("表格/手工货源没有接口可同步，请通过批量导入更新商品")
-    active = session.scalar(
-        sa.select(SyncRun)
-        .where(SyncRun.supplier_id == supplier.id, SyncRun.status.in_(("queued", "running")))
+def _active_run(session, supplier_id):
+    return session.scalar(
+        sa.select(SyncRun).where(SyncRun.supplier_id == supplier_id, SyncRun.status.in_(ACTIVE))
         .order_by(SyncRun.id.desc())
     )
+
+
+def request_sync(session, supplier, mode):
+    """Create a queued SyncRun unless one is active; the caller asks for its job.
+
+    At most one run per supplier is active (a unique index says so): of two
+    clicks or ticks at once, one creates the run and the other gets SyncBusy.
+    An active run whose job died or never started is failed with the reason
+    and replaced, so it never blocks syncs silently."""
+    if supplier.kind is SupplierKind.MANUAL:
+        raise SupplierError("表格/手工货源没有接口可同步，请通过批量导入更新商品")
+    active = _active_run(session, supplier.id)
     if active is not None:
-        if utcnow() - active.started_at < STALE_RUN:
+        if background.is_busy(active):
             raise SyncBusy(active.id)
-        active.status, active.finished_at = "failed", utcnow()
-        active.message = "运行超时，已视为失败（可能是进程重启）"
-    run = SyncRun(supplier_id=supplier.id, mode=mode, status="queued")
+        if transition(session, SyncRun, active.id, ACTIVE, "failed", finished_at=utcnow(), job_token=None,
+                      message=REPLACED_MESSAGE):
+            session.commit()
+    run = SyncRun(supplier_id=supplier.id, mode=mode, status="queued", job_requested_at=utcnow())
     session.add(run)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        active = _active_run(session, supplier.id)
+        raise SyncBusy(active.id if active else None) from None
     return run
 
 
+def fail_dead_run(session, run_id, reason):
+    """The sweeper gave up on a run whose job kept dying."""
+    failed = transition(session, SyncRun, run_id, ACTIVE, "failed", finished_at=utcnow(), job_token=None,
+                        message=f"{reason}。可点“重试”重新同步。")
+    session.commit()
+    return failed
+
+
 def run_sync(session, run_id, adapter=None):
-    """Execute a queued run. Raises Transient after recording it, so RQ can retry."""
+    """Execute a queued run under its lease (a run picked up twice runs once).
+    Raises Transient after recording it, so RQ can retry."""
     run = session.get(SyncRun, run_id)
     if run is None or run.status in ("succeeded",):
         return run
+    lease = background.Lease(SyncRun, run_id)
+    try:
+        taken = lease.acquire(session, ACTIVE + ("failed",), status="running", attempts=SyncRun.attempts + 1,
+                              started_at=utcnow(), finished_at=None)
+    except IntegrityError:  # an RQ retry of an old run while a newer run of the supplier is active
+        session.rollback()
+        return session.get(SyncRun, run_id)
+    if not taken:
+        return session.get(SyncRun, run_id)
+    try:
+        return _run(session, session.get(SyncRun, run_id), adapter, lease)
+    except background.LeaseLost:
+        session.rollback()
+        log.warning("sync run %s: another job took it over; this one stops", run_id)
+        return session.get(SyncRun, run_id)
+    finally:
+        lease.release(session)
+
+
+def _run(session, run, adapter, lease):
     supplier = run.supplier
-    run.status, run.attempts, run.started_at, run.finished_at = "running", run.attempts + 1, utcnow(), None
-    session.commit()
     notes = RunAlerts()
     try:
         adapter = adapter or adapter_for_supplier(supplier)
-        _pull(session, supplier, run, adapter, notes)
+        _pull(session, supplier, run, adapter, notes, lease.beat)
+    except background.LeaseLost:
+        raise
     except SupplierError as exc:
         session.rollback()
         _finish_failed(session, supplier, run, exc)
@@ -115,6 +161,7 @@ def run_sync(session, run_id, adapter=None):
         _send_alerts(session, supplier, notes)
         raise
     now = utcnow()
+    lease.beat(session)
     run.status, run.finished_at = "succeeded", now
     supplier.last_sync_at = run.started_at
     if run.mode == "full":
@@ -192,7 +239,7 @@ def _finish_failed(session, supplier, run, exc):
         )
 
 
-def _pull(session, supplier, run, adapter, notes):
+def _pull(session, supplier, run, adapter, notes, beat):
     updated_after = None
     if run.mode == "incremental" and supplier.last_sync_at is not None:
         updated_after = supplier.last_sync_at - SYNC_OVERLAP
@@ -200,6 +247,7 @@ def _pull(session, supplier, run, adapter, notes):
     cursor = None
     while True:
         page = adapter.list_products(cursor=cursor, updated_after=updated_after)
+        beat(session)  # in the page's transaction: a run taken over writes nothing more
         _apply_page(session, supplier, run, page, notes)
         seen.update(item.code for item in page.items)
         seen.update(r.code for r in page.rejected if r.code)
@@ -207,6 +255,7 @@ def _pull(session, supplier, run, adapter, notes):
         if not cursor:
             break
     if run.mode == "full":
+        beat(session)
         _delist_gone(session, supplier, run, seen)
 
 

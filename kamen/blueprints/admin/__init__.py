@@ -14,6 +14,15 @@ def _require_login():
     return None
 
 
+@bp.before_request
+def _sweep_embedded_jobs():
+    """Without Redis there is no cron: the back office resumes unfinished jobs itself."""
+    from kamen.extensions import db
+    from kamen.services.sweeper import sweep_embedded
+
+    sweep_embedded(db.session)
+
+
 @bp.context_processor
 def _admin_globals():
     from kamen.services.products import INLINE_FIELDS

@@ -6,14 +6,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, send_file, url_for
+from sqlalchemy.orm import joinedload
 
-from kamen import queue
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportRow, Supplier
 from kamen.money import MoneyError, parse_money
-from kamen.services.importing import automation, committing, staging
+from kamen.services.background import PAUSED_MESSAGE
+from kamen.services.importing import automation, batches, committing, housekeeping, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
@@ -23,7 +24,7 @@ from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, shop_zone
 
 PAGE_SIZE = 50
-IN_PROGRESS = ("analyzing", "staging", "committing")
+IN_PROGRESS = batches.IN_PROGRESS
 ACTION_LABELS = {"create": "新增", "update": "更新", "unchanged": "无变化", "skip": "跳过", "error": "错误"}
 STATUS_LABELS = {
     "analyzing": "读取表头中", "mapping": "待确认列对应", "staging": "校验中", "ready": "预览就绪",
@@ -43,10 +44,29 @@ def _batch_or_404(batch_id):
     return db.session.get(ImportBatch, batch_id) or abort(404)
 
 
+def _flash_paused(handle):
+    """The queue was unreachable: the batch waits and resumes by itself."""
+    if handle is not None and handle.paused:
+        flash(PAUSED_MESSAGE, "warning")
+
+
 @bp.get("/imports")
 def imports():
-    batches = db.session.scalars(sa.select(ImportBatch).order_by(ImportBatch.id.desc()).limit(50)).all()
-    return render_template("admin/imports.html", batches=batches)
+    rows = db.session.scalars(
+        sa.select(ImportBatch).options(joinedload(ImportBatch.supplier)).order_by(ImportBatch.id.desc()).limit(50)
+    ).all()
+    return render_template("admin/imports.html", batches=rows, keep_days=housekeeping.keep_days(db.session))
+
+
+@bp.post("/imports/keep-days")
+def import_keep_days():
+    try:
+        days = housekeeping.set_keep_days(db.session, request.form.get("days", ""))
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"已保存：导入的文件和逐行明细保留 {days} 天，统计数字一直保留。", "success")
+    return redirect(url_for("admin.imports"))
 
 
 @bp.get("/imports/template.<kind>")
@@ -76,12 +96,12 @@ def import_new():
             error = "分类选择无效，请刷新后重试"
         else:
             try:
-                batch = staging.create_batch(db.session, upload.stream, upload.filename, supplier=supplier,
-                                             category_id=category_id)
+                batch, handle = batches.upload(db.session, upload.stream, upload.filename, supplier=supplier,
+                                               category_id=category_id)
             except ImportFileError as exc:
                 error = str(exc)
             else:
-                queue.enqueue("jobs.imports.analyze_import", batch.id)
+                _flash_paused(handle)
                 return redirect(url_for("admin.import_batch", batch_id=batch.id))
     html = render_template("admin/import_new.html", suppliers=suppliers, categories=category_choices(db.session), error=error)
     return html, (400 if error else 200)
@@ -124,16 +144,11 @@ def _mapping_page(batch, error=None, status=200):
 def import_header(batch_id):
     """Re-read the file with another header row or sheet the admin picked."""
     batch = _batch_or_404(batch_id)
-    if batch.status not in ("mapping", "ready", "failed"):
-        abort(409)
-    line = request.form.get("header_line", type=int)
-    batch.header_row = line - 1 if line and line > 0 else None
-    sheet = request.form.get("sheet")
-    if sheet:
-        batch.sheet = sheet
-    batch.status = "analyzing"
-    db.session.commit()
-    queue.enqueue("jobs.imports.analyze_import", batch.id)
+    try:
+        _flash_paused(batches.reread_header(db.session, batch, request.form.get("header_line", type=int),
+                                            request.form.get("sheet")))
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 
@@ -154,11 +169,11 @@ def import_mapping(batch_id):
         )
         if options.category_id is not None and db.session.get(Category, options.category_id) is None:
             raise staging.ImportInvalid("分类选择无效，请刷新后重试")
-        staging.apply_mapping(db.session, batch, options)
+        handle = batches.confirm_mapping(db.session, batch, options)
     except (staging.ImportInvalid, MoneyError) as exc:
         db.session.rollback()
         return _mapping_page(_batch_or_404(batch_id), error=str(exc), status=400)
-    queue.enqueue("jobs.imports.stage_import", batch.id)
+    _flash_paused(handle)
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 
@@ -288,15 +303,12 @@ def import_commit(batch_id):
     try:
         if when:
             at = _next_local_time(when)
-            if not current_app.config["REDIS_URL"]:
-                raise staging.ImportInvalid("预约提交需要开启定时任务（设置 REDIS_URL 并运行 rq cron）；当前可以直接提交")
-        committing.request_commit(db.session, batch, confirm_warnings=request.form.get("confirm_warnings") == "1",
-                                  at=at)
+        handle = batches.commit(db.session, batch, confirm_warnings=request.form.get("confirm_warnings") == "1", at=at)
     except staging.ImportInvalid as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     if at is None:
-        queue.enqueue("jobs.imports.commit_import", batch.id, job_id=f"kamen-import-commit-{batch.id}")
+        _flash_paused(handle)
     else:
         flash(f"已预约在 {when} 提交。", "success")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
@@ -317,14 +329,20 @@ def _next_local_time(text):
 
 @bp.post("/imports/<int:batch_id>/cancel")
 def import_cancel(batch_id):
+    return _batch_action(batch_id, lambda batch: flash(batches.cancel(db.session, batch), "success"))
+
+
+@bp.post("/imports/<int:batch_id>/retry")
+def import_retry(batch_id):
+    return _batch_action(batch_id, lambda batch: _flash_paused(batches.retry(db.session, batch)))
+
+
+def _batch_action(batch_id, action):
     batch = _batch_or_404(batch_id)
-    if batch.status == "scheduled":
-        batch.status, batch.scheduled_for = "ready", None
-        flash("已取消预约。", "success")
-    elif batch.status == "committing":
-        batch.cancel_requested = True
-        flash("正在取消：当前这一批写完后停止。", "warning")
-    db.session.commit()
+    try:
+        action(batch)
+    except staging.ImportInvalid as exc:
+        flash(str(exc), "error")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 

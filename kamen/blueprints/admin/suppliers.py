@@ -12,6 +12,7 @@ from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
 from kamen.services import price_holds, supplier_kinds, syncing
 from kamen.services import suppliers as supplier_service
+from kamen.services.background import PAUSED_MESSAGE
 from kamen.services.categories import category_choices
 from kamen.services.sync_dispatch import start_sync
 from kamen.suppliers.base import SupplierError
@@ -94,7 +95,7 @@ def supplier_detail(supplier_id):
     runs = db.session.scalars(
         sa.select(SyncRun).where(SyncRun.supplier_id == supplier.id).order_by(SyncRun.id.desc()).limit(20)
     ).all()
-    pending_count = len(supplier_service.pending_products(db.session, supplier))
+    pending_count = supplier_service.pending_count(db.session, supplier)
     pending_count += price_holds.held_count(db.session, supplier)
     return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count,
                            warnings=supplier_service.connection_warnings(supplier))
@@ -119,13 +120,15 @@ def supplier_sync(supplier_id):
     supplier = _supplier_or_404(supplier_id)
     mode = "incremental" if request.form.get("mode") == "incremental" else "full"
     try:
-        run = start_sync(db.session, supplier, mode)
+        run, handle = start_sync(db.session, supplier, mode)
     except syncing.SyncBusy as busy:
         flash("该货源已有同步在进行，显示的是正在进行的那一次。", "warning")
         return redirect(url_for("admin.sync_run", supplier_id=supplier.id, run_id=busy.args[0]))
     except SupplierError as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.supplier_detail", supplier_id=supplier.id))
+    if handle.paused:
+        flash(PAUSED_MESSAGE, "warning")
     return redirect(url_for("admin.sync_run", supplier_id=supplier.id, run_id=run.id))
 
 

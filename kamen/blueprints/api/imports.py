@@ -6,17 +6,15 @@
 Answers 202 with the batch and a status URL; GET that URL until status is
 committed / ready / failed. The summary is the same JSON the CLI prints.
 """
-from dataclasses import asdict
-
 import sqlalchemy as sa
 from flask import g, jsonify, request, url_for
 
-from kamen import queue
 from kamen.blueprints.api import bp
 from kamen.extensions import db
 from kamen.models import ImportBatch, Supplier
 from kamen.services.api_tokens import check_token
-from kamen.services.importing import automation, staging
+from kamen.services.background import PAUSED_MESSAGE
+from kamen.services.importing import automation, batches
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.suppliers import default_supplier
 
@@ -53,12 +51,15 @@ def import_products():
         confirm_warnings=request.form.get("confirm_warnings") == "1",
     )
     try:
-        batch = staging.create_batch(db.session, upload.stream, upload.filename, supplier=supplier, mode=mode)
+        batch, handle = batches.upload(db.session, upload.stream, upload.filename, supplier=supplier, mode=mode,
+                                       auto=options)
     except ImportFileError as exc:
         return _error(400, str(exc))
-    queue.enqueue("jobs.imports.process_automated_import", batch.id, asdict(options))
     status_url = url_for("api.import_status", batch_id=batch.id, _external=True)
-    response = jsonify({"batch": batch.id, "status_url": status_url})
+    body = {"batch": batch.id, "status_url": status_url}
+    if handle.paused:
+        body["message"] = PAUSED_MESSAGE
+    response = jsonify(body)
     response.status_code, response.headers["Location"] = 202, status_url
     return response
 

@@ -29,20 +29,21 @@ def run_import(session, stream, filename, supplier, options):
     return process(session, batch.id, options)
 
 
-def process(session, batch_id, options):
-    """Everything after the upload, without a person (also run as a job)."""
-    batch = staging.analyze(session, batch_id)
+def process(session, batch_id, options, beat=staging.no_beat):
+    """Everything after the upload, without a person (also run as a job, which
+    passes ``beat`` to renew its lease on the batch)."""
+    batch = staging.analyze(session, batch_id, beat)
     if batch.status == "failed":
         return batch
     if options.template:
         template = staging.template_by_name(session, batch.supplier_id, options.template)
         if template is None:
-            return _fail(session, batch, f"找不到名为“{options.template}”的映射模板")
+            return staging.fail(session, batch, f"找不到名为“{options.template}”的映射模板", beat)
         staging.store_mapping(batch, auto_map(batch.headers, template.columns))
     guesses = [m for m in batch.match_info if m["how"] == "fuzzy"]
     if guesses:
         named = "、".join(f"“{m['header']}”" for m in guesses)
-        return _fail(session, batch, f"列 {named} 只是近似匹配，请在后台确认列对应并保存为模板后再自动导入")
+        return staging.fail(session, batch, f"列 {named} 只是近似匹配，请在后台确认列对应并保存为模板后再自动导入", beat)
     choices = {m["column"]: m["key"] for m in batch.match_info}
     try:
         staging.apply_mapping(session, batch, staging.StageOptions(
@@ -50,8 +51,8 @@ def process(session, batch_id, options):
             max_price_change=batch.max_price_change,
         ))
     except staging.ImportInvalid as exc:
-        return _fail(session, batch, str(exc))
-    batch = staging.stage(session, batch.id)
+        return staging.fail(session, batch, str(exc), beat)
+    batch = staging.stage(session, batch.id, beat)
     if batch.status == "ready" and options.commit:
         try:
             committing.request_commit(session, batch, confirm_warnings=options.confirm_warnings)
@@ -59,13 +60,7 @@ def process(session, batch_id, options):
             batch.message = str(exc)
             session.commit()
             return batch
-        batch = committing.commit_batch(session, batch.id)
-    return batch
-
-
-def _fail(session, batch, message):
-    batch.status, batch.message = "failed", message
-    session.commit()
+        batch = committing.commit_batch(session, batch.id, beat)
     return batch
 
 

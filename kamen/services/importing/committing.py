@@ -11,46 +11,55 @@ import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product
 from kamen.services.importing import bulk
-from kamen.services.importing.staging import PRODUCT_FIELDS, ImportInvalid, from_json, to_json, warning_count
+from kamen.services.importing.staging import (
+    PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, to_json, warning_count,
+)
+from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
 CHUNK = 5000
 DELETED_REASON = "商品在预览后已被删除，跳过"
-COMMITTABLE = ("ready", "scheduled", "committing", "cancelled", "failed")
 
 
 def request_commit(session, batch, *, confirm_warnings=False, at=None):
-    """Check the batch can be committed; returns it marked committing (or scheduled at ``at``)."""
-    if batch.status not in ("ready", "cancelled", "scheduled"):
+    """Mark a previewed batch committing (or scheduled at ``at``) in one conditional
+    UPDATE: of two clicks, ticks or API retries exactly one gets it. The caller asks for the job."""
+    if batch.status == "committing":
+        raise ImportInvalid("该批次已在提交中")
+    resumable = batch.status in ("ready", "scheduled") or (batch.status == "cancelled" and batch.step == "commit")
+    if not resumable:
         raise ImportInvalid("只有预览就绪的批次才能提交")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
         raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大或售价低于供货价），请勾选确认后再提交")
-    batch.warnings_confirmed = bool(confirm_warnings)
-    batch.cancel_requested = False
-    batch.progress_done = 0
-    batch.progress_total = session.scalar(
+    total = session.scalar(
         sa.select(sa.func.count()).where(
             ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.committed.is_(False)
         )
     )
+    values = {"warnings_confirmed": bool(confirm_warnings), "cancel_requested": False, "progress_done": 0,
+              "progress_total": total, "message": ""}
     if at is not None:
-        batch.status, batch.scheduled_for = "scheduled", at
+        moved = transition(session, ImportBatch, batch.id, ("ready", "cancelled"), "scheduled", scheduled_for=at,
+                           **values)
     else:
-        batch.status, batch.scheduled_for = "committing", None
+        moved = transition(session, ImportBatch, batch.id, ("ready", "cancelled", "scheduled"), "committing",
+                           scheduled_for=None, step="commit", **values)
     session.commit()
+    if not moved:
+        raise ImportInvalid("该批次已在提交中或状态已变化，请刷新页面")
     return batch
 
 
-def commit_batch(session, batch_id):
-    """Write the batch's create/update rows; honours cancel between chunks."""
+def commit_batch(session, batch_id, beat=no_beat):
+    """Write the batch's create/update rows, a chunk per transaction; honours cancel
+    between chunks. ``beat`` renews the job's lease in each chunk's transaction."""
     batch = session.get(ImportBatch, batch_id)
-    if batch is None or batch.status not in COMMITTABLE:
+    if batch is None or batch.status != "committing":
         return batch
-    if batch.status == "scheduled":
-        batch.status = "committing"
-        session.commit()
+    _take_over_created_codes(session, batch, beat)
     while True:
+        beat(session)
         session.refresh(batch)
         if batch.cancel_requested:
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
@@ -66,9 +75,31 @@ def commit_batch(session, batch_id):
         session.commit()
     if batch.delist_missing:
         _delist_missing(session, batch)
+    recount(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
     return batch
+
+
+def _take_over_created_codes(session, batch, beat):
+    """Rows staged as new whose code a product now has (the same list committed
+    twice, a sync in between) are decided again: an update, or unchanged. Commit
+    is an upsert by supplier + 商品编码, never a unique violation. One join per
+    commit (a resumed or retried commit checks again)."""
+    while True:
+        rows = session.execute(
+            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code)
+            .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
+            .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
+            .order_by(ImportRow.id)
+            .limit(CHUNK)
+        ).all()
+        if not rows:
+            return
+        beat(session)
+        # Never "create" again: they leave this query.
+        session.execute(sa.update(ImportRow), redecide(session, batch, rows))
+        session.commit()
 
 
 def _commit_chunk(session, batch):
@@ -153,7 +184,7 @@ def _chunks(ids, size=10_000):
 
 def undo_blockers(session, batch):
     """Codes of this batch's products changed after it was committed (undo would lose that)."""
-    if batch.status != "committed":
+    if batch.status != "committed" or batch.purged_at is not None:  # before-images cleared by housekeeping
         return None
     changed_later = sa.or_(
         Product.updated_at > batch.committed_at,

@@ -27,6 +27,7 @@ from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
 from kamen.services.pricing import Markup
+from kamen.services.transitions import transition
 from kamen.timeutil import from_local
 
 ALL_SHEETS = "*"
@@ -91,8 +92,13 @@ def supplier_markup_defaults(supplier):
     }
 
 
-def analyze(session, batch_id):
-    """Read the header of the chosen sheet and propose a mapping; status → mapping."""
+def no_beat(session, **values):
+    """Run outside a job (CLI, tests): nobody else holds the batch."""
+
+
+def analyze(session, batch_id, beat=no_beat):
+    """Read the header of the chosen sheet and propose a mapping; status → mapping.
+    ``beat`` renews the job's lease on the batch (background.Lease.beat)."""
     batch = session.get(ImportBatch, batch_id)
     try:
         with open_batch_file(session, batch) as book:
@@ -103,21 +109,24 @@ def analyze(session, batch_id):
             first = book.sheet_names[0] if book.sheet_names and batch.sheet in (None, ALL_SHEETS) else batch.sheet
             table = locate_table(book.rows(first), header_row=batch.header_row)
     except ImportFileError as exc:
-        return _fail(session, batch, str(exc))
+        return fail(session, batch, str(exc), beat)
     batch.header_row = table.header_index
     batch.headers = [cell_text(h) for h in table.headers]
     template = find_template(session, batch.supplier_id, batch.headers)
     mapping = auto_map(batch.headers, template.columns if template else None)
     batch.template_id = template.id if template else None
     store_mapping(batch, mapping)
+    beat(session)
     batch.status = "mapping"
     batch.message = mapping.missing_message()
     session.commit()
     return batch
 
 
-def _fail(session, batch, message):
-    batch.status, batch.message = "failed", message
+def fail(session, batch, message, beat=no_beat):
+    """The file itself is the problem: the admin re-maps or re-uploads (no 重试)."""
+    beat(session)
+    batch.status, batch.message, batch.step = "failed", message, None
     session.commit()
     return batch
 
@@ -181,7 +190,10 @@ def apply_mapping(session, batch, options):
     batch.max_price_change = options.max_price_change
     if options.template_name:
         save_template(session, batch, options.template_name, mapping)
-    batch.status, batch.message, batch.progress_done = "staging", "", 0
+    if not transition(session, ImportBatch, batch.id, ("mapping", "ready", "failed"), "staging", message="",
+                      progress_done=0):
+        session.rollback()
+        raise ImportInvalid("该批次当前状态不能修改列对应")
     session.commit()
 
 
@@ -241,9 +253,10 @@ class _Context:
             self.prices[code] = {"cost_price": current["cost_price"], "sale_price": current["sale_price"]}
 
 
-def stage(session, batch_id):
+def stage(session, batch_id, beat=no_beat):
     """Validate every row into staging; status → ready. Re-staging replaces earlier rows."""
     batch = session.get(ImportBatch, batch_id)
+    batch.progress_done = 0
     session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
     context = _Context(session, batch)
     columns = {k: int(v) for k, v in batch.mapping.items()}
@@ -257,21 +270,23 @@ def stage(session, batch_id):
             for sheet in sheets:
                 sheet_category = context.categories.get(sheet) if batch.sheet == ALL_SHEETS else None
                 table = locate_table(book.rows(sheet), header_row=batch.header_row)
+                place = (columns.get("code"), sheet, sheet_category, beat)
                 for source in table.rows:
                     pending.append(source)
                     if len(pending) >= CHUNK:
-                        done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
+                        done += _stage_chunk(session, context, validator, pending, *place)
                         _check_total(done, book.limits)
-                done += _stage_chunk(session, context, validator, pending, columns.get("code"), sheet, sheet_category)
+                done += _stage_chunk(session, context, validator, pending, *place)
                 _check_total(done, book.limits)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
         session.execute(sa.delete(ImportRow).where(ImportRow.batch_id == batch.id))
-        return _fail(session, batch, str(exc))
+        return fail(session, batch, str(exc), beat)
     if bulk.is_postgresql(session):
         bulk.refresh_statistics(session)
-    _recount(session, batch)
+    recount(session, batch)
+    beat(session)
     batch.status = "ready"
     session.commit()
     return batch
@@ -299,13 +314,13 @@ def _without_cyclic_gc():
             gc.collect(1)
 
 
-def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category):
+def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category, beat):
     """Validate and stage a chunk of rows against the products with the chunk's codes."""
     context.load(session, _codes_in(sources, code_column))
     batch = context.batch
     rows = [_stage_row(batch, context, validator, source, sheet, sheet_category) for source in sources]
     sources.clear()
-    return _flush(session, batch, rows)
+    return _flush(session, batch, rows, beat)
 
 
 def _codes_in(sources, column):
@@ -319,8 +334,9 @@ def _codes_in(sources, column):
     return codes
 
 
-def _flush(session, batch, rows):
+def _flush(session, batch, rows, beat):
     if rows:
+        beat(session)
         if bulk.is_postgresql(session):
             bulk.copy_staged_rows(session, rows)
         else:
@@ -520,7 +536,22 @@ def _revalidate(session, batch, row):
     sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
     for name, value in _decide(context, result, sheet_category).items():
         setattr(row, name, value)
-    _recount(session, batch)
+    recount(session, batch)
+
+
+def redecide(session, batch, rows):
+    """Decide staged ``rows`` (id, raw, sheet, code) again against today's catalogue: a
+    product with their code appeared after staging (the same file committed twice, a
+    sync in between). Returns the new decisions as ImportRow column values by id."""
+    context = _Context(session, batch, codes=[r.code for r in rows])
+    current = context.prices
+    markup, limit = batch_markup(batch), batch.max_price_change
+    decided = []
+    for row in rows:
+        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit)
+        sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
+        decided.append({"id": row.id, **_decide(context, result, sheet_category)})
+    return decided
 
 
 def set_skipped(session, batch, row, skipped):
@@ -528,7 +559,7 @@ def set_skipped(session, batch, row, skipped):
         raise ImportInvalid("该批次已提交或正在处理，不能再修改")
     if skipped:
         row.action, row.skip_reason = "skip", "管理员选择跳过"
-        _recount(session, batch)
+        recount(session, batch)
     else:
         _revalidate(session, batch, row)
     session.commit()
@@ -538,7 +569,7 @@ def set_skipped(session, batch, row, skipped):
 ACTIONS = ("create", "update", "unchanged", "skip", "error")
 
 
-def _recount(session, batch):
+def recount(session, batch):
     counts = dict(
         session.execute(
             sa.select(ImportRow.action, sa.func.count()).where(ImportRow.batch_id == batch.id).group_by(ImportRow.action)
