@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = "0009_supplier_guards"
-down_revision = "0005_uploads"
+down_revision = "0006_job_leases"
 branch_labels = None
 depends_on = None
 
