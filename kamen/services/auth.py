@@ -37,7 +37,17 @@ def create_admin(session, username, password=None):
 
 
 def authenticate(session, username, password, ip, *, max_failures, lock_minutes):
-    """Return the user or raise LoginRefused; every attempt is recorded."""
+    """Return the user or raise LoginRefused; every checked attempt is recorded.
+
+    The attempt is written (as a failure) and committed *before* the failures
+    are counted, so parallel requests see each other: the n-th committed
+    attempt counts at least n rows, and at most ``max_failures`` of any burst
+    ever reach the password check. A refused attempt removes its row again,
+    so the lock ends ``lock_minutes`` after the last checked password."""
+    username_key, ip = username[:64], ip[:45]
+    attempt = LoginAttempt(username=username_key, ip=ip, succeeded=False)
+    session.add(attempt)
+    session.commit()
     since = utcnow() - timedelta(minutes=lock_minutes)
     failures = session.scalar(
         sa.select(sa.func.count())
@@ -45,21 +55,23 @@ def authenticate(session, username, password, ip, *, max_failures, lock_minutes)
         .where(
             LoginAttempt.succeeded.is_(False),
             LoginAttempt.at >= since,
-            sa.or_(LoginAttempt.ip == ip, LoginAttempt.username == username),
+            sa.or_(LoginAttempt.ip == ip, LoginAttempt.username == username_key),
         )
     )
-    if failures >= max_failures:
+    if failures > max_failures:
+        session.execute(sa.delete(LoginAttempt).where(LoginAttempt.id == attempt.id))
+        session.commit()
         raise LoginRefused(f"登录失败次数过多，请 {lock_minutes} 分钟后再试。")
 
     user = session.scalar(sa.select(AdminUser).filter_by(username=username))
     ok = _verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
     ok = ok and user.is_active
-    session.add(LoginAttempt(username=username[:64], ip=ip[:45], succeeded=ok))
     if ok:
+        attempt.succeeded = True
         user.last_login_at = utcnow()
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
-    session.commit()
+        session.commit()
     if not ok:
         raise LoginRefused("用户名或密码错误。")
     return user
