@@ -64,9 +64,9 @@ def create_app(config=None):
 
 def _load_admin(user_id):
     from kamen.extensions import db
-    from kamen.models import AdminUser
+    from kamen.services.auth import load_session_user
 
-    return db.session.get(AdminUser, int(user_id))
+    return load_session_user(db.session, user_id)
 
 
 def _register_error_pages(app):

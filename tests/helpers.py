@@ -149,7 +149,7 @@ def gunicorn_server(db_url, tmp_path, workers=2, threads=1, secret_key="test-sec
             try:
                 requests.get(f"{base}/admin/login", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
                 time.sleep(0.2)

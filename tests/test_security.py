@@ -13,6 +13,7 @@ from kamen.services import api_tokens, stations
 from kamen.services.products import INLINE_FIELDS
 from tests.helpers import make_category, make_product
 from tests.import_files import HEADER, messy_csv
+from tests.sync_fixtures import robot  # noqa: F401  (fixture)
 
 # Breaks out of a JavaScript string ('), of an attribute ("), and opens a tag.
 HOSTILE = "x');alert(1);('\"><script>alert(2)</script>"
@@ -170,3 +171,32 @@ def test_templates_hold_no_inline_script_or_style(app):
 
     for path in Path(app.root_path, "templates").rglob("*.html"):
         assert_safe_html(path.read_text(), str(path))
+
+
+# --- the robot webhook URL at rest ------------------------------------------
+
+ALERT_FORM = {"webhook_kind": "wecom", "webhook_url": "", "dingtalk_secret": "", "email_to": "", "smtp_host": "",
+              "smtp_port": "465", "smtp_user": "", "smtp_password": "", "smtp_ssl": "y",
+              "sync_failure_alert_after": "3"}
+
+
+def test_webhook_url_is_encrypted_masked_and_kept_when_left_blank(client, auth, robot):
+    from kamen.models import Setting
+    from kamen.secretbox import decrypt
+
+    auth.login()
+    response = client.post("/admin/settings/alerts", data={**ALERT_FORM, "webhook_url": robot.url})
+    assert response.status_code == 302
+    db.session.expire_all()
+    stored = db.session.get(Setting, "alerts").value["webhook_url"]
+    assert "access_token" not in stored and decrypt(stored) == robot.url
+
+    page = client.get("/admin/settings/alerts").get_data(as_text=True)
+    assert "access_token=tok" not in page
+    host = robot.url.split("/")[2]
+    assert f"已设置（http://{host}/…，密钥已隐藏）" in page
+
+    # Saving the form again with the field blank keeps the URL; the robot still gets the test alert.
+    assert client.post("/admin/settings/alerts", data={**ALERT_FORM, "sync_failure_alert_after": "5"}).status_code == 302
+    client.post("/admin/settings/alerts/test")
+    assert [path for path, _body in robot.received] == ["/robot/send?access_token=tok"]

@@ -1,4 +1,6 @@
-"""Admin accounts: argon2 password hashes and rate-limited logins."""
+"""Admin accounts: argon2 password hashes, rate-limited logins, and the
+session version that voids every session and remember-me cookie of an
+account when its password changes or it is deactivated."""
 import secrets
 from datetime import timedelta
 
@@ -14,26 +16,102 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
 
 
+MIN_PASSWORD_LENGTH = 8
+
+
 class LoginRefused(Exception):
     """str(error) is the message shown on the login page."""
 
 
+class AccountInvalid(ValueError):
+    """str(error) is the message shown to the admin; ``field`` the input it is about."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
+
+
 def hash_password(password):
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountInvalid(f"密码至少 {MIN_PASSWORD_LENGTH} 位", field="new_password")
     return _hasher.hash(password)
 
 
 def create_admin(session, username, password=None):
-    """Create (or reset the password of) an admin; returns (user, password)."""
+    """Create (or reset the password of) an admin; returns (user, password).
+
+    A reset logs the account out everywhere."""
     password = password or secrets.token_urlsafe(12)
-    if len(password) < 8:
-        raise ValueError("密码至少 8 位")
+    password_hash = hash_password(password)
     user = session.scalar(sa.select(AdminUser).filter_by(username=username))
     if user is None:
         user = AdminUser(username=username, password_hash="")
         session.add(user)
-    user.password_hash = hash_password(password)
+    else:
+        _bump_session_version(session, user)
+    user.password_hash = password_hash
     session.commit()
     return user, password
+
+
+def add_admin(session, username):
+    """A new admin from the back office, with a one-time password shown once; returns (user, password)."""
+    username = (username or "").strip()
+    if not username or len(username) > 64 or any(ch.isspace() for ch in username):
+        raise AccountInvalid("用户名需为 1–64 个字符，不能含空格")
+    if session.scalar(sa.select(AdminUser.id).filter_by(username=username)) is not None:
+        raise AccountInvalid(f"用户名“{username}”已存在")
+    return create_admin(session, username)
+
+
+def change_password(session, user, current, new):
+    """The admin's own password; every other session and remember-me cookie dies."""
+    if not _verify(user.password_hash, current):
+        raise AccountInvalid("当前密码不正确", field="current_password")
+    if new == current:
+        raise AccountInvalid("新密码不能与当前密码相同", field="new_password")
+    user.password_hash = hash_password(new)
+    _bump_session_version(session, user)
+    session.commit()
+
+
+def set_active(session, actor, user_id, active):
+    """Deactivate (logging out everywhere) or reactivate an admin; never yourself.
+    Returns True when it changed."""
+    if user_id == actor.id:
+        raise AccountInvalid("不能停用或启用自己的账号")
+    values = {"active": active}
+    if not active:
+        values["session_version"] = AdminUser.session_version + 1
+    changed = session.execute(
+        sa.update(AdminUser)
+        .where(AdminUser.id == user_id, AdminUser.active.is_(not active))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    session.commit()
+    return changed
+
+
+def load_session_user(session, session_id):
+    """The admin a session or remember-me cookie names, if that login is still valid."""
+    user_id, _, version = str(session_id).partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None  # a cookie from before session versions
+    user = session.get(AdminUser, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
+
+
+def _bump_session_version(session, user):
+    session.execute(
+        sa.update(AdminUser)
+        .where(AdminUser.id == user.id)
+        .values(session_version=AdminUser.session_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(user, ["session_version"])
 
 
 def authenticate(session, username, password, ip, *, max_failures, lock_minutes):
@@ -70,7 +148,7 @@ def authenticate(session, username, password, ip, *, max_failures, lock_minutes)
         attempt.succeeded = True
         user.last_login_at = utcnow()
         if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = hash_password(password)
+            user.password_hash = _hasher.hash(password)
         session.commit()
     if not ok:
         raise LoginRefused("用户名或密码错误。")

@@ -25,6 +25,7 @@ RUN_STATUS_LABELS = {"queued": "排队中", "running": "同步中", "succeeded":
 
 
 from kamen.blueprints.admin import (  # noqa: E402,F401
+    accounts,
     auth,
     card_codes,
     categories,
