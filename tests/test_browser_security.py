@@ -66,3 +66,28 @@ def test_htmx_pages_work_under_the_policy(auth, live_server, page, csp_violation
     cell.get_by_role("button", name="保存").click()
     expect(page.locator(f"#cell-{products[0].id}-sale_price")).to_contain_text("¥11.50")
     assert csp_violations == []
+
+
+def test_card_code_paste_select_all_and_delete_use_the_static_script(auth, live_server, page, csp_violations):
+    from sqlalchemy import func, select
+
+    from kamen.models import CardCode, StockMode
+
+    auth.create()
+    product = make_product(name="京东E卡 100元", stock_mode=StockMode.CARDS, stock=0)
+    admin_login(page, live_server)
+    page.goto(f"{live_server}/admin/products/{product.id}/card-codes")
+    paste = page.get_by_label("或直接粘贴")
+    paste.fill("AAAA-1111\nBBBB-2222\nCCCC-3333")
+    page.get_by_role("button", name="粘贴入库").click()
+    expect(page.get_by_role("checkbox", name="选择卡密", exact=False)).to_have_count(3)
+    expect(paste).to_have_value("")  # data-reset-on-success emptied the form once the codes were in
+
+    page.get_by_role("checkbox", name="全选未售").check()
+    expect(page.get_by_role("checkbox", name="选择卡密", exact=False).nth(2)).to_be_checked()
+    page.once("dialog", lambda dialog: dialog.accept())  # hx-confirm
+    page.get_by_role("button", name="删除选中的未售卡密").click()
+    expect(page.get_by_role("checkbox", name="选择卡密", exact=False)).to_have_count(0)
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(CardCode)) == 0
+    assert csp_violations == []
