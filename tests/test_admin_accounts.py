@@ -166,3 +166,37 @@ def test_a_session_cookie_from_before_session_versions_is_logged_out(client, aut
     with client.session_transaction() as sess:
         sess["_user_id"] = str(_user().id)  # the old format: the bare id
     assert not _logged_in(client)
+
+
+def test_reset_another_admins_password_in_the_back_office(client, auth, browser):
+    auth.login()
+    auth.create("clerk", NEW_PASSWORD)
+    clerk = browser()
+    clerk.post("/admin/login", data={"username": "clerk", "password": NEW_PASSWORD, "remember": "y"})
+    remembered = _remember_only(browser, clerk)
+    clerk_id = _user("clerk").id
+
+    response = client.post(f"/admin/admins/{clerk_id}/reset")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "“clerk”的密码已重置" in page
+    one_time = page.split('<p class="secret-once">')[1].split("</p>")[0]
+    assert not _logged_in(clerk) and not _logged_in(remembered)
+    again = AuthActions(browser(), None)
+    assert again.login("clerk", NEW_PASSWORD, create=False).status_code == 400
+    assert again.login("clerk", one_time, create=False).status_code == 302
+
+    me = _user()
+    response = client.post(f"/admin/admins/{me.id}/reset", follow_redirects=True)
+    assert "修改自己的密码请用“修改密码”" in response.get_data(as_text=True)
+    assert _logged_in(client)
+
+
+def test_guessing_the_current_password_counts_against_the_login_limit(client, auth, app):
+    auth.login()
+    wrong = {"current_password": "guess-guess", "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert "当前密码不正确" in client.post("/admin/account", data=wrong).get_data(as_text=True)
+    right = {**wrong, "current_password": ADMIN_PASSWORD}
+    response = client.post("/admin/account", data=right)
+    assert response.status_code == 400 and "登录失败次数过多" in response.get_data(as_text=True)
+    assert auth.login(password=ADMIN_PASSWORD, create=False).status_code == 400  # locked for logins too

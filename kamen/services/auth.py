@@ -64,15 +64,35 @@ def add_admin(session, username):
     return create_admin(session, username)
 
 
-def change_password(session, user, current, new):
-    """The admin's own password; every other session and remember-me cookie dies."""
-    if not _verify(user.password_hash, current):
-        raise AccountInvalid("当前密码不正确", field="current_password")
+def change_password(session, user, current, new, ip, *, max_failures, lock_minutes):
+    """The admin's own password; every other session and remember-me cookie dies.
+
+    Checking the current password counts against the login limit, so a
+    borrowed session cannot be used to guess it."""
     if new == current:
         raise AccountInvalid("新密码不能与当前密码相同", field="new_password")
-    user.password_hash = hash_password(new)
+    new_hash = hash_password(new)
+    try:
+        attempt = _take_attempt(session, user.username, ip, max_failures=max_failures, lock_minutes=lock_minutes)
+    except LoginRefused as exc:
+        raise AccountInvalid(str(exc), field="current_password") from exc
+    if not _verify(user.password_hash, current):
+        raise AccountInvalid("当前密码不正确", field="current_password")
+    attempt.succeeded = True
+    user.password_hash = new_hash
     _bump_session_version(session, user)
     session.commit()
+
+
+def reset_password(session, actor, user_id):
+    """A one-time password for another admin who forgot theirs; logs them out
+    everywhere. Returns (user, password)."""
+    if user_id == actor.id:
+        raise AccountInvalid("修改自己的密码请用“修改密码”")
+    user = session.get(AdminUser, user_id)
+    if user is None:
+        raise AccountInvalid("没有这个管理员")
+    return create_admin(session, user.username)
 
 
 def set_active(session, actor, user_id, active):
@@ -115,15 +135,32 @@ def _bump_session_version(session, user):
 
 
 def authenticate(session, username, password, ip, *, max_failures, lock_minutes):
-    """Return the user or raise LoginRefused; every checked attempt is recorded.
+    """Return the user or raise LoginRefused; every checked attempt is recorded."""
+    attempt = _take_attempt(session, username, ip, max_failures=max_failures, lock_minutes=lock_minutes)
+    user = session.scalar(sa.select(AdminUser).filter_by(username=username))
+    ok = _verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+    ok = ok and user.is_active
+    if not ok:
+        raise LoginRefused("用户名或密码错误。")
+    attempt.succeeded = True
+    user.last_login_at = utcnow()
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    session.commit()
+    return user
 
-    The attempt is written (as a failure) and committed *before* the failures
-    are counted, so parallel requests see each other: the n-th committed
-    attempt counts at least n rows, and at most ``max_failures`` of any burst
-    ever reach the password check. A refused attempt removes its row again,
-    so the lock ends ``lock_minutes`` after the last checked password."""
-    username_key, ip = username[:64], ip[:45]
-    attempt = LoginAttempt(username=username_key, ip=ip, succeeded=False)
+
+def _take_attempt(session, username, ip, *, max_failures, lock_minutes):
+    """Record a password check about to happen (as a failure, until it succeeds),
+    or raise LoginRefused when the IP or username has used up its checks.
+
+    The attempt is committed *before* the failures are counted, so parallel
+    requests see each other: the n-th committed attempt counts at least n rows,
+    and at most ``max_failures`` of any burst reach the password check. A
+    refused attempt removes its row again, so the lock ends ``lock_minutes``
+    after the last checked password."""
+    username, ip = username[:64], ip[:45]
+    attempt = LoginAttempt(username=username, ip=ip, succeeded=False)
     session.add(attempt)
     session.commit()
     since = utcnow() - timedelta(minutes=lock_minutes)
@@ -133,26 +170,14 @@ def authenticate(session, username, password, ip, *, max_failures, lock_minutes)
         .where(
             LoginAttempt.succeeded.is_(False),
             LoginAttempt.at >= since,
-            sa.or_(LoginAttempt.ip == ip, LoginAttempt.username == username_key),
+            sa.or_(LoginAttempt.ip == ip, LoginAttempt.username == username),
         )
     )
     if failures > max_failures:
         session.execute(sa.delete(LoginAttempt).where(LoginAttempt.id == attempt.id))
         session.commit()
         raise LoginRefused(f"登录失败次数过多，请 {lock_minutes} 分钟后再试。")
-
-    user = session.scalar(sa.select(AdminUser).filter_by(username=username))
-    ok = _verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
-    ok = ok and user.is_active
-    if ok:
-        attempt.succeeded = True
-        user.last_login_at = utcnow()
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-        session.commit()
-    if not ok:
-        raise LoginRefused("用户名或密码错误。")
-    return user
+    return attempt
 
 
 def purge_login_attempts(session, older_than_days=30):

@@ -4,6 +4,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_user
 
 from kamen.blueprints.admin import bp
+from kamen.blueprints.admin.auth import login_limits
 from kamen.blueprints.admin.forms import AddAdminForm, ChangePasswordForm
 from kamen.extensions import db
 from kamen.models import AdminUser
@@ -15,7 +16,8 @@ def account():
     form = ChangePasswordForm()
     if form.validate_on_submit():
         try:
-            auth.change_password(db.session, current_user, form.current_password.data, form.new_password.data)
+            auth.change_password(db.session, current_user, form.current_password.data, form.new_password.data,
+                                 request.remote_addr or "-", **login_limits())
         except auth.AccountInvalid as exc:
             form[exc.field or "new_password"].errors.append(str(exc))
         else:
@@ -30,15 +32,29 @@ def account():
 @bp.route("/admins", methods=["GET", "POST"])
 def admins():
     form = AddAdminForm()
-    new_password = None
     if form.validate_on_submit():
         try:
-            user, new_password = auth.add_admin(db.session, form.username.data)
+            user, password = auth.add_admin(db.session, form.username.data)
         except auth.AccountInvalid as exc:
             form.username.errors.append(str(exc))
         else:
             flash(f"管理员“{user.username}”已添加，请把下面的一次性密码交给对方，登录后请尽快修改。", "success")
-            form = AddAdminForm(formdata=None)
+            return _admins_page(AddAdminForm(formdata=None), password)
+    return _admins_page(form)
+
+
+@bp.post("/admins/<int:user_id>/reset")
+def admin_reset(user_id):
+    try:
+        user, password = auth.reset_password(db.session, current_user, user_id)
+    except auth.AccountInvalid as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.admins"))
+    flash(f"“{user.username}”的密码已重置，其所有登录已退出。请把下面的一次性密码交给对方。", "success")
+    return _admins_page(AddAdminForm(formdata=None), password)
+
+
+def _admins_page(form, new_password=None):
     users = db.session.scalars(sa.select(AdminUser).order_by(AdminUser.id)).all()
     return render_template("admin/admins.html", form=form, users=users, new_password=new_password), (
         400 if form.errors else 200
