@@ -91,3 +91,23 @@ def test_card_code_paste_select_all_and_delete_use_the_static_script(auth, live_
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(CardCode)) == 0
     assert csp_violations == []
+
+
+def test_error_type_filter_applies_when_chosen(auth, client, live_server, page, csp_violations):
+    from urllib.parse import quote
+
+    from kamen.services.suppliers import default_supplier
+    from tests.test_security import upload_for_preview
+
+    auth.login()
+    rows = [["A1", "坏价格", "abc", "10", "5", "", ""], ["A1", "重复编码", "9.60", "10", "5", "", ""],
+            ["A2", "好商品", "9.60", "10", "5", "", ""]]
+    batch = upload_for_preview(client, default_supplier(db.session), rows)
+    admin_login(page, live_server)
+    page.goto(f"{live_server}/admin/imports/{batch.id}?show=error")
+    kinds = page.get_by_label("错误类型")
+    first_kind = kinds.locator("option").nth(1).get_attribute("value")
+    kinds.select_option(first_kind)  # no button: data-autosubmit submits the filter
+    expect(page).to_have_url(f"{live_server}/admin/imports/{batch.id}?show=error&kind={quote(first_kind)}")
+    expect(page.get_by_label("错误类型")).to_have_value(first_kind)
+    assert csp_violations == []

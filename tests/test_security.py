@@ -103,10 +103,21 @@ def hostile_world(auth, client):
                                      "webhook_url": "https://robot.example/send?key=" + HOSTILE})
 
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
+    batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
+    row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
+    return {
+        "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
+        "station_id": station.id, "token_id": token.id, "batch_id": batch.id, "row_id": row.id,
+        "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
+    }
+
+
+def upload_for_preview(client, supplier, rows, filename="价格表.csv"):
+    """A price list uploaded and mapped through the back office: its batch, at the preview."""
     data = messy_csv(rows=rows, header=HEADER, encoding="utf-8")
     response = client.post("/admin/imports/new", content_type="multipart/form-data",
                            data={"supplier_id": str(supplier.id), "category_id": "",
-                                 "file": (io.BytesIO(data), f"{HOSTILE}.csv")})
+                                 "file": (io.BytesIO(data), filename)})
     assert response.status_code == 302, response.get_data(as_text=True)
     batch = db.session.scalar(sa.select(ImportBatch).order_by(ImportBatch.id.desc()))
     mapping = {f"col_{m['column']}": m["key"] for m in batch.match_info}
@@ -114,12 +125,7 @@ def hostile_world(auth, client):
         "mode": "upsert", "markup_percent": "3", "markup_fixed": "0", "markup_step": "0.01",
         "max_price_change": "30", **mapping})
     assert response.status_code == 302, response.get_data(as_text=True)
-    row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
-    return {
-        "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
-        "station_id": station.id, "token_id": token.id, "batch_id": batch.id, "row_id": row.id,
-        "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
-    }
+    return batch
 
 
 def _admin_get_paths(app, values):
