@@ -102,7 +102,7 @@ class ChoiceField(SelectField):
 class LoginForm(FlaskForm):
     username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")])
     password = PasswordField("密码", validators=[DataRequired("请输入密码")])
-    remember = BooleanField("保持登录")
+    remember = BooleanField("保持登录 30 天（公用电脑请勿勾选）")
 
 
 class ChangePasswordForm(FlaskForm):
