@@ -48,6 +48,23 @@ def _remember_only(browser, source):
     return other
 
 
+@pytest.fixture
+def clerk(auth, browser):
+    """Logged in as the admin; a second admin, "clerk", logged in with 保持登录 in another browser.
+    Returns (clerk's browser, a browser with only clerk's remember-me cookie, clerk's id)."""
+    auth.login()
+    auth.create("clerk", NEW_PASSWORD)
+    clerk = browser()
+    clerk.post("/admin/login", data={"username": "clerk", "password": NEW_PASSWORD, "remember": "y"})
+    remembered = _remember_only(browser, clerk)
+    assert _logged_in(clerk) and _logged_in(remembered)
+    return clerk, remembered, _user("clerk").id
+
+
+def _one_time_password(page):
+    return page.split('<p class="secret-once">')[1].split("</p>")[0]
+
+
 def _user(username=ADMIN_USER):
     db.session.expire_all()
     return db.session.scalar(sa.select(AdminUser).filter_by(username=username))
@@ -119,7 +136,7 @@ def test_add_an_admin_who_logs_in_with_the_one_time_password(client, auth, brows
     response = client.post("/admin/admins", data={"username": "clerk"})
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "管理员“clerk”已添加" in page
-    password = page.split('<p class="secret-once">')[1].split("</p>")[0]
+    password = _one_time_password(page)
     assert len(password) >= 12
     clerk = browser()
     assert AuthActions(clerk, None).login("clerk", password, create=False).status_code == 302
@@ -131,15 +148,8 @@ def test_add_an_admin_who_logs_in_with_the_one_time_password(client, auth, brows
     assert db.session.scalar(sa.select(sa.func.count()).select_from(AdminUser)) == 2
 
 
-def test_deactivated_admin_is_logged_out_everywhere_and_cannot_log_in(client, auth, browser):
-    auth.login()
-    auth.create("clerk", NEW_PASSWORD)
-    clerk = browser()
-    clerk.post("/admin/login", data={"username": "clerk", "password": NEW_PASSWORD, "remember": "y"})
-    remembered = _remember_only(browser, clerk)
-    assert _logged_in(clerk) and _logged_in(remembered)
-    clerk_id = _user("clerk").id
-
+def test_deactivated_admin_is_logged_out_everywhere_and_cannot_log_in(client, browser, clerk):
+    clerk, remembered, clerk_id = clerk
     response = client.post(f"/admin/admins/{clerk_id}/active", data={"active": "0"}, follow_redirects=True)
     assert "账号已停用" in response.get_data(as_text=True)
     assert not _user("clerk").active
@@ -168,18 +178,12 @@ def test_a_session_cookie_from_before_session_versions_is_logged_out(client, aut
     assert not _logged_in(client)
 
 
-def test_reset_another_admins_password_in_the_back_office(client, auth, browser):
-    auth.login()
-    auth.create("clerk", NEW_PASSWORD)
-    clerk = browser()
-    clerk.post("/admin/login", data={"username": "clerk", "password": NEW_PASSWORD, "remember": "y"})
-    remembered = _remember_only(browser, clerk)
-    clerk_id = _user("clerk").id
-
+def test_reset_another_admins_password_in_the_back_office(client, browser, clerk):
+    clerk, remembered, clerk_id = clerk
     response = client.post(f"/admin/admins/{clerk_id}/reset")
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "“clerk”的密码已重置" in page
-    one_time = page.split('<p class="secret-once">')[1].split("</p>")[0]
+    one_time = _one_time_password(page)
     assert not _logged_in(clerk) and not _logged_in(remembered)
     again = AuthActions(browser(), None)
     assert again.login("clerk", NEW_PASSWORD, create=False).status_code == 400
