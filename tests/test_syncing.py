@@ -14,7 +14,6 @@ from kamen.extensions import db
 from kamen.models import Notification, Product, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import encrypt
 from kamen.services import settings, syncing
-from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.sync_dispatch import dispatch_due
 from kamen.suppliers.base import AuthFailed, SupplierError, Transient
 from kamen.suppliers.kamen_upstream import KamenUpstreamAdapter
@@ -355,7 +354,7 @@ def _cross_low_stock(supplier, simulator):
 
 
 def test_wecom_robot_gets_one_markdown_message(app, simulator, robot):
-    save_alert_settings(db.session, {"webhook_kind": "wecom", "webhook_url": robot.url})
+    settings.put(db.session, "alerts", {"webhook_kind": "wecom", "webhook_url": robot.url})
     supplier = make_supplier(simulator, auto_list=True)
 
     _cross_low_stock(supplier, simulator)
@@ -367,8 +366,8 @@ def test_wecom_robot_gets_one_markdown_message(app, simulator, robot):
 
 def test_dingtalk_robot_gets_a_signed_url(app, simulator, robot):
     secret = "SEC0123456789abcdef"
-    save_alert_settings(db.session, {"webhook_kind": "dingtalk", "webhook_url": robot.url,
-                                     "dingtalk_secret": secret})
+    settings.put(db.session, "alerts", {"webhook_kind": "dingtalk", "webhook_url": robot.url,
+                                        "dingtalk_secret": encrypt(secret)})
     supplier = make_supplier(simulator, auto_list=True)
 
     _cross_low_stock(supplier, simulator)
@@ -387,7 +386,7 @@ def test_dingtalk_robot_gets_a_signed_url(app, simulator, robot):
 
 def test_a_robot_refusing_the_message_is_noted_and_the_sync_still_succeeds(app, simulator, robot):
     robot.reply = {"errcode": 310000, "errmsg": "sign not match"}
-    save_alert_settings(db.session, {"webhook_kind": "dingtalk", "webhook_url": robot.url})
+    settings.put(db.session, "alerts", {"webhook_kind": "dingtalk", "webhook_url": robot.url})
     supplier = make_supplier(simulator, auto_list=True)
 
     run = _cross_low_stock(supplier, simulator)
@@ -582,8 +581,8 @@ def test_new_listed_product_already_short_is_alerted_on_arrival(app, simulator):
 def test_a_dead_webhook_is_reported_without_its_key(app):
     from kamen.services import alerts
 
-    save_alert_settings(db.session, {"webhook_kind": "wecom",
-                                     "webhook_url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=SECRET-KEY-123"})
+    settings.put(db.session, "alerts", {**settings.get(db.session, "alerts"), "webhook_kind": "wecom",
+                                        "webhook_url": "http://127.0.0.1:9/cgi-bin/webhook/send?key=SECRET-KEY-123"})
     note = alerts.raise_alert(db.session, "test", "测试", ["一行"])
     assert "机器人发送失败：无法连接机器人地址" in note.body
     assert "SECRET-KEY-123" not in note.body

@@ -36,13 +36,21 @@ def save_settings(session, values):
     settings.put(session, "alerts", {**current, **values})
 
 
+def stored_webhook_url(config):
+    """The robot URL from the stored settings. A URL saved before it was
+    encrypted (plain ``http…``; a Fernet token never starts so) still works;
+    migration 0008 encrypts those."""
+    value = config.get("webhook_url", "")
+    return value if value.startswith(("http://", "https://")) else decrypt(value)
+
+
 def secret_states(session):
     """What the settings form shows of each stored secret (the webhook: only its host)."""
     config = settings.get(session, "alerts")
     states = {}
     for name in SECRET_FIELDS:
         try:
-            plain = decrypt(config.get(name, ""))
+            plain = stored_webhook_url(config) if name == "webhook_url" else decrypt(config.get(name, ""))
         except SecretUnreadable:
             states[name] = "无法解密，请重新填写"
             continue
@@ -102,7 +110,7 @@ def dingtalk_signed_url(url, secret, timestamp_ms=None):
 
 
 def _send_webhook(config, title, lines):
-    kind, url = config.get("webhook_kind"), decrypt(config.get("webhook_url", ""))
+    kind, url = config.get("webhook_kind"), stored_webhook_url(config)
     if not kind or not url:
         return
     if kind == "wecom":
