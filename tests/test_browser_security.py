@@ -111,3 +111,21 @@ def test_error_type_filter_applies_when_chosen(auth, client, live_server, page, 
     expect(page).to_have_url(f"{live_server}/admin/imports/{batch.id}?show=error&kind={quote(first_kind)}")
     expect(page.get_by_label("错误类型")).to_have_value(first_kind)
     assert csp_violations == []
+
+
+def test_a_failed_htmx_request_shows_the_error_banner(auth, live_server, page, csp_violations):
+    from kamen.models import Product
+
+    auth.create()
+    product = make_product(name="很快被删除的商品")
+    admin_login(page, live_server)
+    page.goto(f"{live_server}/admin/products")
+    cell = page.locator(f"#cell-{product.id}-sale_price")
+    cell.get_by_role("button", name="修改售价").click()
+    db.session.delete(db.session.get(Product, product.id))  # gone while the admin was typing
+    db.session.commit()
+    cell.get_by_label("售价", exact=True).fill("12.00")
+    cell.get_by_role("button", name="保存").click()
+    expect(page.locator("#htmx-error")).to_be_visible()
+    expect(page.locator("#htmx-error")).to_have_text("操作失败，请刷新页面后重试。")
+    assert [v for v in csp_violations if "Content Security Policy" in v] == []
