@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 from kamen.extensions import db
 from kamen.models import Category
 from tests.browser import admin_login
-from tests.helpers import make_category, make_product
+from tests.helpers import ADMIN_USER, make_category, make_product
 from tests.test_security import HOSTILE
 
 pytestmark = pytest.mark.backends("sqlite")
@@ -129,3 +129,19 @@ def test_a_failed_htmx_request_shows_the_error_banner(auth, live_server, page, c
     expect(page.locator("#htmx-error")).to_be_visible()
     expect(page.locator("#htmx-error")).to_have_text("操作失败，请刷新页面后重试。")
     assert [v for v in csp_violations if "Content Security Policy" in v] == []
+
+
+def test_logged_out_elsewhere_an_htmx_click_goes_to_the_login_and_back(auth, runner, live_server, page):
+    """The password was reset on another device: the next htmx click must not swap the login form into a cell."""
+    auth.create()
+    make_product(name="测试商品")
+    admin_login(page, live_server)
+    page.goto(f"{live_server}/admin/products?q=测试")
+    new_password = "changed-on-phone-9"
+    assert runner.invoke(args=["create-admin", ADMIN_USER, "--password", new_password]).exit_code == 0
+    page.get_by_role("button", name="修改售价").first.click()
+    expect(page.get_by_role("heading", name="后台登录")).to_be_visible()
+    page.get_by_label("用户名").fill(ADMIN_USER)
+    page.get_by_label("密码", exact=True).fill(new_password)
+    page.get_by_role("button", name="登录").click()
+    expect(page).to_have_url(f"{live_server}/admin/products?q=%E6%B5%8B%E8%AF%95")

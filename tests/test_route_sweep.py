@@ -69,6 +69,10 @@ def test_every_back_office_route_sends_anonymous_visitors_to_the_login(app, clie
             response = client.open(path, method=method, **kwargs)
             assert response.status_code == 302, f"{method} {path}: {response.status_code}"
             assert urlsplit(response.headers["Location"]).path == "/admin/login", f"{method} {path}"
+            # From htmx: a 401 that sends the whole page to the login (never the form into a cell).
+            response = client.open(path, method=method, headers={"HX-Request": "true"}, **kwargs)
+            assert response.status_code == 401, f"htmx {method} {path}: {response.status_code}"
+            assert urlsplit(response.headers["HX-Redirect"]).path == "/admin/login", f"htmx {method} {path}"
             swept += 1
     assert swept >= 50  # the sweep really saw the back office
 
