@@ -145,3 +145,14 @@ def test_logged_out_elsewhere_an_htmx_click_goes_to_the_login_and_back(auth, run
     page.get_by_label("密码", exact=True).fill(new_password)
     page.get_by_role("button", name="登录").click()
     expect(page).to_have_url(f"{live_server}/admin/products?q=%E6%B5%8B%E8%AF%95")
+
+
+def test_demo_gateway_pay_page_passes_the_policy(demo_gateway, notify_receiver, page, csp_violations):
+    from tests.test_demopay import signed_request, submit_url
+
+    return_url = f"{notify_receiver.url}/pay/return/1"
+    page.goto(submit_url(demo_gateway, signed_request(demo_gateway, notify_receiver, return_url=return_url)))
+    expect(page.get_by_role("button", name="确认支付")).to_be_visible()
+    page.get_by_role("button", name="确认支付").click()
+    page.wait_for_url(return_url + "?*")
+    assert csp_violations == []
