@@ -1,7 +1,7 @@
 """admin session version; alert webhook URL encrypted at rest
 
 Revision ID: 0008_admin_sessions
-Revises: 0012_demo_pay
+Revises: 0005_uploads
 
 The robot webhook URL carries the robot's key, so it is stored encrypted like
 the other alert secrets (kamen/secretbox.py, keyed by SECRET_KEY: run this
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = "0008_admin_sessions"
-down_revision = "0012_demo_pay"
+down_revision = "0005_uploads"
 branch_labels = None
 depends_on = None
 
