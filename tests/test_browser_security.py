@@ -122,6 +122,7 @@ def test_a_failed_htmx_request_shows_the_error_banner(auth, live_server, page, c
     page.goto(f"{live_server}/admin/products")
     cell = page.locator(f"#cell-{product.id}-sale_price")
     cell.get_by_role("button", name="修改售价").click()
+    expect(cell.get_by_label("售价", exact=True)).to_be_visible()
     db.session.delete(db.session.get(Product, product.id))  # gone while the admin was typing
     db.session.commit()
     cell.get_by_label("售价", exact=True).fill("12.00")
