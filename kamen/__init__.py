@@ -43,6 +43,7 @@ def create_app(config=None):
     from kamen.blueprints.job_view import register_job_view
     from kamen.blueprints.shop import bp as shop_bp
     from kamen.cli import register_cli
+    from kamen.security import register_security_headers
     from kamen.templating import register_templating
 
     app.register_blueprint(shop_bp)
@@ -56,15 +57,16 @@ def create_app(config=None):
     register_job_view(app)
     register_templating(app)
     register_cli(app)
+    register_security_headers(app)
     _register_error_pages(app)
     return app
 
 
 def _load_admin(user_id):
     from kamen.extensions import db
-    from kamen.models import AdminUser
+    from kamen.services.auth import load_session_user
 
-    return db.session.get(AdminUser, int(user_id))
+    return load_session_user(db.session, user_id)
 
 
 def _register_error_pages(app):

@@ -15,6 +15,7 @@ without loading the app.
 """
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -86,11 +87,15 @@ class Config:
         # Behind nginx, how many proxies set X-Forwarded-For/-Proto: the login rate
         # limit must see the customer's address, not the proxy's.
         self.PROXY_COUNT = _int("KAMEN_PROXY_COUNT", 0)
-        self.SESSION_COOKIE_SECURE = env.get("KAMEN_HTTPS") == "1"
-        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        # Served over HTTPS only: Secure cookies and HSTS (kamen/security.py).
+        self.HTTPS = env.get("KAMEN_HTTPS") == "1"
+        self.SESSION_COOKIE_SECURE = self.HTTPS
+        self.REMEMBER_COOKIE_SECURE = self.HTTPS
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_DURATION = timedelta(days=30)
         # The built-in 易支付 demo gateway (/demopay/, docs/epay.md): off unless
         # KAMEN_DEMO_GATEWAY=1. One merchant; its key is generated once into
         # instance/ when not given, like the SECRET_KEY.

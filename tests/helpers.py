@@ -3,6 +3,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -118,3 +119,45 @@ def burst_worker(app, db_url, redis_url, queue_name, timeout=120, **env):
     return subprocess.run([rq_command(), "worker", "--burst", "--url", redis_url, queue_name],
                           cwd=ROOT, env=worker_env(app, db_url, redis_url, queue_name, **env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def gunicorn_server(db_url, tmp_path, workers=2, threads=1, secret_key="test-secret"):
+    """``wsgi:app`` under a real gunicorn on a free port, on the given database; yields its base URL."""
+    import socket
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "SECRET_KEY": secret_key,
+           "KAMEN_INSTANCE_PATH": str(tmp_path / "gunicorn-instance")}
+    env.pop("REDIS_URL", None)
+    log = tmp_path / "gunicorn.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
+         "-b", f"127.0.0.1:{port}", "--error-logfile", str(log), "wsgi:app"],
+        cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{base}/admin/login", timeout=5)
+                break
+            except requests.RequestException:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,11 +1,12 @@
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import LoginAttempt
 from kamen.services.auth import purge_login_attempts
-from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
+from tests.helpers import ADMIN_PASSWORD, ADMIN_USER, gunicorn_server
 
 
 def test_admin_pages_require_login(client):
@@ -101,3 +102,61 @@ def test_behind_a_proxy_the_rate_limit_counts_the_client_address(app, tmp_path, 
         assert ips == {f"203.0.113.{n}" for n in range(6)}
         db.session.remove()
         db.engine.dispose()
+
+
+def _login_burst(base, attempts, password="wrong-password"):
+    """``attempts`` browsers post a login at the same instant; returns each page's text."""
+    import re
+    import threading
+
+    import requests
+
+    sessions = []
+    for _ in range(attempts):
+        s = requests.Session()
+        page = s.get(f"{base}/admin/login", timeout=30).text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        sessions.append((s, token))
+    barrier = threading.Barrier(attempts)
+    pages = [None] * attempts
+
+    def attempt(n):
+        s, token = sessions[n]
+        barrier.wait()
+        data = {"username": ADMIN_USER, "password": password, "csrf_token": token}
+        pages[n] = s.post(f"{base}/admin/login", data=data, timeout=60, allow_redirects=False).text
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return pages
+
+
+def _checked(pages):
+    """How many of these attempts reached the password check (the rest were refused unchecked)."""
+    checked = sum("用户名或密码错误" in p for p in pages)
+    assert checked + sum("登录失败次数过多" in p for p in pages) == len(pages)
+    return checked
+
+
+def _assert_five_checks_in_all(base, burst_checked):
+    """A burst may refuse more than it must, never fewer; one by one the count then reaches exactly five."""
+    assert 1 <= burst_checked <= 5, f"{burst_checked} passwords were checked"
+    later = sum(_checked(_login_burst(base, 1)) for _ in range(6))
+    assert burst_checked + later == 5
+    assert _checked(_login_burst(base, 1, ADMIN_PASSWORD)) == 0  # locked, even for the right password
+
+
+def test_parallel_wrong_passwords_get_at_most_five_checks(app, auth, live_server):
+    """Real threads against a real threaded server, on SQLite and PostgreSQL."""
+    auth.create()
+    _assert_five_checks_in_all(live_server, _checked(_login_burst(live_server, 20)))
+
+
+@pytest.mark.backends("postgresql")
+def test_parallel_wrong_passwords_across_gunicorn_workers(app, auth, db_url, tmp_path):
+    auth.create()
+    with gunicorn_server(db_url, tmp_path, workers=4, threads=5) as base:
+        _assert_five_checks_in_all(base, _checked(_login_burst(base, 20)))

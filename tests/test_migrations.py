@@ -36,3 +36,27 @@ def test_migrations_match_models_and_downgrade_cleanly(empty_db_url, tmp_path):
         upgrade()
         assert _diff(app) == []
         db.engine.dispose()
+
+
+def test_a_plaintext_webhook_url_is_encrypted_by_the_migration(empty_db_url, tmp_path):
+    from kamen.secretbox import decrypt
+
+    url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=ROBOT-KEY-1"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_db_url, "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
+    settings = sa.table("settings", sa.column("key", sa.String), sa.column("value", sa.JSON))
+
+    def stored():
+        with db.engine.connect() as conn:
+            return conn.execute(sa.select(settings.c.value).where(settings.c.key == "alerts")).scalar_one()
+
+    with app.app_context():
+        upgrade(revision="0004")
+        with db.engine.begin() as conn:
+            conn.execute(settings.insert().values(key="alerts", value={"webhook_kind": "wecom", "webhook_url": url}))
+        upgrade()
+        value = stored()
+        assert "ROBOT-KEY-1" not in value["webhook_url"] and decrypt(value["webhook_url"]) == url
+        assert value["webhook_kind"] == "wecom"
+        downgrade(revision="0004")
+        assert stored()["webhook_url"] == url
+        db.engine.dispose()

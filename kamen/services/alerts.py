@@ -11,13 +11,13 @@ import smtplib
 import ssl
 import time
 from email.message import EmailMessage
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import requests
 
 from kamen.models import Notification
 from kamen.outbound import check_host, check_url
-from kamen.secretbox import decrypt
+from kamen.secretbox import SecretUnreadable, decrypt, encrypt, mask
 from kamen.services import settings
 
 log = logging.getLogger("kamen.alerts")
@@ -25,6 +25,43 @@ log = logging.getLogger("kamen.alerts")
 WECOM_MARKDOWN_LIMIT = 4096
 DINGTALK_LIMIT = 4096
 MAX_LINES = 200
+# Stored encrypted and never shown back: the webhook URL holds the robot's key.
+SECRET_FIELDS = ("webhook_url", "dingtalk_secret", "smtp_password")
+
+
+def save_settings(session, values):
+    """Store the alert settings; a secret left blank keeps the stored one."""
+    current = settings.get(session, "alerts")
+    values = dict(values)
+    for name in SECRET_FIELDS:
+        values[name] = encrypt(values[name]) if values.get(name) else current.get(name, "")
+    settings.put(session, "alerts", {**current, **values})
+
+
+def stored_webhook_url(config):
+    """The robot URL from the stored settings. A URL saved before it was
+    encrypted (plain ``http…``; a Fernet token never starts so) still works;
+    migration 0008 encrypts those."""
+    value = config.get("webhook_url", "")
+    return value if value.startswith(("http://", "https://")) else decrypt(value)
+
+
+def secret_states(session):
+    """What the settings form shows of each stored secret (the webhook: only its host)."""
+    config = settings.get(session, "alerts")
+    states = {}
+    for name in SECRET_FIELDS:
+        try:
+            plain = stored_webhook_url(config) if name == "webhook_url" else decrypt(config.get(name, ""))
+        except SecretUnreadable:
+            states[name] = "无法解密，请重新填写"
+            continue
+        if name == "webhook_url" and plain:
+            parts = urlsplit(plain)
+            states[name] = f"已设置（{parts.scheme}://{parts.netloc}/…，密钥已隐藏）"
+        else:
+            states[name] = mask(plain)
+    return states
 
 
 def raise_alert(session, kind, title, lines):
@@ -75,7 +112,7 @@ def dingtalk_signed_url(url, secret, timestamp_ms=None):
 
 
 def _send_webhook(config, title, lines):
-    kind, url = config.get("webhook_kind"), config.get("webhook_url")
+    kind, url = config.get("webhook_kind"), stored_webhook_url(config)
     if not kind or not url:
         return
     if kind == "wecom":

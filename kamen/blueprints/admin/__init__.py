@@ -1,6 +1,10 @@
 """Back office. One blueprint, split over files by area."""
-from flask import Blueprint, redirect, request, url_for
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, redirect, request, url_for
 from flask_login import current_user
+
+from kamen.blueprints.common import is_htmx
 
 bp = Blueprint("admin", __name__)
 
@@ -9,9 +13,15 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 
 @bp.before_request
 def _require_login():
-    if request.endpoint not in PUBLIC_ENDPOINTS and not current_user.is_authenticated:
-        return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None))
-    return None
+    if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
+        return None
+    if is_htmx():
+        # Logged out meanwhile (password changed elsewhere, account deactivated):
+        # the whole page goes to the login, never the login form into a table cell.
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        back_to = page.path + (f"?{page.query}" if page.query else "")
+        return Response(status=401, headers={"HX-Redirect": url_for("admin.login", next=back_to or None)})
+    return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None))
 
 
 @bp.before_request
@@ -34,6 +44,7 @@ RUN_STATUS_LABELS = {"queued": "排队中", "running": "同步中", "succeeded":
 
 
 from kamen.blueprints.admin import (  # noqa: E402,F401
+    accounts,
     auth,
     card_codes,
     categories,

@@ -16,14 +16,8 @@ def login():
     error = None
     if form.validate_on_submit():
         try:
-            user = authenticate(
-                db.session,
-                form.username.data.strip(),
-                form.password.data,
-                request.remote_addr or "-",
-                max_failures=current_app.config["LOGIN_MAX_FAILURES"],
-                lock_minutes=current_app.config["LOGIN_LOCK_MINUTES"],
-            )
+            user = authenticate(db.session, form.username.data.strip(), form.password.data,
+                                request.remote_addr or "-", **login_limits())
         except LoginRefused as exc:
             error = str(exc)
         else:
@@ -38,6 +32,12 @@ def logout():
     logout_user()
     flash("已退出登录。", "info")
     return redirect(url_for("admin.login"))
+
+
+def login_limits():
+    """How many password checks per IP or username, in how many minutes (every password check obeys them)."""
+    return {"max_failures": current_app.config["LOGIN_MAX_FAILURES"],
+            "lock_minutes": current_app.config["LOGIN_LOCK_MINUTES"]}
 
 
 def _safe_next(target):

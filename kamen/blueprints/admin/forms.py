@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 
 from kamen.models import DeliveryType, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
@@ -103,7 +103,19 @@ class ChoiceField(SelectField):
 class LoginForm(FlaskForm):
     username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")])
     password = PasswordField("密码", validators=[DataRequired("请输入密码")])
-    remember = BooleanField("保持登录")
+    remember = BooleanField("保持登录 30 天（公用电脑请勿勾选）")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("当前密码", validators=[DataRequired("请输入当前密码")])
+    new_password = PasswordField("新密码", validators=[DataRequired("请输入新密码"),
+                                                     Length(min=8, message="新密码至少 8 位")])
+    confirm_password = PasswordField("再输一次新密码", validators=[
+        DataRequired("请再输一次新密码"), EqualTo("new_password", message="两次输入的新密码不一致")])
+
+
+class AddAdminForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")])
 
 
 class CategoryForm(FlaskForm):
@@ -197,8 +209,8 @@ class AlertSettingsForm(FlaskForm):
         "机器人类型",
         choices=[SelectChoice("", "不使用"), SelectChoice("wecom", "企业微信"), SelectChoice("dingtalk", "钉钉")],
     )
-    webhook_url = StringField(
-        "Webhook 地址",
+    webhook_url = PasswordField(
+        "Webhook 地址（含密钥，留空则不修改）",
         validators=[Optional(), Regexp(r"^https?://\S+$", message="Webhook 地址应以 http:// 或 https:// 开头")],
     )
     dingtalk_secret = PasswordField("钉钉加签密钥（SEC 开头，留空则不修改）")

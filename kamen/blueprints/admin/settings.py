@@ -5,26 +5,20 @@ from flask import flash, redirect, render_template, request, url_for
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import AlertSettingsForm
 from kamen.extensions import db
-from kamen.secretbox import encrypt, mask
 from kamen.models import ApiToken
 from kamen.services import alerts, api_tokens, settings
-
-SECRET_FIELDS = ("dingtalk_secret", "smtp_password")
 
 
 @bp.route("/settings/alerts", methods=["GET", "POST"])
 def alert_settings():
     current = settings.get(db.session, "alerts")
-    form = AlertSettingsForm(data={k: v for k, v in current.items() if k not in SECRET_FIELDS})
+    form = AlertSettingsForm(data={k: v for k, v in current.items() if k not in alerts.SECRET_FIELDS})
     if form.validate_on_submit():
         values = {name: field.data for name, field in form._fields.items() if name not in ("csrf_token",)}
-        for name in SECRET_FIELDS:
-            values[name] = encrypt(values[name]) if values[name] else current.get(name, "")
-        settings.put(db.session, "alerts", values)
+        alerts.save_settings(db.session, values)
         flash("告警设置已保存。", "success")
         return redirect(url_for("admin.alert_settings"))
-    secret_states = {name: mask(current.get(name)) for name in SECRET_FIELDS}
-    return render_template("admin/alert_settings.html", form=form, secret_states=secret_states), (
+    return render_template("admin/alert_settings.html", form=form, secret_states=alerts.secret_states(db.session)), (
         400 if form.errors else 200
     )
 
