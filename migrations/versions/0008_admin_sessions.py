@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = "0008_admin_sessions"
-down_revision = "0005_uploads"
+down_revision = "0009_supplier_guards"
 branch_labels = None
 depends_on = None
 
