@@ -23,7 +23,6 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
-from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kamen import queue, secretbox
@@ -345,10 +344,8 @@ def queue_file(session, product, stream, filename, limits=None):
     job = CardCodeUpload(product_id=product.id, upload_id=upload.id, filename=upload.filename, status="queued")
     session.add(job)
     session.commit()
-    try:
-        queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}")
-    except RedisError:
-        log.exception("card codes upload %s: could not queue the job", job.id)
+    if queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}").paused:
+        log.error("card codes upload %s: could not queue the job", job.id)
         _finish(session, job.id, "queued", "failed", message="后台任务暂时不可用，没有卡密入库，请稍后重新上传")
     session.refresh(job)  # a synchronous job has finished already
     return job
