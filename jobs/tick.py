@@ -8,17 +8,21 @@ log = logging.getLogger(__name__)
 def every_minute():
     """One job for all the per-minute work: the cron heartbeat, due syncs and
     re-check reminders, scheduled import commits, the demo gateway's notify
-    retries. One job, one fork per minute."""
+    retries, expiring unpaid orders (their stock back) and asking gateways about
+    lost payment notifies (its own job: a slow gateway must not hold the tick).
+    One job, one fork per minute."""
     from jobs.context import app_context
 
     with app_context():
-        from jobs import demopay, imports, sync
+        from jobs import demopay, imports, orders, sync
         from kamen import queue
         from kamen.services import operations
 
         operations.record_cron_tick(queue.redis_connection(), queue.queue_name())
         failed = []
-        for step in (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies):
+        steps = (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies,
+                 orders.expire_orders, orders.enqueue_payment_queries)
+        for step in steps:
             try:
                 step()
             except Exception:
