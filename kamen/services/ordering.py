@@ -252,6 +252,7 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     gateway retries, a query racing the notify) only add a timeline row."""
     at = now()
     label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回"}.get(via, via)
+    money = Decimal(money).quantize(CENT)
     values = dict(paid_at=at, trade_no=trade_no or None, paid_amount=money, channel_id=channel_id, next_query_at=None)
     if transition(session, Order, order_id, OrderStatus.PENDING, OrderStatus.PAID, **values):
         order = session.get(Order, order_id)

@@ -1,0 +1,43 @@
+"""优惠券: create, edit, switch off; uses are counted by orders."""
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+
+from kamen.blueprints.admin import bp
+from kamen.extensions import db
+from kamen.models import Coupon, CouponKind
+from kamen.services import coupons as coupon_service
+
+
+def _render(coupon=None, error=None, status=200):
+    rows = db.session.scalars(sa.select(Coupon).order_by(Coupon.id.desc())).all()
+    return render_template(
+        "admin/coupons.html", rows=rows, coupon=coupon, error=error, kinds=CouponKind,
+        form=request.form if request.method == "POST" else {},
+    ), status
+
+
+@bp.route("/coupons", methods=["GET", "POST"])
+def coupons():
+    if request.method == "POST":
+        try:
+            coupon = coupon_service.save(db.session, None, request.form)
+        except coupon_service.CouponError as exc:
+            db.session.rollback()
+            return _render(error=str(exc), status=400)
+        flash(f"优惠券 {coupon.code} 已创建。", "success")
+        return redirect(url_for("admin.coupons"))
+    return _render()
+
+
+@bp.route("/coupons/<int:coupon_id>", methods=["GET", "POST"])
+def coupon_edit(coupon_id):
+    coupon = db.session.get(Coupon, coupon_id) or abort(404)
+    if request.method == "POST":
+        try:
+            coupon_service.save(db.session, coupon, request.form)
+        except coupon_service.CouponError as exc:
+            db.session.rollback()
+            return _render(coupon, error=str(exc), status=400)
+        flash("优惠券已保存。", "success")
+        return redirect(url_for("admin.coupons"))
+    return _render(coupon)
