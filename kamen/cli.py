@@ -15,6 +15,7 @@ def register_cli(app):
     app.cli.add_command(create_api_token_command)
     app.cli.add_command(retry_demo_notifies_command)
     app.cli.add_command(doctor_command)
+    app.cli.add_command(create_demo_channel_command)
 
 
 @click.command("create-admin")
@@ -176,3 +177,18 @@ def doctor_command():
         failed = failed or check.level == "fail"
     if failed:
         raise SystemExit(1)
+
+
+@click.command("create-demo-channel")
+@click.option("--base-url", default="http://127.0.0.1:5000/demopay/", help="Where the shop serves /demopay/.")
+def create_demo_channel_command(base_url):
+    """A payment channel pointing at the built-in 易支付 demo gateway (KAMEN_DEMO_GATEWAY=1)."""
+    from flask import current_app
+
+    from kamen.services.payments import ensure_demo_channel
+
+    config = current_app.config
+    if not config.get("DEMO_GATEWAY"):
+        raise click.ClickException("演示支付网关未开启（KAMEN_DEMO_GATEWAY=1 开启）。")
+    channel, created = ensure_demo_channel(db.session, base_url, config["DEMO_GATEWAY_PID"], config["DEMO_GATEWAY_KEY"])
+    click.echo(f"{'已创建' if created else '已更新'}支付通道“{channel.name}”（编号 {channel.id}）→ {channel.base_url}")

@@ -119,3 +119,16 @@ def test_coupon_crud_and_use(app, client, auth):
     assert db.session.get(Coupon, coupon.id).valid_to.year == 2000  # shop time (UTC+8) stored as UTC
     assert "该优惠券已过期" in client.post(f"/p/{product.id}/buy", data=buy_form(coupon="TEN", quantity="2",
                                                                             contact="13700137000")).text
+
+
+def test_demo_channel_command_points_at_the_demo_gateway(app, runner):
+    app.config.update(DEMO_GATEWAY=False)
+    assert runner.invoke(args=["create-demo-channel"]).exit_code != 0
+    app.config.update(DEMO_GATEWAY=True, DEMO_GATEWAY_PID="1001", DEMO_GATEWAY_KEY="k1")
+    result = runner.invoke(args=["create-demo-channel", "--base-url", "http://127.0.0.1:5001/demopay/"])
+    assert result.exit_code == 0 and "已创建" in result.output
+    app.config["DEMO_GATEWAY_KEY"] = "k2"
+    assert "已更新" in runner.invoke(args=["create-demo-channel", "--base-url", "http://127.0.0.1:5001/demopay/"]).output
+    channels = db.session.scalars(sa.select(PaymentChannel)).all()
+    assert len(channels) == 1 and channels[0].base_url == "http://127.0.0.1:5001/demopay"
+    assert decrypt(channels[0].key_encrypted) == "k2" and channels[0].pid == "1001"

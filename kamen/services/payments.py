@@ -231,3 +231,19 @@ def query_due(session, limit=50):
     for order_id in due:
         query_payment(session, order_id)
     return len(due)
+
+
+DEMO_CHANNEL_NAME = "演示支付（不会真实扣款）"
+
+
+def ensure_demo_channel(session, base_url, pid, key):
+    """The payment channel pointing at the built-in demo gateway: created once, its pid/key kept current."""
+    channel = session.scalar(sa.select(PaymentChannel).where(PaymentChannel.name == DEMO_CHANNEL_NAME))
+    created = channel is None
+    if created:
+        channel = PaymentChannel(name=DEMO_CHANNEL_NAME, pay_types=list(PAY_TYPES), is_enabled=True)
+        session.add(channel)
+    channel.base_url, channel.pid = base_url.rstrip("/"), str(pid)
+    channel.key_encrypted = secretbox.encrypt(key)
+    session.commit()
+    return channel, created
