@@ -294,3 +294,13 @@ def test_lost_notify_is_found_by_query(app, client, epay_peer):
     assert _status(order.id) is OrderStatus.DELIVERED
     events = db.session.scalars(sa.select(OrderEvent).where(OrderEvent.order_id == order.id, OrderEvent.kind == "paid"))
     assert all(KEY not in str(e.data) for e in events)
+
+
+def test_card_codes_page_shows_codes_held_by_unpaid_orders(app, client, auth):
+    product = make_card_product(codes=3)
+    _order_for(client, product, quantity="2")
+    auth.login()
+    page = client.get(f"/admin/products/{product.id}/card-codes")
+    assert page.status_code == 200
+    assert "待支付占用 <strong>2</strong>" in page.text and "未售 <strong>1</strong>" in page.text
+    assert "不一致" not in page.text  # stock 1 is exactly the one code still for sale

@@ -13,8 +13,7 @@ it down, releasing moves it back up by what was really released.
 import sqlalchemy as sa
 
 from kamen.models import CardCode, Coupon, Product, Reservation, StockMode
-
-AVAILABLE, RESERVED, SOLD = "available", "reserved", "sold"
+from kamen.services.card_codes import AVAILABLE, RESERVED, SOLD
 
 _codes = CardCode.__table__
 _products = Product.__table__
