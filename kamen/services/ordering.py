@@ -103,7 +103,7 @@ def retrying(session, work):
 
 
 def create_order(session, req):
-    """Validate, price, reserve and store a pending order; OrderRefused says why not."""
+    """Validate, price, reserve and store a pending order; returns its number, or OrderRefused says why not."""
     at = now()
     product = session.get(Product, req.product_id)
     if product is None or not product.is_listed or product.pending_review:
@@ -138,14 +138,19 @@ def create_order(session, req):
         contact=contact, lookup_password_hash=password_hash, buyer_fields=values, client_ip=(req.ip or "-")[:45],
         created_at=at, expires_at=at + timedelta(minutes=current_app.config["ORDER_EXPIRE_MINUTES"]),
     )
-    session.rollback()  # end the reads: the writes below start a short transaction
 
     def work():
-        expire_due(session, limit=20)
+        _expire_lazily(session)
         _check_unpaid_limits(session, contact, req.ip, at)
         order = Order(order_no=new_order_no(at), status=OrderStatus.PENDING, **order_values)
         session.add(order)
         session.flush()
+        record(session, order.id, "created", f"下单：{product_name} × {quantity}，应付 ¥{amount}",
+               {"quantity": quantity, "unit_price": str(unit_price), "discount": str(discount),
+                "amount": str(amount), "reservation": kind.value})
+        session.flush()
+        # The contended rows (codes, the product's stock, the coupon) come last: their
+        # locks are held only until the commit right after.
         try:
             reservations.reserve(session, order.id, product_id, kind, quantity)
         except reservations.OutOfStock:
@@ -154,13 +159,22 @@ def create_order(session, req):
         if coupon_id is not None and not reservations.take_coupon(session, coupon_id):
             session.rollback()
             raise OrderRefused("该优惠券已被领完")
-        record(session, order.id, "created", f"下单：{product_name} × {quantity}，应付 ¥{amount}",
-               {"quantity": quantity, "unit_price": str(unit_price), "discount": str(discount),
-                "amount": str(amount), "reservation": kind.value})
+        order_no = order.order_no
         session.commit()
-        return order
+        return order_no
 
     return retrying(session, work)
+
+
+LAZY_EXPIRY_SECONDS = 10
+_lazy_expiry = {"at": float("-inf")}
+
+
+def _expire_lazily(session):
+    """Embedded mode has no schedule: new orders expire overdue ones, at most every few seconds per process."""
+    if time.monotonic() - _lazy_expiry["at"] >= LAZY_EXPIRY_SECONDS:
+        _lazy_expiry["at"] = time.monotonic()
+        expire_due(session, limit=50)
 
 
 def _quantity(text, product):
@@ -195,12 +209,18 @@ def _buyer_fields(product, given):
 
 def _check_unpaid_limits(session, contact, ip, at):
     limit = current_app.config["ORDER_UNPAID_LIMIT"]
-    unpaid = sa.select(sa.func.count()).select_from(Order).where(
-        Order.status == OrderStatus.PENDING, Order.expires_at > at
-    )
-    if session.scalar(unpaid.where(Order.contact == contact)) >= limit:
+    ip = (ip or "-")[:45]
+    by_contact, by_ip = session.execute(
+        sa.select(
+            sa.func.count().filter(Order.contact == contact), sa.func.count().filter(Order.client_ip == ip)
+        ).where(
+            Order.status == OrderStatus.PENDING, Order.expires_at > at,
+            sa.or_(Order.contact == contact, Order.client_ip == ip),
+        )
+    ).one()
+    if by_contact >= limit:
         raise OrderRefused(f"该联系方式已有 {limit} 笔未支付的订单，请先完成支付或等待其自动取消")
-    if session.scalar(unpaid.where(Order.client_ip == (ip or "-")[:45])) >= limit:
+    if by_ip >= limit:
         raise OrderRefused(f"您已有 {limit} 笔未支付的订单，请先完成支付或等待其自动取消")
 
 
@@ -254,30 +274,31 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回"}.get(via, via)
     money = Decimal(money).quantize(CENT)
     values = dict(paid_at=at, trade_no=trade_no or None, paid_amount=money, channel_id=channel_id, next_query_at=None)
+    order = session.get(Order, order_id)  # usually already loaded by the caller: no query
+    held = Held(order.id, order.product_id, order.quantity, order.reservation, order.coupon_id)
     if transition(session, Order, order_id, OrderStatus.PENDING, OrderStatus.PAID, **values):
-        order = session.get(Order, order_id)
         record(session, order_id, "paid", f"{label}：已支付 ¥{money}", raw)
-        _count_sale(session, order)
-        _fulfil(session, order)
+        status = _fulfil(session, held)
+        _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, order.status)
+        return PaymentOutcome(True, status)
     if transition(session, Order, order_id, (OrderStatus.EXPIRED, OrderStatus.CANCELLED), OrderStatus.PAID, **values):
-        order = session.get(Order, order_id)
         record(session, order_id, "paid", f"{label}：订单已过期后收到付款 ¥{money}", raw)
-        _count_sale(session, order)
         try:  # reserve() changes nothing when it refuses
-            reservations.reserve(session, order.id, order.product_id, order.reservation, order.quantity)
+            reservations.reserve(session, held.order_id, held.product_id, held.reservation, held.quantity)
         except reservations.OutOfStock:
             transition(session, Order, order_id, OrderStatus.PAID, OrderStatus.UNFULFILLABLE)
             record(session, order_id, "unfulfillable", "过期后付款，但库存已不足：请退款或补货后手动发货")
+            _count_sale(session, held)
             session.commit()
-            _alert_unfulfillable(session, order)
+            _alert_unfulfillable(session, session.get(Order, order_id))
             return PaymentOutcome(True, OrderStatus.UNFULFILLABLE)
-        if order.coupon_id:
-            reservations.take_coupon(session, order.coupon_id, force=True)
-        _fulfil(session, order)
+        if held.coupon_id:
+            reservations.take_coupon(session, held.coupon_id, force=True)
+        status = _fulfil(session, held)
+        _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, order.status)
+        return PaymentOutcome(True, status)
     order = session.get(Order, order_id)
     note = f"{label}：重复通知，订单已是“{order.status.label}”"
     if trade_no and order.trade_no and trade_no != order.trade_no:
@@ -287,21 +308,34 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     return PaymentOutcome(False, order.status)
 
 
-def _count_sale(session, order):
+@dataclass(frozen=True)
+class Held:
+    """What a paid order needs for delivery, read before its row is updated."""
+
+    order_id: int
+    product_id: int
+    quantity: int
+    reservation: Reservation
+    coupon_id: int | None
+
+
+def _count_sale(session, held):
     table = Product.__table__
     session.execute(
-        sa.update(table).where(table.c.id == order.product_id).values(sales_count=table.c.sales_count + order.quantity)
+        sa.update(table).where(table.c.id == held.product_id).values(sales_count=table.c.sales_count + held.quantity)
     )
 
 
-def _fulfil(session, order):
+def _fulfil(session, held):
     """Card codes go out at once; anything else waits for fulfilment (by hand until forwarding lands)."""
-    if order.reservation is Reservation.CODES:
-        sold = reservations.sell_reserved_codes(session, order.id)
-        if transition(session, Order, order.id, OrderStatus.PAID, OrderStatus.DELIVERED, delivered_at=now()):
-            record(session, order.id, "delivered", f"已自动发货：{sold} 张卡密")
-        return
-    record(session, order.id, "awaiting", "已支付，等待发货")
+    if held.reservation is Reservation.CODES:
+        sold = reservations.sell_reserved_codes(session, held.order_id)
+        if transition(session, Order, held.order_id, OrderStatus.PAID, OrderStatus.DELIVERED, delivered_at=now()):
+            record(session, held.order_id, "delivered", f"已自动发货：{sold} 张卡密")
+            return OrderStatus.DELIVERED
+        return OrderStatus.PAID
+    record(session, held.order_id, "awaiting", "已支付，等待发货")
+    return OrderStatus.PAID
 
 
 def _alert_unfulfillable(session, order):

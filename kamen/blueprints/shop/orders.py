@@ -45,11 +45,12 @@ def buy(product_id):
         ip=_client_ip(),
     )
     try:
-        order = ordering.create_order(db.session, req)
+        order_no = ordering.create_order(db.session, req)
     except OrderRefused as exc:
-        return render_product(product_id, buy_error=str(exc), form=form, status=409 if str(exc) == ordering.OUT_OF_STOCK else 400)
-    _remember(order.order_no)
-    return redirect(url_for("shop.order_page", order_no=order.order_no))
+        status = 409 if str(exc) == ordering.OUT_OF_STOCK else 400
+        return render_product(product_id, buy_error=str(exc), form=form, status=status)
+    _remember(order_no)
+    return redirect(url_for("shop.order_page", order_no=order_no))
 
 
 @bp.get("/order/<order_no>")
