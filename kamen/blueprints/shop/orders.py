@@ -11,6 +11,8 @@ from kamen.services.ordering import OrderRefused
 MY_ORDERS = "my_orders"
 MY_ORDERS_KEPT = 20
 FIELD_PREFIX = "f_"
+BUY_FORM_MAX_BYTES = 64 * 1024  # a buy form is a few short fields
+ECHO_MAX_CHARS = 200
 
 
 def _client_ip():
@@ -34,6 +36,8 @@ def _visible_order(order_no):
 
 @bp.post("/p/<int:product_id>/buy")
 def buy(product_id):
+    if (request.content_length or 0) > BUY_FORM_MAX_BYTES:
+        return render_product(product_id, buy_error="提交的内容太长，请检查填写的信息", status=413)
     form = request.form
     req = ordering.BuyRequest(
         product_id=product_id,
@@ -48,7 +52,8 @@ def buy(product_id):
         order_no = ordering.create_order(db.session, req)
     except OrderRefused as exc:
         status = 409 if str(exc) == ordering.OUT_OF_STOCK else 400
-        return render_product(product_id, buy_error=str(exc), form=form, status=status)
+        echo = {k: v[:ECHO_MAX_CHARS] for k, v in form.items() if k != "lookup_password"}
+        return render_product(product_id, buy_error=str(exc), form=echo, status=status)
     _remember(order_no)
     return redirect(url_for("shop.order_page", order_no=order_no))
 
