@@ -136,18 +136,13 @@ def run_kamen(port, product_id, channel_id, checkouts, buyers):
     from kamen.payments import epay
 
     latencies, errors, delivered = [], [], []
-    counter = iter(range(checkouts))
-    lock = threading.Lock()
+    tickets = Tickets(checkouts)
 
     def buyer(n):
         me = Buyer(port, n)
         _, _, page = me.request("GET", f"/p/{product_id}")
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
+        for i in tickets:
             started = time.perf_counter()
             status, location, _ = me.request("POST", f"/p/{product_id}/buy", urlencode(
                 {"csrf_token": token, "quantity": "1", "contact": f"139{i:08d}"}))
@@ -169,6 +164,22 @@ def run_kamen(port, product_id, channel_id, checkouts, buyers):
             delivered.append(order_no)
 
     return _timed(buyer, buyers, latencies, errors, delivered)
+
+
+class Tickets:
+    """Checkout numbers 0…n-1 shared by the threads: each is handed out once."""
+
+    def __init__(self, n):
+        self._numbers = iter(range(n))
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        while True:
+            with self._lock:
+                i = next(self._numbers, None)
+            if i is None:
+                return
+            yield i
 
 
 def _timed(work, threads, latencies, errors, delivered):
@@ -211,16 +222,11 @@ EVENT = "INSERT INTO order_events (order_id, at, kind, message, data) VALUES (%s
 def run_floor(db_url, product_id, checkouts, threads):
     dsn = sa.engine.make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
     latencies, errors, delivered = [], [], []
-    counter = iter(range(checkouts))
-    lock = threading.Lock()
+    tickets = Tickets(checkouts)
 
     def worker(_n):
         with psycopg.connect(dsn) as conn:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
+            for i in tickets:
                 started = time.perf_counter()
                 with conn.transaction():
                     order_id = conn.execute(NEW_ORDER, {"no": f"F{i:09d}", "p": product_id,

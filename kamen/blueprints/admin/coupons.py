@@ -1,8 +1,9 @@
 """优惠券: create, edit, switch off; uses are counted by orders."""
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, render_template, request
 
 from kamen.blueprints.admin import bp
+from kamen.blueprints.admin.crud import save_or_show
 from kamen.extensions import db
 from kamen.models import Coupon, CouponKind
 from kamen.services import coupons as coupon_service
@@ -19,13 +20,8 @@ def _render(coupon=None, error=None, status=200):
 @bp.route("/coupons", methods=["GET", "POST"])
 def coupons():
     if request.method == "POST":
-        try:
-            coupon = coupon_service.save(db.session, None, request.form)
-        except coupon_service.CouponError as exc:
-            db.session.rollback()
-            return _render(error=str(exc), status=400)
-        flash(f"优惠券 {coupon.code} 已创建。", "success")
-        return redirect(url_for("admin.coupons"))
+        return save_or_show(lambda: coupon_service.save(db.session, None, request.form), _render,
+                            coupon_service.CouponError, lambda c: f"优惠券 {c.code} 已创建。", "admin.coupons")
     return _render()
 
 
@@ -33,11 +29,7 @@ def coupons():
 def coupon_edit(coupon_id):
     coupon = db.session.get(Coupon, coupon_id) or abort(404)
     if request.method == "POST":
-        try:
-            coupon_service.save(db.session, coupon, request.form)
-        except coupon_service.CouponError as exc:
-            db.session.rollback()
-            return _render(coupon, error=str(exc), status=400)
-        flash("优惠券已保存。", "success")
-        return redirect(url_for("admin.coupons"))
+        return save_or_show(lambda: coupon_service.save(db.session, coupon, request.form),
+                            lambda **kw: _render(coupon, **kw), coupon_service.CouponError, "优惠券已保存。",
+                            "admin.coupons")
     return _render(coupon)

@@ -3,6 +3,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
+from kamen.blueprints.admin.crud import save_or_show
 from kamen.extensions import db
 from kamen.models import PAY_TYPES, PaymentChannel
 from kamen.secretbox import mask
@@ -24,13 +25,9 @@ def _render(channel=None, error=None, status=200):
 @bp.route("/payment-channels", methods=["GET", "POST"])
 def payment_channels():
     if request.method == "POST":
-        try:
-            channel = payments.save_channel(db.session, None, request.form)
-        except payments.ChannelInvalid as exc:
-            db.session.rollback()
-            return _render(error=str(exc), status=400)
-        flash(f"支付通道“{channel.name}”已添加。建议点一下“测试”确认密钥正确。", "success")
-        return redirect(url_for("admin.payment_channels"))
+        return save_or_show(lambda: payments.save_channel(db.session, None, request.form), _render,
+                            payments.ChannelInvalid, lambda c: f"支付通道“{c.name}”已添加。建议点一下“测试”确认密钥正确。",
+                            "admin.payment_channels")
     return _render()
 
 
@@ -38,13 +35,9 @@ def payment_channels():
 def payment_channel_edit(channel_id):
     channel = db.session.get(PaymentChannel, channel_id) or abort(404)
     if request.method == "POST":
-        try:
-            payments.save_channel(db.session, channel, request.form)
-        except payments.ChannelInvalid as exc:
-            db.session.rollback()
-            return _render(channel, error=str(exc), status=400)
-        flash("支付通道已保存。", "success")
-        return redirect(url_for("admin.payment_channels"))
+        return save_or_show(lambda: payments.save_channel(db.session, channel, request.form),
+                            lambda **kw: _render(channel, **kw), payments.ChannelInvalid, "支付通道已保存。",
+                            "admin.payment_channels")
     return _render(channel)
 
 
