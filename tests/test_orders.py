@@ -304,3 +304,30 @@ def test_card_codes_page_shows_codes_held_by_unpaid_orders(app, client, auth):
     assert page.status_code == 200
     assert "待支付占用 <strong>2</strong>" in page.text and "未售 <strong>1</strong>" in page.text
     assert "不一致" not in page.text  # stock 1 is exactly the one code still for sale
+
+
+def test_expiry_and_lost_notify_jobs_run_on_a_real_worker(app, client, redis_url, db_url, epay_peer):
+    import uuid
+
+    from kamen import queue
+    from tests.helpers import burst_worker
+
+    channel = make_channel(base_url=epay_peer.url)
+    product = make_card_product(codes=2)
+    overdue = _order_for(client, product)
+    lost = _order_for(client, product, contact="13900139000")
+    past = utcnow() - timedelta(minutes=1)
+    db.session.execute(sa.update(Order).where(Order.id == overdue.id).values(expires_at=past))
+    db.session.execute(sa.update(Order).where(Order.id == lost.id).values(
+        channel_id=channel.id, pay_started_at=past, next_query_at=past))
+    db.session.commit()
+    epay_peer.paid[lost.order_no] = "10.00"
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    assert queue.enqueue("jobs.orders.expire_orders").backend == "rq"
+    queue.enqueue("jobs.orders.query_payments")
+    assert _status(overdue.id) is OrderStatus.PENDING  # nothing ran in-process
+    result = burst_worker(app, db_url, redis_url, queue_name)
+    assert result.returncode == 0, result.stderr
+    assert _status(overdue.id) is OrderStatus.EXPIRED and _status(lost.id) is OrderStatus.DELIVERED
+    assert _codes(product.id, "available") == 1 and _codes(product.id, "sold") == 1
