@@ -138,6 +138,11 @@ def test_notify_refusals_keep_the_raw_request_and_alert(app, client):
     assert client.get(url, query_string=notify_params(order.order_no, "10.0")).text == "success"
     assert _status(order.id) is OrderStatus.DELIVERED and _codes(product.id, "sold") == 1
     assert db.session.get(Product, product.id).sales_count == 1
+    # A second, different payment of the same order is answered success (it is genuine) and flagged.
+    assert client.get(url, query_string=notify_params(order.order_no, "10", trade_no="OTHER1")).text == "success"
+    assert _codes(product.id, "sold") == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification)
+                             .where(Notification.kind == "order_paid_twice")) == 1
 
 
 def test_return_page_before_notify_pays_and_opens_the_order(app, client):

@@ -22,6 +22,7 @@ from kamen import secretbox
 from kamen.models import CardCode, Order, OrderEvent, OrderStatus, Product, Reservation
 from kamen.money import CENT
 from kamen.services import reservations
+from kamen.services.alerts import raise_alert
 from kamen.services.coupons import CouponError, find_applicable
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
@@ -300,12 +301,16 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
         session.commit()
         return PaymentOutcome(True, status)
     order = session.get(Order, order_id)
-    note = f"{label}：重复通知，订单已是“{order.status.label}”"
-    if trade_no and order.trade_no and trade_no != order.trade_no:
+    status, paid_twice = order.status, bool(trade_no and order.trade_no and trade_no != order.trade_no)
+    note = f"{label}：重复通知，订单已是“{status.label}”"
+    if paid_twice:
         note = f"{label}：另一笔支付（{trade_no}）也付了这个订单，请核对后退款"
     record(session, order_id, via, note, raw)
     session.commit()
-    return PaymentOutcome(False, order.status)
+    if paid_twice:
+        raise_alert(session, "order_paid_twice", "同一订单收到两笔付款",
+                    [f"订单 {order.order_no}：网关流水 {order.trade_no} 之外又收到 {trade_no}，请在支付平台核对并退还多付的一笔"])
+    return PaymentOutcome(False, status)
 
 
 @dataclass(frozen=True)
@@ -339,8 +344,6 @@ def _fulfil(session, held):
 
 
 def _alert_unfulfillable(session, order):
-    from kamen.services.alerts import raise_alert
-
     raise_alert(session, "order_unfulfillable", "订单已付款但无法发货",
                 [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）过期后付款，库存已不足，请退款或补货"])
 

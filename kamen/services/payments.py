@@ -18,6 +18,7 @@ from kamen.models import PAY_TYPES, Notification, Order, OrderStatus, PaymentCha
 from kamen.payments.epay_merchant import EpayV1
 from kamen.payments.gateway import GatewayError, NoticeRejected
 from kamen.services import ordering
+from kamen.services.alerts import raise_alert
 from kamen.services.ordering import OrderRefused, now, record
 
 log = logging.getLogger("kamen.payments")
@@ -176,8 +177,6 @@ def _alert_once(session, channel, order, reason):
     )
     if recent:
         return
-    from kamen.services.alerts import raise_alert
-
     where = f"订单 {order.order_no}" if order is not None else "未知订单"
     raise_alert(session, "payment_rejected", "收到可疑的支付通知",
                 [f"{channel.name if channel else '未知通道'}：{where}，{reason}。已回复 fail，原始参数见订单时间线或通知记录"])
