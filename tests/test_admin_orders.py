@@ -105,6 +105,8 @@ def test_coupon_crud_and_use(app, client, auth):
                                         "max_uses": "1", "is_enabled": "1"})
     coupon = db.session.scalar(sa.select(Coupon))
     assert coupon.code == "TEN" and coupon.max_uses == 1
+    assert "没有编号为 999 的商品" in client.post("/admin/coupons", data={"code": "P01", "kind": "amount", "value": "1",
+                                                                    "product_id": "999"}).text
     assert "券码 TEN 已存在" in client.post("/admin/coupons", data={"code": "TEN", "kind": "amount", "value": "1"}).text
     product = make_product(stock=10, sale_price=Decimal("12.00"))
     too_small = client.post(f"/p/{product.id}/buy", data=buy_form(coupon="TEN"))

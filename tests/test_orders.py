@@ -70,6 +70,9 @@ def test_synced_stock_is_reserved_and_unlimited_holds_nothing(app, client):
     topup = make_product(stock_mode=StockMode.UNLIMITED, stock=0, buyer_fields=[
         {"key": "account", "label": "充值手机号", "pattern": r"^1[3-9]\d{9}$", "hint": "11 位手机号"}])
     topup_order = _order_for(client, topup, contact="13700137000", f_account="13912345678")
+    broken = make_product(stock_mode=StockMode.UNLIMITED, stock=0, buyer_fields=[
+        {"key": "role", "label": "角色名", "pattern": "[unclosed", "hint": ""}])  # as a supplier may send it
+    assert _order_for(client, broken, contact="13600136000", f_role="法师").buyer_fields == {"role": "法师"}
     assert topup_order.buyer_fields == {"account": "13912345678"}
     assert order.reservation.value == "stock" and topup_order.reservation.value == "none"
 

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from kamen.models import Coupon, CouponKind
+from kamen.models import Coupon, CouponKind, Product
 from kamen.money import CENT, MoneyError, parse_money
 from kamen.timeutil import from_local
 
@@ -83,6 +83,8 @@ def save(session, coupon, form):
     if valid_from and valid_to and valid_to <= valid_from:
         raise CouponError("结束时间必须晚于开始时间")
     product_id = _optional_int(form.get("product_id"), "适用商品")
+    if product_id and session.get(Product, product_id) is None:
+        raise CouponError(f"没有编号为 {product_id} 的商品")
     if coupon is None:
         coupon = Coupon(used_count=0)
         session.add(coupon)

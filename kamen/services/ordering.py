@@ -200,12 +200,22 @@ def _buyer_fields(product, given):
             raise OrderRefused(f"请填写{label}")
         if len(value) > MAX_FIELD_CHARS:
             raise OrderRefused(f"{label}太长")
-        pattern = spec.get("pattern") or ""
-        if pattern and not re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value):
+        if not _matches(spec.get("pattern") or "", value):
             hint = f"（{spec['hint']}）" if spec.get("hint") else ""
             raise OrderRefused(f"{label}格式不正确{hint}")
         values[key] = value
     return values
+
+
+def _matches(pattern, value):
+    """The value fits the field's pattern (a broken pattern from a supplier checks nothing, and is logged)."""
+    if not pattern:
+        return True
+    try:
+        return re.fullmatch(pattern.removeprefix("^").removesuffix("$"), value) is not None
+    except re.error:
+        log.warning("buyer field pattern %r is not a valid regular expression; not checked", pattern)
+        return True
 
 
 def _check_unpaid_limits(session, contact, ip, at):
