@@ -38,6 +38,14 @@ class EpayPeer:
                 return jsonify(code=-1, msg="订单不存在")
             return jsonify(code=1, msg="查询成功", trade_no="T" + no, out_trade_no=no, money=self.paid[no], status=1)
 
+        @app.post("/mapi.php")
+        def mapi():
+            params = request.form.to_dict()
+            self.jumps.append(params)
+            if not epay.verify(params, KEY) or not params.get("clientip"):
+                return jsonify(code=-1, msg="签名错误")
+            return jsonify(code=1, trade_no="T" + params["out_trade_no"], qrcode=f"weixin://wxpay/{params['out_trade_no']}")
+
         @app.route("/submit.php", methods=["GET", "POST"])
         def submit():
             params = request.values.to_dict()
@@ -61,9 +69,9 @@ def epay_peer():
     peer.stop()
 
 
-def make_channel(base_url="http://127.0.0.1:9", pid=PID, key=KEY, types=("alipay", "wxpay")):
+def make_channel(base_url="http://127.0.0.1:9", pid=PID, key=KEY, types=("alipay", "wxpay"), mode="jump"):
     channel = PaymentChannel(name="测试通道", base_url=base_url, pid=pid, key_encrypted=encrypt(key),
-                             pay_types=list(types), is_enabled=True)
+                             pay_types=list(types), is_enabled=True, mode=mode)
     db.session.add(channel)
     db.session.commit()
     return channel

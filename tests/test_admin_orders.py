@@ -81,7 +81,7 @@ def test_payment_channel_crud_keeps_the_key_encrypted_and_masked(app, client, au
     client.post("/admin/payment-channels", data={"name": "主通道", "base_url": epay_peer.url + "/", "pid": PID,
                                                  "key": KEY, "pay_types": ["alipay", "qqpay"], "is_enabled": "1"})
     channel = db.session.scalar(sa.select(PaymentChannel))
-    assert channel.base_url == epay_peer.url and channel.pay_types == ["alipay", "qqpay"]
+    assert channel.base_url == epay_peer.url and channel.pay_types == ["alipay", "qqpay"] and channel.mode == "jump"
     assert KEY not in channel.key_encrypted and decrypt(channel.key_encrypted) == KEY
     edit = client.get(f"/admin/payment-channels/{channel.id}")
     assert KEY not in edit.text and "已设置" in edit.text

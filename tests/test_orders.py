@@ -339,3 +339,16 @@ def test_expiry_and_lost_notify_jobs_run_on_a_real_worker(app, client, redis_url
     assert result.returncode == 0, result.stderr
     assert _status(overdue.id) is OrderStatus.EXPIRED and _status(lost.id) is OrderStatus.DELIVERED
     assert _codes(product.id, "available") == 1 and _codes(product.id, "sold") == 1
+
+
+def test_qrcode_channel_shows_the_gateways_code_on_the_shop_page(app, client, epay_peer):
+    channel = make_channel(base_url=epay_peer.url, mode="qrcode")
+    order = _order_for(client, make_card_product(codes=1))
+    page = client.post(f"/order/{order.order_no}/pay", data={"method": f"{channel.id}:wxpay"},
+                       headers={"User-Agent": "Mozilla/5.0 (iPhone) Mobile"})
+    assert page.status_code == 200 and "<svg" in page.text and "请用微信支付扫描二维码付款" in page.text
+    assert 'hx-trigger="every 2s"' in page.text  # waits for the notify
+    sent = epay_peer.jumps[-1]
+    assert sent["device"] == "mobile" and sent["clientip"] == "127.0.0.1" and sent["type"] == "wxpay"
+    refused = client.post(f"/order/{order.order_no}/pay", data={"method": f"{channel.id}:qqpay"})
+    assert refused.status_code == 400 and "请选择支付方式" in refused.text

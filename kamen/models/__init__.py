@@ -4,6 +4,7 @@ from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
+    PAY_MODES,
     PAY_TYPES,
     Coupon,
     CouponKind,
@@ -39,6 +40,7 @@ __all__ = [
     "Order",
     "OrderEvent",
     "OrderStatus",
+    "PAY_MODES",
     "PAY_TYPES",
     "PaymentChannel",
     "Product",

@@ -35,6 +35,7 @@ class Reservation(LabeledEnum):
 
 
 PAY_TYPES = {"alipay": "支付宝", "wxpay": "微信支付", "qqpay": "QQ钱包"}
+PAY_MODES = {"jump": "跳转到支付页面（submit.php）", "qrcode": "在本站显示付款二维码（mapi.php）"}
 
 
 class Order(db.Model):
@@ -119,6 +120,9 @@ class PaymentChannel(db.Model):
     pid: Mapped[str] = mapped_column(sa.String(64))
     key_encrypted: Mapped[str] = mapped_column(sa.Text, default="")
     pay_types: Mapped[list] = mapped_column(sa.JSON, default=list)  # ["alipay", "wxpay", "qqpay"]
+    # "jump": send the buyer to the gateway's page (submit.php); "qrcode": ask
+    # mapi.php and show its QR code on the shop's own page.
+    mode: Mapped[str] = mapped_column(sa.String(8), default="jump", server_default="jump")
     is_enabled: Mapped[bool] = mapped_column(default=True)
     sort_order: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

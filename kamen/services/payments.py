@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from kamen import secretbox
-from kamen.models import PAY_TYPES, Notification, Order, OrderStatus, PaymentChannel
+from kamen.models import PAY_MODES, PAY_TYPES, Notification, Order, OrderStatus, PaymentChannel
 from kamen.payments.epay_merchant import EpayV1
 from kamen.payments.gateway import GatewayError, NoticeRejected
 from kamen.services import ordering
@@ -71,6 +71,7 @@ def save_channel(session, channel, form):
         channel = PaymentChannel()
         session.add(channel)
     channel.name, channel.base_url, channel.pid, channel.pay_types = name, base_url, pid, types
+    channel.mode = form.get("mode") if form.get("mode") in PAY_MODES else "jump"
     if key:  # blank keeps the stored key (the form never shows it)
         channel.key_encrypted = secretbox.encrypt(key)
     channel.is_enabled = form.get("is_enabled") in ("1", "on", "y")
@@ -103,8 +104,8 @@ class Redirect:
     qrcode: str | None
 
 
-def start_payment(session, order, channel_id, pay_type, notify_url, return_url):
-    """Send the buyer to the gateway; the lost-notify query is scheduled too."""
+def start_payment(session, order, channel_id, pay_type, notify_url, return_url, client_ip="", mobile=False):
+    """Send the buyer to the gateway (or get a QR code from it); the lost-notify query is scheduled too."""
     channel = session.get(PaymentChannel, channel_id) if isinstance(channel_id, int) else None
     if channel is None or not channel.is_enabled or pay_type not in channel.pay_types:
         raise OrderRefused("请选择支付方式")
@@ -112,8 +113,11 @@ def start_payment(session, order, channel_id, pay_type, notify_url, return_url):
         raise OrderRefused("订单已过期或已支付，不能再发起支付")
     gateway = gateway_for(channel)
     try:
-        start = gateway.create_payment(order.order_no, order.amount, order.product_name, pay_type, notify_url,
-                                       return_url)
+        start = gateway.create_payment(
+            order.order_no, order.amount, order.product_name, pay_type, notify_url, return_url,
+            **({"client_ip": client_ip or "127.0.0.1", "device": "mobile" if mobile else "pc"}
+               if channel.mode == "qrcode" else {}),
+        )
     except GatewayError as exc:
         raise OrderRefused(f"支付暂时不可用：{exc}") from exc
     at = now()

@@ -36,6 +36,7 @@ def upgrade():
     sa.Column('pid', sa.String(length=64), nullable=False),
     sa.Column('key_encrypted', sa.Text(), nullable=False),
     sa.Column('pay_types', sa.JSON(), nullable=False),
+    sa.Column('mode', sa.String(length=8), server_default='jump', nullable=False),
     sa.Column('is_enabled', sa.Boolean(), nullable=False),
     sa.Column('sort_order', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),

@@ -5,7 +5,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.crud import save_or_show
 from kamen.extensions import db
-from kamen.models import PAY_TYPES, PaymentChannel
+from kamen.models import PAY_MODES, PAY_TYPES, PaymentChannel
 from kamen.secretbox import mask
 from kamen.services import payments
 
@@ -16,7 +16,7 @@ def _channels():
 
 def _render(channel=None, error=None, status=200):
     return render_template(
-        "admin/payment_channels.html", rows=_channels(), channel=channel, error=error, pay_types=PAY_TYPES,
+        "admin/payment_channels.html", rows=_channels(), channel=channel, error=error, pay_types=PAY_TYPES, pay_modes=PAY_MODES,
         form=request.form if request.method == "POST" else {}, key_state=mask(channel.key_encrypted if channel else ""),
         notify_base=url_for("shop.pay_notify", channel_id=0, _external=True)[:-1],
     ), status

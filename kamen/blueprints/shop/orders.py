@@ -1,10 +1,12 @@
 """Buying: the buy form, the pay page, the gateway's notify and return, the order page, 查单."""
+import segno
 from flask import abort, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
 from kamen.blueprints.shop import bp
 from kamen.blueprints.shop.routes import render_product
 from kamen.extensions import csrf, db
-from kamen.models import OrderStatus
+from kamen.models import PAY_TYPES, OrderStatus
 from kamen.services import order_lookup, ordering, payments
 from kamen.services.ordering import OrderRefused
 
@@ -104,12 +106,15 @@ def pay(order_no):
             db.session, order, channel_id, pay_type,
             notify_url=url_for("shop.pay_notify", channel_id=channel_id or 0, _external=True),
             return_url=url_for("shop.pay_return", order_no=order.order_no, _external=True),
+            client_ip=_client_ip(), mobile="Mobile" in request.headers.get("User-Agent", ""),
         )
     except OrderRefused as exc:
         return render_template("shop/order.html", pay_error=str(exc), **_order_context(order)), 400
     if target.url:
         return redirect(target.url)
-    return render_template("shop/order.html", qrcode=target.qrcode, **_order_context(order))
+    qr = segno.make(target.qrcode, error="m").svg_inline(scale=5, border=2) if target.qrcode else None
+    return render_template("shop/order.html", qr_svg=Markup(qr) if qr else None, pay_label=PAY_TYPES.get(pay_type, ""),
+                           **_order_context(order))
 
 
 @bp.route("/pay/notify/<int:channel_id>", methods=["GET", "POST"])
