@@ -287,6 +287,11 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     values = dict(paid_at=at, trade_no=trade_no or None, paid_amount=money, channel_id=channel_id, next_query_at=None)
     order = session.get(Order, order_id)  # usually already loaded by the caller: no query
     held = Held(order.id, order.product_id, order.quantity, order.reservation, order.coupon_id)
+    with session.no_autoflush:  # the timeline rows go in together at the commit
+        return _apply(session, order_id, held, values, label, money, trade_no, via, raw)
+
+
+def _apply(session, order_id, held, values, label, money, trade_no, via, raw):
     if transition(session, Order, order_id, OrderStatus.PENDING, OrderStatus.PAID, **values):
         record(session, order_id, "paid", f"{label}：已支付 ¥{money}", raw)
         status = _fulfil(session, held)
