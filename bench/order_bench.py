@@ -51,7 +51,9 @@ def main():
         server = start_gunicorn("wsgi:app", ROOT, env, tmp / "gunicorn.log", workers=args.workers)
         wait_ready(server, f"/p/{product_id}")
         floor = run_floor(db_url, floor_product_id, args.checkouts, args.buyers)
+        cpu_before = worker_cpu_seconds(server.proc.pid)
         kamen = run_kamen(server.port, product_id, channel_id, args.checkouts, args.buyers)
+        kamen["cpu_ms"] = (worker_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / max(kamen["delivered"], 1)
         oversold = check(db_url, product_id, kamen["delivered"])
         report(args, kamen, floor, oversold)
         ok = (kamen["rate"] >= TARGET_RATE and kamen["p95"] <= TARGET_P95_MS
@@ -255,6 +257,22 @@ def run_floor(db_url, product_id, checkouts, threads):
     return _timed(worker, threads, latencies, errors, delivered)
 
 
+def worker_cpu_seconds(master_pid):
+    """CPU time (user + system) of the gunicorn workers so far, from /proc: a number the machine's load cannot inflate."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # ppid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def check(db_url, product_id, delivered):
     """Oversold = codes given to more orders than exist, or more deliveries than codes."""
     engine = sa.create_engine(db_url)
@@ -275,6 +293,10 @@ def report(args, kamen, floor, oversold):
     for name, r in (("kamen (HTTP: buy → notify → codes page)", kamen), ("floor (plain SQL via psycopg)", floor)):
         print(f"  {name:42s} {r['rate']:7.1f} checkouts/s  p50 {r['p50']:6.1f} ms  p95 {r['p95']:6.1f} ms  "
               f"errors {r['errors']} {r['error_sample'] or ''}")
+    cores = os.cpu_count() or 1
+    print(f"  kamen workers used {kamen['cpu_ms']:.1f} ms CPU per checkout: at most "
+          f"{1000 * cores / kamen['cpu_ms'] if kamen['cpu_ms'] else 0:.0f} checkouts/s on {cores} idle cores "
+          f"(load average now {os.getloadavg()[0]:.1f})")
     print(f"  ratio kamen/floor {ratio:.2f}x (target ≥ {TARGET_RATIO}x)   oversold {oversold} (target 0)   "
           f"targets: ≥ {TARGET_RATE} checkouts/s, p95 ≤ {TARGET_P95_MS} ms")
 
