@@ -218,17 +218,20 @@ def _matches(pattern, value):
         return True
 
 
+_UNPAID = (
+    sa.select(
+        sa.func.count().filter(Order.contact == sa.bindparam("contact")),
+        sa.func.count().filter(Order.client_ip == sa.bindparam("ip")),
+    ).where(
+        Order.status == OrderStatus.PENDING, Order.expires_at > sa.bindparam("at"),
+        sa.or_(Order.contact == sa.bindparam("contact"), Order.client_ip == sa.bindparam("ip")),
+    )
+)
+
+
 def _check_unpaid_limits(session, contact, ip, at):
     limit = current_app.config["ORDER_UNPAID_LIMIT"]
-    ip = (ip or "-")[:45]
-    by_contact, by_ip = session.execute(
-        sa.select(
-            sa.func.count().filter(Order.contact == contact), sa.func.count().filter(Order.client_ip == ip)
-        ).where(
-            Order.status == OrderStatus.PENDING, Order.expires_at > at,
-            sa.or_(Order.contact == contact, Order.client_ip == ip),
-        )
-    ).one()
+    by_contact, by_ip = session.execute(_UNPAID, {"contact": contact, "ip": (ip or "-")[:45], "at": at}).one()
     if by_contact >= limit:
         raise OrderRefused(f"该联系方式已有 {limit} 笔未支付的订单，请先完成支付或等待其自动取消")
     if by_ip >= limit:
@@ -339,11 +342,15 @@ class Held:
     coupon_id: int | None
 
 
+_COUNT_SALE = (
+    sa.update(Product.__table__)
+    .where(Product.__table__.c.id == sa.bindparam("pid"))
+    .values(sales_count=Product.__table__.c.sales_count + sa.bindparam("n"))
+)
+
+
 def _count_sale(session, held):
-    table = Product.__table__
-    session.execute(
-        sa.update(table).where(table.c.id == held.product_id).values(sales_count=table.c.sales_count + held.quantity)
-    )
+    session.execute(_COUNT_SALE, {"pid": held.product_id, "n": held.quantity})
 
 
 def _fulfil(session, held):

@@ -17,6 +17,43 @@ from kamen.services.card_codes import AVAILABLE, RESERVED, SOLD
 
 _codes = CardCode.__table__
 _products = Product.__table__
+_p = sa.bindparam
+
+# Built once: checkout runs these on every order, and building a statement
+# costs as much Python time as sending it.
+_TAKE_STOCK = (
+    sa.update(_products)
+    .where(_products.c.id == _p("pid"), _products.c.stock >= _p("n"))
+    .values(stock=_products.c.stock - _p("n"))
+)
+_PICK_CODES = (
+    sa.select(_codes.c.id)
+    .where(_codes.c.product_id == _p("pid"), _codes.c.status == AVAILABLE)
+    .order_by(_codes.c.id)
+    .limit(_p("n", type_=sa.Integer))
+)
+_PICK_CODES_LOCKED = _PICK_CODES.with_for_update(skip_locked=True)
+_HOLD_CODES = (
+    sa.update(_codes)
+    .where(_codes.c.id.in_(_p("ids", expanding=True)), _codes.c.status == AVAILABLE)
+    .values(status=RESERVED, order_id=_p("oid"))
+)
+_RELEASE_CODES = (
+    sa.update(_codes)
+    .where(_codes.c.order_id == _p("oid"), _codes.c.status == RESERVED)
+    .values(status=AVAILABLE, order_id=None)
+)
+_SELL_CODES = (
+    sa.update(_codes).where(_codes.c.order_id == _p("oid"), _codes.c.status == RESERVED).values(status=SOLD)
+)
+_MOVE_CARD_STOCK = (
+    sa.update(_products)
+    .where(_products.c.id == _p("pid"), _products.c.stock_mode == StockMode.CARDS.value)
+    .values(stock=sa.case((_products.c.stock + _p("delta") < 0, 0), else_=_products.c.stock + _p("delta")))
+)
+_RETURN_STOCK = (
+    sa.update(_products).where(_products.c.id == _p("pid")).values(stock=_products.c.stock + _p("n"))
+)
 
 
 class OutOfStock(Exception):
@@ -36,76 +73,42 @@ def reserve(session, order_id, product_id, kind, quantity):
     if kind is Reservation.CODES:
         _reserve_codes(session, order_id, product_id, quantity)
     elif kind is Reservation.STOCK:
-        stock = _products.c.stock
-        taken = session.execute(
-            sa.update(_products)
-            .where(_products.c.id == product_id, stock >= quantity)
-            .values(stock=stock - quantity)
-        ).rowcount
-        if taken != 1:
+        if session.execute(_TAKE_STOCK, {"pid": product_id, "n": quantity}).rowcount != 1:
             raise OutOfStock
 
 
 def _reserve_codes(session, order_id, product_id, quantity):
-    pick = (
-        sa.select(_codes.c.id)
-        .where(_codes.c.product_id == product_id, _codes.c.status == AVAILABLE)
-        .order_by(_codes.c.id)
-        .limit(quantity)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = session.execute(pick).scalars().all()
+    pick = _PICK_CODES_LOCKED if session.get_bind().dialect.name == "postgresql" else _PICK_CODES
+    ids = session.execute(pick, {"pid": product_id, "n": quantity}).scalars().all()
     if len(ids) < quantity:
         raise OutOfStock
-    taken = session.execute(
-        sa.update(_codes)
-        .where(_codes.c.id.in_(ids), _codes.c.status == AVAILABLE)
-        .values(status=RESERVED, order_id=order_id)
-    ).rowcount
+    taken = session.execute(_HOLD_CODES, {"ids": ids, "oid": order_id}).rowcount
     if taken != quantity:  # cannot happen while the rows are locked or writers serialized; never keep a part
-        session.execute(
-            sa.update(_codes)
-            .where(_codes.c.order_id == order_id, _codes.c.status == RESERVED)
-            .values(status=AVAILABLE, order_id=None)
-        )
+        session.execute(_RELEASE_CODES, {"oid": order_id})
         raise OutOfStock
     _move_card_stock(session, product_id, -quantity)
 
 
 def _move_card_stock(session, product_id, delta):
-    stock = _products.c.stock
-    session.execute(
-        sa.update(_products)
-        .where(_products.c.id == product_id, _products.c.stock_mode == StockMode.CARDS.value)
-        .values(stock=sa.case((stock + delta < 0, 0), else_=stock + delta))
-    )
+    session.execute(_MOVE_CARD_STOCK, {"pid": product_id, "delta": delta})
 
 
 def release(session, order_id, product_id, kind, quantity):
     """Give back what the order held; returns how much was released."""
     if kind is Reservation.CODES:
-        released = session.execute(
-            sa.update(_codes)
-            .where(_codes.c.order_id == order_id, _codes.c.status == RESERVED)
-            .values(status=AVAILABLE, order_id=None)
-        ).rowcount
+        released = session.execute(_RELEASE_CODES, {"oid": order_id}).rowcount
         if released:
             _move_card_stock(session, product_id, released)
         return released
     if kind is Reservation.STOCK:
-        session.execute(
-            sa.update(_products).where(_products.c.id == product_id).values(stock=_products.c.stock + quantity)
-        )
+        session.execute(_RETURN_STOCK, {"pid": product_id, "n": quantity})
         return quantity
     return 0
 
 
 def sell_reserved_codes(session, order_id):
     """reserved → sold for the order's codes; returns how many."""
-    return session.execute(
-        sa.update(_codes).where(_codes.c.order_id == order_id, _codes.c.status == RESERVED).values(status=SOLD)
-    ).rowcount
+    return session.execute(_SELL_CODES, {"oid": order_id}).rowcount
 
 
 def take_coupon(session, coupon_id, *, force=False):
