@@ -100,6 +100,8 @@ def test_payment_channel_crud_keeps_the_key_encrypted_and_masked(app, client, au
 def test_coupon_crud_and_use(app, client, auth):
     auth.login()
     assert "券码须为" in client.post("/admin/coupons", data={"code": "a", "kind": "amount", "value": "5"}).text
+    assert "可用次数必须是" in client.post("/admin/coupons", data={"code": "SUP", "kind": "amount", "value": "1",
+                                                                "max_uses": "²"}).text
     assert "须小于 100" in client.post("/admin/coupons", data={"code": "HALF", "kind": "percent", "value": "100"}).text
     client.post("/admin/coupons", data={"code": "ten", "kind": "percent", "value": "10", "min_amount": "20",
                                         "max_uses": "1", "is_enabled": "1"})

@@ -85,6 +85,8 @@ def test_bad_input_is_refused_with_a_reason_and_reserves_nothing(app, client):
         ({"quantity": "-1"}, "购买数量必须是正整数"),
         ({"quantity": "4"}, "最多购买 3 件"),
         ({"quantity": "1.5"}, "购买数量必须是正整数"),
+        ({"quantity": "²"}, "购买数量必须是正整数"),
+        ({"quantity": "9" * 50}, "购买数量必须是正整数"),
         ({"f_account": "12345"}, "充值手机号格式不正确（11 位手机号）"),
         ({"f_account": ""}, "请填写充值手机号"),
         ({"contact": "nobody"}, "请填写正确的联系方式"),

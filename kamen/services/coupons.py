@@ -103,7 +103,7 @@ def _optional_int(text, label):
     text = (text or "").strip()
     if not text:
         return None
-    if not text.isdigit() or int(text) > 10**9:
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         raise CouponError(f"{label}必须是不小于 0 的整数")
     return int(text)
 

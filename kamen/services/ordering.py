@@ -180,7 +180,7 @@ def _expire_lazily(session):
 
 def _quantity(text, product):
     text = str(text or "").strip()
-    if not text.isdigit():
+    if not re.fullmatch(r"[0-9]{1,6}", text):
         raise OrderRefused("购买数量必须是正整数")
     quantity = int(text)
     low, high = max(product.min_per_order, 1), max(product.max_per_order, 1)
