@@ -33,6 +33,8 @@ class EpayPeer:
             args = request.args
             if args.get("pid") != PID or args.get("key") != KEY:
                 return jsonify(code=-1, msg="商户密钥错误")
+            if args.get("act") == "query":
+                return jsonify(code=1, msg="查询商户信息成功！", pid=PID, active=1)
             no = args.get("out_trade_no", "")
             if no not in self.paid:
                 return jsonify(code=-1, msg="订单不存在")

@@ -108,6 +108,14 @@ class EpayV1:
             raw=reply,
         )
 
+    def check_merchant(self):
+        """api.php?act=query (merchant info): (True, "") when the gateway accepts this pid and key,
+        else (False, the gateway's reason)."""
+        reply = self._call("get", "api.php", params={"act": "query", "pid": self.pid, "key": self.key})
+        if str(reply.get("code")) == "1":
+            return True, ""
+        return False, str(reply.get("msg") or "")[:100]
+
     def _call(self, method, path, **kwargs):
         url = f"{self.base_url}/{path}"
         try:
