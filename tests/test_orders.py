@@ -101,10 +101,15 @@ def test_bad_input_is_refused_with_a_reason_and_reserves_nothing(app, client):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
     assert _codes(product.id, "available") == 5 and db.session.get(Product, product.id).stock == 5
 
-    token = client.csrf_token().encode()
     garbage = client.post(f"/p/{product.id}/buy", csrf=False, content_type="application/x-www-form-urlencoded",
-                          data=b"csrf_token=" + token + b"&quantity=1&f_account=\xff\xfe&contact=\xc3\x28")
-    assert garbage.status_code == 400 and "请刷新后重试" in garbage.text  # undecodable form: nothing read
+                          data=b"quantity=1&f_account=\xff\xfe&contact=\xc3\x28")
+    assert garbage.status_code == 400 and "购买数量必须是正整数" in garbage.text  # undecodable form: nothing read
+    elsewhere = client.post(f"/p/{product.id}/buy", csrf=False, data=buy_form(f_account="13912345678"),
+                            headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 400 and "页面来源无效" in elsewhere.text
+    here = client.post(f"/p/{product.id}/buy", csrf=False, data=buy_form(quantity="0"),
+                       headers={"Origin": "http://localhost", "Referer": "https://evil.example/x"})
+    assert here.status_code == 400 and "至少购买 1 件" in here.text  # same site: the form is read
     huge = client.post(f"/p/{product.id}/buy", data={"contact": "1" * (10 * 1024 * 1024)})
     assert huge.status_code == 413 and "提交的内容太长" in huge.text and len(huge.data) < 100_000
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 0
