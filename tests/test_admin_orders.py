@@ -128,11 +128,12 @@ def test_coupon_crud_and_use(app, client, auth):
 def test_demo_channel_command_points_at_the_demo_gateway(app, runner):
     app.config.update(DEMO_GATEWAY=False)
     assert runner.invoke(args=["create-demo-channel"]).exit_code != 0
-    app.config.update(DEMO_GATEWAY=True, DEMO_GATEWAY_PID="1001", DEMO_GATEWAY_KEY="k1")
+    app.config.update(DEMO_GATEWAY=True, DEMO_GATEWAY_PID="1001", DEMO_GATEWAY_KEY="k1", DEMO_GATEWAY_URL="")
+    assert "KAMEN_DEMO_GATEWAY_URL" in runner.invoke(args=["create-demo-channel"]).output
     result = runner.invoke(args=["create-demo-channel", "--base-url", "http://127.0.0.1:5001/demopay/"])
     assert result.exit_code == 0 and "已创建" in result.output
-    app.config["DEMO_GATEWAY_KEY"] = "k2"
-    assert "已更新" in runner.invoke(args=["create-demo-channel", "--base-url", "http://127.0.0.1:5001/demopay/"]).output
+    app.config.update(DEMO_GATEWAY_KEY="k2", DEMO_GATEWAY_URL="http://127.0.0.1:5001/demopay/")
+    assert "已更新" in runner.invoke(args=["create-demo-channel"]).output
     channels = db.session.scalars(sa.select(PaymentChannel)).all()
     assert len(channels) == 1 and channels[0].base_url == "http://127.0.0.1:5001/demopay"
     assert decrypt(channels[0].key_encrypted) == "k2" and channels[0].pid == "1001"
