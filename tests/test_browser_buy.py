@@ -1,26 +1,11 @@
 """A customer on a phone (390 px): buy a card code through the 易支付 demo gateway, see it, find it with 查单."""
-import pytest
 from playwright.sync_api import expect
 
 from kamen.extensions import db
 from kamen.models import PaymentChannel
 from kamen.secretbox import encrypt
+from tests.browser import PHONE
 from tests.order_helpers import make_card_product
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def phone(chromium, request):
-    from tests.browser import ARTIFACTS
-
-    context = chromium.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True, has_touch=True)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def _fits(page):
@@ -49,7 +34,7 @@ def test_phone_buyer_pays_on_the_demo_gateway_sees_codes_and_finds_the_order(
     assert code.startswith(f"CODE-{product.id}-")
     assert _fits(phone)
 
-    stranger = chromium.new_context(locale="zh-CN", viewport=PHONE, is_mobile=True).new_page()
+    stranger = chromium.new_context(locale="zh-CN", **PHONE).new_page()
     stranger.goto(f"{live_server}/order/{order_no}")
     expect(stranger.get_by_text("没有找到匹配的订单")).to_be_visible()
     stranger.get_by_label("订单号").fill(order_no)

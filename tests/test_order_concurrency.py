@@ -57,7 +57,7 @@ def _buy(base, product_id, n):
     """One buyer: open the product page, then buy one from it."""
     http = requests.Session()
     headers = {"X-Forwarded-For": f"10.{n // 250}.{n % 250}.1"}
-    assert "立即购买" in http.get(f"{base}/p/{product_id}", headers=headers, timeout=60).text
+    assert f"/p/{product_id}/buy" in http.get(f"{base}/p/{product_id}", headers=headers, timeout=60).text
     resp = http.post(f"{base}/p/{product_id}/buy", allow_redirects=False, timeout=60,
                      headers={**headers, "Origin": base}, data={"quantity": "1", "contact": f"1380000{n:04d}"})
     return resp.status_code, resp.text if resp.status_code != 302 else resp.headers["Location"]
