@@ -17,4 +17,4 @@ def query_payments():
 
 def enqueue_payment_queries():
     """From the per-minute tick: the gateway queries run as their own job."""
-    return queue.enqueue("jobs.orders.query_payments", job_id="query-payments")
+    return queue.enqueue("jobs.orders.query_payments")

@@ -321,7 +321,7 @@ def test_card_codes_page_shows_codes_held_by_unpaid_orders(app, client, auth):
     assert "不一致" not in page.text  # stock 1 is exactly the one code still for sale
 
 
-def test_expiry_and_lost_notify_jobs_run_on_a_real_worker(app, client, redis_url, db_url, epay_peer):
+def test_the_minute_tick_expires_orders_and_finds_lost_payments_on_a_real_worker(app, client, redis_url, db_url, epay_peer):
     import uuid
 
     from kamen import queue
@@ -339,8 +339,7 @@ def test_expiry_and_lost_notify_jobs_run_on_a_real_worker(app, client, redis_url
     epay_peer.paid[lost.order_no] = "10.00"
     queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
     app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
-    assert queue.enqueue("jobs.orders.expire_orders").backend == "rq"
-    queue.enqueue("jobs.orders.query_payments")
+    assert queue.enqueue("jobs.tick.every_minute").backend == "rq"  # the schedule's minute tick
     assert _status(overdue.id) is OrderStatus.PENDING  # nothing ran in-process
     result = burst_worker(app, db_url, redis_url, queue_name)
     assert result.returncode == 0, result.stderr
