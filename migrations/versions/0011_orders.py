@@ -1,7 +1,7 @@
 """orders
 
 Revision ID: 0011_orders
-Revises: 0012_demo_pay
+Revises: 0005_uploads
 Create Date: 2026-12-01 14:45:57.611257
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0011_orders'
-down_revision = '0012_demo_pay'
+down_revision = '0005_uploads'
 branch_labels = None
 depends_on = None
 
