@@ -41,12 +41,12 @@ class Server:
                 self.proc.wait()
 
 
-def start_gunicorn(app_spec, cwd, env, log, workers=2):
+def start_gunicorn(app_spec, cwd, env, log, workers=2, threads=1):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
          "--error-logfile", str(log), app_spec],
         cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

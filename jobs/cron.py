@@ -24,6 +24,7 @@ QUEUE = os.environ.get("KAMEN_JOB_QUEUE", "kamen")
 # Each supplier's interval and nightly full sync are checked every minute, so
 # changing them in the back office needs no restart of this process.
 cron.register(tick.every_minute, QUEUE, cron="* * * * *", name="every-minute",
-              meta={"label": "每分钟：到期的自动同步与夜间全量同步、手工货源核对提醒、预约提交的导入、演示支付的通知重试、中断或未发出的后台任务的恢复"})
+              meta={"label": "每分钟：到期的自动同步与夜间全量同步、手工货源核对提醒、预约提交的导入、演示支付的通知重试、"
+                                 "中断或未发出的后台任务的恢复、超时未付订单取消、掉单查询"})
 cron.register(tick.nightly_purge, QUEUE, cron="30 3 * * *", name="purge-login-attempts",
               meta={"label": "每天 03:30：清理 30 天前的登录记录，以及超过保留天数的导入文件和明细"})

@@ -26,6 +26,7 @@ class AppWorker(Worker):
         import jobs.demopay  # noqa: F401  (what the schedule's jobs run, imported once here, not per horse)
         import jobs.imports  # noqa: F401
         import jobs.maintenance  # noqa: F401
+        import jobs.orders  # noqa: F401
         import jobs.sync  # noqa: F401
         from sqlalchemy.orm import configure_mappers
 

@@ -17,6 +17,7 @@ def register_cli(app):
     app.cli.add_command(doctor_command)
     app.cli.add_command(sweep_jobs_command)
     app.cli.add_command(purge_imports_command)
+    app.cli.add_command(create_demo_channel_command)
 
 
 @click.command("create-admin")
@@ -195,3 +196,21 @@ def doctor_command():
         failed = failed or check.level == "fail"
     if failed:
         raise SystemExit(1)
+
+
+@click.command("create-demo-channel")
+@click.option("--base-url", default=None, help="The demo gateway's address (default: KAMEN_DEMO_GATEWAY_URL).")
+def create_demo_channel_command(base_url):
+    """A payment channel pointing at the built-in 易支付 demo gateway (KAMEN_DEMO_GATEWAY=1)."""
+    from flask import current_app
+
+    from kamen.services.payments import ensure_demo_channel
+
+    config = current_app.config
+    if not config["DEMO_GATEWAY"]:
+        raise click.ClickException("演示支付网关未开启（KAMEN_DEMO_GATEWAY=1 开启）。")
+    base_url = base_url or config["DEMO_GATEWAY_URL"]
+    if not base_url:
+        raise click.ClickException("请用 --base-url 或 KAMEN_DEMO_GATEWAY_URL 给出演示网关的地址，例如 http://127.0.0.1:5000/demopay/")
+    channel, created = ensure_demo_channel(db.session, base_url, config["DEMO_GATEWAY_PID"], config["DEMO_GATEWAY_KEY"])
+    click.echo(f"{'已创建' if created else '已更新'}支付通道“{channel.name}”（编号 {channel.id}）→ {channel.base_url}")

@@ -84,6 +84,13 @@ class Config:
         self.IMPORT_MAX_ROWS = _int("KAMEN_IMPORT_MAX_ROWS", 200_000)
         self.MAX_CONTENT_LENGTH = self.IMPORT_MAX_BYTES + 1024 * 1024
         self.WTF_CSRF_TIME_LIMIT = None
+        # Buying: unpaid orders hold stock this long; per contact and per IP at most
+        # this many unpaid orders; 查单 throttle per IP; how long a 查单 link works.
+        self.ORDER_EXPIRE_MINUTES = _int("KAMEN_ORDER_EXPIRE_MINUTES", 15)
+        self.ORDER_UNPAID_LIMIT = _int("KAMEN_ORDER_UNPAID_LIMIT", 3)
+        self.LOOKUP_MAX_FAILURES = _int("KAMEN_LOOKUP_MAX_FAILURES", 10)
+        self.LOOKUP_LOCK_MINUTES = _int("KAMEN_LOOKUP_LOCK_MINUTES", 15)
+        self.ORDER_LINK_DAYS = _int("KAMEN_ORDER_LINK_DAYS", 7)
         # Behind nginx, how many proxies set X-Forwarded-For/-Proto: the login rate
         # limit must see the customer's address, not the proxy's.
         self.PROXY_COUNT = _int("KAMEN_PROXY_COUNT", 0)

@@ -42,15 +42,29 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, request):
-    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def _browser_page(chromium, request, timeout=10_000, **context_args):
+    """A page in a fresh context; its final screenshot goes to test-artifacts/."""
+    context = chromium.new_context(locale="zh-CN", **context_args)
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(timeout)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def page(chromium, request):
+    yield from _browser_page(chromium, request, viewport={"width": 1280, "height": 900})
+
+
+@pytest.fixture
+def phone(chromium, request):
+    """A page on a 390 px wide phone screen."""
+    yield from _browser_page(chromium, request, timeout=15_000, **PHONE)
 
 
 def admin_login(page, base):

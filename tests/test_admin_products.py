@@ -263,3 +263,12 @@ def test_oversized_upload_gets_a_chinese_page(admin, app):
     response = admin.post("/admin/imports/new", data={"file": (io.BytesIO(b"x" * (2 * 1024 * 1024)), "big.csv")},
                           content_type="multipart/form-data")
     assert response.status_code == 413 and "上传的内容太大" in response.get_data(as_text=True)
+
+
+def test_quantity_limits_per_order_are_set_in_the_form(admin, client):
+    refused = _form(admin, min_per_order="5", max_per_order="2")
+    assert refused.status_code == 400 and "每单最少购买数不能大于每单最多购买数" in refused.get_data(as_text=True)
+    assert _form(admin, min_per_order="2", max_per_order="3").status_code == 302
+    product = db.session.scalar(sa.select(Product).filter_by(code="NEW-1"))
+    assert (product.min_per_order, product.max_per_order) == (2, 3)
+    assert 'min="2" max="3"' in client.get(f"/p/{product.id}").get_data(as_text=True)

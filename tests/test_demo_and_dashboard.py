@@ -34,3 +34,17 @@ def test_dashboard_counts_and_schedule_notice(runner, auth):
     listed = db.session.scalar(sa.select(sa.func.count()).select_from(Product).where(Product.is_listed.is_(True)))
     assert f"<strong>{listed}</strong>已上架" in page
     assert "定时任务未开启" in page
+
+
+def test_demo_card_goods_have_codes_to_sell(runner):
+    from kamen.models import CardCode, StockMode
+
+    runner.invoke(args=["seed-demo"])
+    runner.invoke(args=["seed-demo"])  # twice: no extra codes
+    cards = db.session.scalars(sa.select(Product).where(Product.stock_mode == StockMode.CARDS)).all()
+    assert len(cards) == 8
+    for product in cards:
+        available = db.session.scalar(sa.select(sa.func.count()).select_from(CardCode).where(
+            CardCode.product_id == product.id, CardCode.status == "available"))
+        assert product.stock == available
+    assert {p.code: p.stock for p in cards}["WY50"] == 120

@@ -3,6 +3,18 @@ from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
+from kamen.models.orders import (
+    PAY_MODES,
+    PAY_TYPES,
+    Coupon,
+    CouponKind,
+    LookupAttempt,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    PaymentChannel,
+    Reservation,
+)
 from kamen.models.suppliers import DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
 from kamen.models.uploads import Upload, UploadChunk
 from kamen.models.users import AdminUser, LoginAttempt
@@ -13,6 +25,8 @@ __all__ = [
     "CardCode",
     "CardCodeUpload",
     "Category",
+    "Coupon",
+    "CouponKind",
     "DeliveryType",
     "DemoPayTrade",
     "DemoTradeStatus",
@@ -20,9 +34,17 @@ __all__ = [
     "ImportBatch",
     "ImportRow",
     "LoginAttempt",
+    "LookupAttempt",
     "MappingTemplate",
     "Notification",
+    "Order",
+    "OrderEvent",
+    "OrderStatus",
+    "PAY_MODES",
+    "PAY_TYPES",
+    "PaymentChannel",
     "Product",
+    "Reservation",
     "Setting",
     "StockMode",
     "Supplier",

@@ -78,6 +78,9 @@ class Product(db.Model):
     # What the buyer must fill in: [{"key", "label", "pattern", "hint"}].
     buyer_fields: Mapped[list] = mapped_column(sa.JSON, default=list)
     delivery_minutes: Mapped[int] = mapped_column(default=5)
+    # Quantity one order may buy.
+    min_per_order: Mapped[int] = mapped_column(default=1, server_default="1")
+    max_per_order: Mapped[int] = mapped_column(default=100, server_default="100")
     description: Mapped[str] = mapped_column(sa.Text, default="")
 
     is_listed: Mapped[bool] = mapped_column(default=True)

@@ -121,7 +121,9 @@ class CardCode(db.Model):
     number: Mapped[str] = mapped_column(sa.String(128), default="")  # 卡号 (may be empty)
     secret_encrypted: Mapped[str] = mapped_column(sa.Text)  # 卡密
     digest: Mapped[str] = mapped_column(sa.String(64))  # sha256 of number + secret, for duplicates
-    status: Mapped[str] = mapped_column(sa.String(10), default="available")  # available | sold
+    status: Mapped[str] = mapped_column(sa.String(10), default="available")  # available | reserved | sold
+    # The order holding (reserved) or owning (sold) this code.
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"), index=True)
     upload_id: Mapped[str] = mapped_column(sa.String(32), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

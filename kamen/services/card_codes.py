@@ -46,8 +46,8 @@ NUMBER_HEADERS = frozenset({"卡号", "账号"})
 SECRET_HEADERS = frozenset({"卡密", "密码"})
 SEPARATORS = ("----", "\t", "|", ",")  # tried in this order; otherwise runs of spaces
 
-AVAILABLE, SOLD = "available", "sold"
-STATUS_LABELS = {AVAILABLE: "未售", SOLD: "已售"}
+AVAILABLE, RESERVED, SOLD = "available", "reserved", "sold"  # reserved: held by an unpaid order
+STATUS_LABELS = {AVAILABLE: "未售", RESERVED: "待支付占用", SOLD: "已售"}
 
 NOT_CARDS = "该商品的库存方式不是“本地卡密”，请先在商品编辑页把库存方式改为 本地卡密，再上传卡密"
 WRONG_TYPE = "无法识别的文件类型：请上传 .txt（每行一个卡密）、.csv 或 Excel（.xlsx / .xls）文件"
@@ -516,7 +516,7 @@ def status_counts(session, product_id):
         sa.select(CardCode.status, sa.func.count()).where(CardCode.product_id == product_id).group_by(CardCode.status)
     )
     counts = dict(session.execute(query).all())
-    return {AVAILABLE: counts.get(AVAILABLE, 0), SOLD: counts.get(SOLD, 0)}
+    return {status: counts.get(status, 0) for status in STATUS_LABELS}
 
 
 def code_page(session, product_id, *, status=None, page=1, per_page=50):

@@ -1,10 +1,12 @@
 """The demo catalog: what a new shop looks like with realistic goods."""
+import secrets
 from datetime import timedelta
 from decimal import Decimal as D
 
 import sqlalchemy as sa
 
 from kamen.models import Category, DeliveryType, Product, StockMode
+from kamen.services import card_codes
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 
@@ -77,7 +79,11 @@ def seed_demo(session):
         product.category_id = category_ids[cat]
         product.face_value, product.tier_label = D(face), tier
         product.cost_price, product.market_price, product.sale_price = D(cost), D(market), D(sale)
-        product.stock_mode, product.stock = MODES[mode], stock
+        product.stock_mode = MODES[mode]
+        if product.stock_mode is not StockMode.CARDS:
+            product.stock = stock
+        elif product.id is None:
+            product.stock = 0  # a card-code product's stock is its codes (added below)
         product.delivery_type, product.buyer_fields, product.delivery_minutes = DELIVERY[delivery], fields, minutes
         product.is_pinned = code in PINNED
         product.sort_weight = len(PRODUCTS) - n
@@ -89,7 +95,21 @@ def seed_demo(session):
         product.promo_end = now + timedelta(days=7) if promo else None
         session.add(product)
     session.commit()
+    for code, *_rest, mode, stock, _delivery, _fields, _minutes in PRODUCTS:
+        if mode == "cards":
+            _demo_codes(session, code, supplier.id, stock)
     return len(PRODUCTS)
+
+
+def _demo_codes(session, code, supplier_id, wanted):
+    """Enough demo card codes for the listed stock, so the demo shop can really sell them."""
+    product = session.scalar(sa.select(Product).where(Product.supplier_id == supplier_id, Product.code == code))
+    available = card_codes.status_counts(session, product.id)[card_codes.AVAILABLE]
+    if available < wanted:
+        fresh = "\n".join(f"{code}-DEMO-{secrets.token_hex(6).upper()}" for _ in range(wanted - available))
+        card_codes.upload_text(session, product, fresh)
+    product.stock = card_codes.status_counts(session, product.id)[card_codes.AVAILABLE]
+    session.commit()
 
 
 def _seed_categories(session):

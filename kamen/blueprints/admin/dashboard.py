@@ -7,9 +7,10 @@ from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import Notification
 from kamen.services import operations
+from kamen.services.order_reports import today_totals
 from kamen.services.stats import catalog_stats
 from kamen.services.syncing import overdue_manual_suppliers
-from kamen.timeutil import utcnow
+from kamen.timeutil import to_local, utcnow
 
 
 @bp.get("/")
@@ -21,6 +22,8 @@ def dashboard():
     return render_template(
         "admin/dashboard.html",
         stats=stats,
+        today=today_totals(db.session),
+        today_date=to_local(utcnow()).date().isoformat(),
         notes=notes,
         recheck=overdue_manual_suppliers(db.session, utcnow()),
         schedules_on=bool(current_app.config["REDIS_URL"]),

@@ -150,6 +150,8 @@ class ProductForm(FlaskForm):
     low_stock_threshold = WholeField("预警阈值")
     delivery_type = ChoiceField("发货方式", choices=[SelectChoice(v, label) for v, label in DeliveryType.choices()])
     delivery_minutes = WholeField("预计到账（分钟）", required=True, default=5)
+    min_per_order = WholeField("每单最少购买", default=1)
+    max_per_order = WholeField("每单最多购买", default=100)
     buyer_fields = TextAreaField("买家需填写")
     description = TextAreaField("商品说明", validators=[Optional(), Length(max=5000, message="最多 5000 个字")])
     is_listed = BooleanField("上架", default=True)

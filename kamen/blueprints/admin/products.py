@@ -195,6 +195,9 @@ def _save_product(form, product):
     if product_service.code_taken(db.session, form.supplier_id.data, code, exclude_id=product and product.id):
         raise product_service.ProductInvalid("该货源下已有相同商品编码", "code")
     buyer_fields = product_service.parse_buyer_fields(form.buyer_fields.data)
+    min_per_order, max_per_order = form.min_per_order.data or 1, form.max_per_order.data or 100
+    if min_per_order > max_per_order:
+        raise product_service.ProductInvalid("每单最少购买数不能大于每单最多购买数", "min_per_order")
     if product is not None and product.stock_mode is StockMode.CARDS and form.stock.data != product.stock:
         product_service.check_stock_editable(product)
     if product is None:
@@ -207,6 +210,7 @@ def _save_product(form, product):
     for name in ("face_value", "cost_price", "market_price", "sale_price", "promo_price", "stock",
                  "low_stock_threshold", "delivery_minutes", "is_listed", "is_pinned", "sort_weight"):
         setattr(product, name, getattr(form, name).data)
+    product.min_per_order, product.max_per_order = min_per_order, max_per_order
     product.tier_label = (form.tier_label.data or "").strip() or None
     product.promo_start = from_local(form.promo_start.data)
     product.promo_end = from_local(form.promo_end.data)

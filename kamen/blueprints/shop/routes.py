@@ -61,6 +61,11 @@ def search():
 
 @bp.get("/p/<int:product_id>")
 def product(product_id):
+    return render_product(product_id)
+
+
+def render_product(product_id, buy_error=None, form=None, status=200):
+    """The product page; the buy form shows ``buy_error`` and keeps what was typed."""
     tree = _tree()
     found = catalog.shop_product(db.session, product_id)
     if found is None:
@@ -71,6 +76,9 @@ def product(product_id):
         product=found,
         item=catalog.shop_item(found, _threshold()),
         category=tree.node(found.category_id),
+        buy_error=buy_error,
+        form=form or {},
     )
-    catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"])
-    return html
+    if status == 200:
+        catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"])
+    return html, status
