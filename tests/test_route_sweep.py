@@ -29,6 +29,7 @@ CSRF_EXEMPT_BLUEPRINTS = {
     "api": "signed (分站) or token-authenticated (import scripts) machine requests",
 }
 CSRF_EXEMPT_ENDPOINTS = {
+    "shop.buy": "the buy form: product pages set no session (cacheable), so it checks Origin/Referer instead of a token",
     "shop.pay_notify": "the payment gateway's server-to-server notify, verified by its 易支付 signature",
     "demopay.submit": "易支付 submit.php: the merchant's signed payment request, posted from the shop's pages",
     "demopay.mapi": "易支付 mapi.php: the merchant's signed server-to-server payment request",

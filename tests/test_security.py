@@ -8,12 +8,13 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import ApiToken, ImportBatch, ImportRow, Notification, Product, StockMode, Supplier, SyncRun
-from kamen.models import SupplierKind
-from kamen.services import api_tokens, stations
+from kamen.models import Coupon, DeliveryType, Order, SupplierKind
+from kamen.services import api_tokens, ordering, stations
 from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.products import INLINE_FIELDS
 from tests.helpers import make_category, make_product
 from tests.import_files import HEADER, messy_csv
+from tests.order_helpers import make_channel
 from tests.sync_fixtures import robot  # noqa: F401  (fixture)
 
 # Breaks out of a JavaScript string ('), of an attribute ("), and opens a tag.
@@ -102,12 +103,25 @@ def hostile_world(auth, client):
     save_alert_settings(db.session, {"email_to": HOSTILE, "smtp_host": HOSTILE, "smtp_user": HOSTILE,
                                      "webhook_url": "https://robot.example/send?key=" + HOSTILE})
 
+    topup = make_product(category, name=HOSTILE, supplier_id=supplier.id, stock_mode=StockMode.UNLIMITED,
+                         delivery_type=DeliveryType.TOPUP,
+                         buyer_fields=[{"key": "account", "label": HOSTILE, "pattern": "", "hint": HOSTILE}])
+    order_no = ordering.create_order(db.session, ordering.BuyRequest(
+        product_id=topup.id, quantity="1", contact="13800138000", ip="127.0.0.1", fields={"account": HOSTILE[:40]}))
+    order = db.session.scalar(sa.select(Order).filter_by(order_no=order_no))
+    channel = make_channel()
+    channel.name = HOSTILE[:60]
+    coupon = Coupon(code="HOSTILE1", value=Decimal("1"), note=HOSTILE[:200])
+    db.session.add(coupon)
+    db.session.commit()
+
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
     batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
-        "station_id": station.id, "token_id": token.id, "batch_id": batch.id, "row_id": row.id,
+        "station_id": station.id, "token_id": token.id,
+        "order_id": order.id, "channel_id": channel.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
 
