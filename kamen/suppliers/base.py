@@ -89,11 +89,18 @@ class ConnectionInfo:
 
 @dataclass
 class OrderResult:
+    """One answer about one order. ``cards``: [{"number", "password", "expires"}]
+    (number or password may be None). ``cost``: the unit price the supplier
+    charged, when it said. ``raw``: the request and reply as exchanged, with
+    keys, signatures and card secrets redacted (the order timeline shows it)."""
+
     status: OrderStatus
     supplier_order_id: str | None = None
     cards: list[dict] = field(default_factory=list)
     message: str = ""
     cost: Decimal | None = None
+    idempotency_key: str | None = None  # our order number, as the supplier echoes it
+    raw: dict = field(default_factory=dict, repr=False)
 
 
 class SupplierError(Exception):
@@ -167,5 +174,24 @@ class SupplierAdapter(ABC):
     def test_connection(self) -> ConnectionInfo:
         """Check endpoint and credentials; what 测试连接 shows."""
 
-    # Ordering (一键代发: place_order, query_order, parse_callback; see DESIGN.md)
-    # joins this contract when forwarding is built.
+    # Ordering (一键代发; DESIGN.md flow 4). Adapters that cannot order keep
+    # these defaults, which refuse with a message the admin can act on.
+    def place_order(self, idempotency_key, code, qty, fields, max_unit_cost) -> OrderResult:
+        """Order ``qty`` of ``code`` once per ``idempotency_key`` (our order number).
+
+        Refused before anything is paid: PriceAboveLimit when the supplier's
+        price is above ``max_unit_cost``, OutOfStock, ProductUnavailable,
+        InvalidAccount, InsufficientBalance, AuthFailed, Transient (nothing was
+        sent). Once the request has left, a lost or garbled answer is
+        ``OrderStatus.UNKNOWN``: query, never place again blindly."""
+        raise SupplierError(f"该货源类型（{self.kind}）不支持自动下单，请人工处理")
+
+    def query_order(self, idempotency_key, supplier_order_id=None) -> OrderResult:
+        """The order's current state; Transient when the supplier cannot say now."""
+        raise SupplierError(f"该货源类型（{self.kind}）不支持查询订单，请人工处理")
+
+    def parse_callback(self, headers, body) -> OrderResult:
+        """An order notification from the supplier, its signature verified
+        (AuthFailed when forged). ``body``: the raw request body, or the query
+        string for a GET notification."""
+        raise SupplierError(f"该货源类型（{self.kind}）不发送订单回调，请用查询订单获取结果")

@@ -10,20 +10,32 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from kamen.suppliers.base import (
+    Ambiguous,
     AuthFailed,
     ConnectionInfo,
     Delivery,
+    DuplicateOrder,
+    InsufficientBalance,
+    InvalidAccount,
     Level,
+    OrderResult,
+    OrderStatus,
+    OutOfStock,
     Page,
+    PriceAboveLimit,
     ProductUnavailable,
+    RateLimited,
     RejectedItem,
     RemoteProduct,
     StockLevel,
@@ -77,13 +89,22 @@ class Dialect:
     balance: str = "balance"
     account_name: str = "name"
     account_open: str = "is_open"
+    order_direct: str = "fulu.order.direct.add"
+    order_card: str = "fulu.order.card.add"
+    order_info: str = "fulu.order.info.get"
 
 
 FULU = Dialect()
 
 
+_NUMBER_MARK = re.compile(r'"\\u0000num:([-0-9.eE+]+)"')
+
+
 def _compact(obj):
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON; a Decimal (a number we read from the wire) is written with its own digits."""
+    text_ = json.dumps(obj, ensure_ascii=False, separators=(",", ":"),
+                       default=lambda o: f"\0num:{o}" if isinstance(o, Decimal) else str(o))
+    return _NUMBER_MARK.sub(r"\1", text_)
 
 
 def _md5_sorted(payload, secret):
@@ -113,6 +134,65 @@ def decrypt_card(ciphertext, secret):
         raise SupplierError("卡密解密失败：密文格式不对或密钥不匹配") from exc
 
 
+# What the gateway says about an order (``order_state`` in replies,
+# ``order_status`` in callbacks). ``untreated``: received, not yet worked on.
+ORDER_STATES = {
+    "success": OrderStatus.SUCCESS,
+    "processing": OrderStatus.PROCESSING,
+    "untreated": OrderStatus.ACCEPTED,
+    "failed": OrderStatus.FAILED,
+}
+
+# The one table from a gateway error reply (code or message words) to the
+# contract's error, for every method. Rows are checked in order; a row matches
+# on its code or on any word of the message. Errors no row matches fall back to
+# the shared message rules (parsing.error_from_message). docs/fulu.md, "Errors".
+GATEWAY_ERRORS = (
+    # (error, gateway codes, message words)
+    (AuthFailed, ("1001", "1002"), ("app_key", "签名", "密钥", "白名单", "授权", "token")),
+    (DuplicateOrder, (), ("订单号重复", "订单已存在", "外部订单号已存在", "重复提交", "重复下单")),
+    ("not found", (), ("订单不存在", "订单号不存在", "未查询到订单", "无此订单")),
+    (PriceAboveLimit, (), ("外部销售价", "销售价", "customer_price", "价格高于", "高于限价", "价格变动")),
+    (InsufficientBalance, (), ("余额不足", "余额不够")),
+    (OutOfStock, (), ("库存不足", "缺货", "断货", "无库存")),
+    (InvalidAccount, (), ("充值账号", "账号格式", "账号错误", "账号不存在", "手机号")),
+    (ProductUnavailable, (), ("商品不存在", "停售", "下架", "维护", "未上架", "不存在")),
+    (RateLimited, (), ("频繁", "频率", "限流")),
+    (Transient, (), ("繁忙", "系统异常", "稍后", "超时")),
+)
+
+
+class OrderNotFound(SupplierError):
+    """The gateway has no order under that number (yet)."""
+
+
+def gateway_error(message, code):
+    """The contract error for a gateway error reply (GATEWAY_ERRORS)."""
+    code, text_ = str(code), str(message or "").strip()
+    lowered = text_.lower()
+    for error, codes, words in GATEWAY_ERRORS:
+        if code in codes or any(word in lowered for word in words):
+            error = OrderNotFound if error == "not found" else error
+            return error(f"货源返回错误：{text_ or '未知错误'}（代码 {code}）")
+    return error_from_message(text_, code)
+
+
+# Params, reply fields and card fields never shown in an order timeline.
+_REDACTED = {"app_key", "sign", "charge_password", "card_pwd", "card_number"}
+
+
+def redact(data):
+    """A JSON-ready copy of a request or reply (amounts as text) with keys,
+    signatures and card secrets masked."""
+    if isinstance(data, Decimal):
+        return str(data)
+    if isinstance(data, dict):
+        return {k: ("***" if k in _REDACTED and v not in (None, "") else redact(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
 def _pick(data, *names):
     """The first of these keys present (gateways differ in snake_case and PascalCase)."""
     for name in names:
@@ -129,6 +209,28 @@ def loads_object(text):
     if not isinstance(data, dict):
         raise BadValue("模板内容应为对象")
     return data
+
+
+# Buyer fields fulu.order.direct.add takes (PROTOCOLS.md); others are not sent.
+CHARGE_FIELDS = ("charge_account", "charge_password", "charge_ip", "charge_game_name", "charge_game_region",
+                 "charge_game_srv", "charge_type", "charge_game_role", "contact_qq", "contact_tel")
+
+
+def _callback_params(headers, body):
+    """The order callback's fields from a JSON body, a form body or a query string."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    body = (body or "").strip()
+    content_type = {k.lower(): v for k, v in dict(headers or {}).items()}.get("content-type", "")
+    if "json" in content_type or body.startswith("{"):
+        try:
+            params = loads(body)
+        except ValueError:
+            raise AuthFailed("货源订单回调不是合法的 JSON，已拒绝") from None
+        if not isinstance(params, dict):
+            raise AuthFailed("货源订单回调应为 JSON 对象，已拒绝")
+        return params
+    return dict(parse_qsl(body, keep_blank_values=True))
 
 
 class FuluAdapter(SupplierAdapter):
@@ -161,15 +263,28 @@ class FuluAdapter(SupplierAdapter):
         params["sign"] = sign(params, self.secret)
         return params
 
-    def call(self, method, biz=None):
-        """Send one gateway method and return its decoded ``result``."""
+    def call(self, method, biz=None, *, once=False):
+        """Send one gateway method and return its decoded ``result``.
+
+        ``once``: an order; after sending, a reply we cannot trust is Ambiguous
+        (an error reply with a code is an answer, not ambiguous)."""
         body = _compact(self.envelope(method, biz or {})).encode("utf-8")
         data = self.http.request("POST", GATEWAY_PATH, body=body,
-                                 content_type="application/json; charset=utf-8")
+                                 content_type="application/json; charset=utf-8", once=once)
+        try:
+            return self._result(method, data)
+        except (Transient, AuthFailed) as exc:
+            if once and not getattr(exc, "from_code", False):
+                raise Ambiguous(f"{exc.message}；订单可能已提交，需查询确认") from exc
+            raise
+
+    def _result(self, method, data):
         with reply_check():
             code = value(data, "code")
         if str(code) != "0":
-            raise error_from_message(data.get("message"), code)
+            error = gateway_error(data.get("message"), code)
+            error.from_code = True  # the gateway answered: nothing is ambiguous
+            raise error
         result_text = data.get("result")
         if not isinstance(result_text, str):
             raise Transient("货源返回数据有误：result 应为 JSON 字符串")
@@ -183,6 +298,99 @@ class FuluAdapter(SupplierAdapter):
             return loads(result_text)
         except ValueError:
             raise Transient("货源返回数据有误：result 不是合法的 JSON") from None
+
+    # --- ordering ---------------------------------------------------------
+    def place_order(self, idempotency_key, code, qty, fields, max_unit_cost):
+        d = self.dialect
+        product_id = self._product_id(code)
+        goods = self.get_product(code)  # before paying: its kind, status and current price
+        if not goods.available:
+            raise ProductUnavailable(f"货源商品“{goods.name}”当前未上架，无法下单")
+        limit = Decimal(max_unit_cost) if max_unit_cost is not None else None
+        if limit is not None and goods.cost_price > limit:
+            raise PriceAboveLimit(f"货源进价 ¥{goods.cost_price} 高于允许的最高成本 ¥{limit}，未下单")
+        biz = {d.product_id: product_id, "customer_order_no": str(idempotency_key), d.buy_num: int(qty)}
+        if goods.delivery is Delivery.TOPUP:
+            biz.update(self._charge_fields(fields))
+            method = d.order_direct
+        else:
+            method = d.order_card
+        if limit is not None:
+            biz["customer_price"] = limit  # the gateway refuses the order if its price is above
+        request = {"method": method, "biz_content": biz}
+        try:
+            reply = self.call(method, biz, once=True)
+        except DuplicateOrder:
+            # This order number is already there: that order is ours. Report it, never place again.
+            return self.query_order(idempotency_key)
+        except Ambiguous as exc:
+            return OrderResult(OrderStatus.UNKNOWN, message=exc.message, idempotency_key=str(idempotency_key),
+                               raw=redact({"request": request}))
+        return self._order_result(reply, {"request": request}, fallback=OrderStatus.ACCEPTED,
+                                  key=idempotency_key)
+
+    def query_order(self, idempotency_key, supplier_order_id=None):
+        request = {"method": self.dialect.order_info, "biz_content": {"customer_order_no": str(idempotency_key)}}
+        try:
+            reply = self.call(self.dialect.order_info, request["biz_content"])
+        except OrderNotFound as exc:
+            # Not proof of failure: the order reply may still be on its way. The caller decides after its deadline.
+            return OrderResult(OrderStatus.UNKNOWN, message=f"{exc.message}：货源暂查无此订单号",
+                               idempotency_key=str(idempotency_key), raw={"request": request})
+        return self._order_result(reply, {"request": request}, fallback=None, key=idempotency_key)
+
+    def parse_callback(self, headers, body):
+        params = _callback_params(headers, body)
+        their = str(params.get("sign") or "")
+        if not their or not hmac.compare_digest(their.lower(), sign(params, self.secret)):
+            raise AuthFailed("货源订单回调签名不正确，已拒绝（可能是伪造的通知，或 AppSecret 不一致）")
+        status = ORDER_STATES.get(str(params.get("order_status", "")).strip().lower())
+        if status not in (OrderStatus.SUCCESS, OrderStatus.FAILED):
+            raise Transient(f"货源订单回调状态无法识别：{params.get('order_status')!r}")
+        cost = None
+        if params.get("price") not in (None, ""):
+            with reply_check():
+                cost = money(params, "price")
+        return OrderResult(status, supplier_order_id=optional_text(params, "order_id"),
+                           message=optional_text(params, "recharge_description") or "",
+                           cost=cost, idempotency_key=optional_text(params, "customer_order_no"),
+                           raw=redact({"callback": params}))
+
+    def _charge_fields(self, fields):
+        fields = {k: str(v).strip() for k, v in (fields or {}).items() if v not in (None, "")}
+        if not fields.get("charge_account"):
+            raise InvalidAccount("直充商品需要充值账号（charge_account），订单未提交")
+        return {k: v for k, v in fields.items() if k in CHARGE_FIELDS}
+
+    def _order_result(self, reply, raw, fallback, key):
+        if not isinstance(reply, dict):
+            return OrderResult(OrderStatus.UNKNOWN, message="货源回复的订单数据有误", idempotency_key=str(key),
+                               raw=redact({**raw, "reply": reply}))
+        raw = redact({**raw, "reply": reply})
+        status = ORDER_STATES.get(str(reply.get("order_state", "")).strip().lower(), fallback)
+        if status is None:
+            return OrderResult(OrderStatus.UNKNOWN, message=f"货源订单状态无法识别：{reply.get('order_state')!r}",
+                               idempotency_key=str(key), raw=raw)
+        try:
+            cost = optional_money(reply, "order_price")
+            cards = [self._card(c) for c in json_list(reply.get("cards"), "卡密列表")]
+        except (BadValue, SupplierError) as exc:
+            return OrderResult(OrderStatus.UNKNOWN, message=f"货源回复的订单数据有误：{exc}",
+                               idempotency_key=str(key), raw=raw)
+        buy_num = reply.get("buy_num")
+        if status is OrderStatus.SUCCESS and cards and str(buy_num).isdigit() and len(cards) < int(buy_num):
+            status = OrderStatus.PARTIAL
+        return OrderResult(status, supplier_order_id=optional_text(reply, "order_id"), cards=cards,
+                           message=optional_text(reply, "recharge_description") or "", cost=cost,
+                           idempotency_key=optional_text(reply, "customer_order_no") or str(key), raw=raw)
+
+    def _card(self, card):
+        if not isinstance(card, dict):
+            raise BadValue("卡密应为对象")
+        number, password = card.get("card_number"), card.get("card_pwd")
+        return {"number": decrypt_card(number, self.secret) if number else None,
+                "password": decrypt_card(password, self.secret) if password else None,
+                "expires": optional_text(card, "card_deadline")}
 
     def list_products(self, cursor=None, updated_after=None):
         rows = self.call(self.dialect.goods_list)

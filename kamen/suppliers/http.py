@@ -6,9 +6,10 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from kamen.outbound import AddressRefused, check_host
-from kamen.suppliers.base import AuthFailed, RateLimited, SupplierError, Transient
+from kamen.suppliers.base import Ambiguous, AuthFailed, RateLimited, SupplierError, Transient
 
 log = logging.getLogger("kamen.suppliers")
 
@@ -35,7 +36,20 @@ class HttpClient:
         self.host = urlsplit(self.base_url).netloc or self.base_url
         self.hostname = urlsplit(self.base_url).hostname
 
-    def request(self, method, path, *, body=None, content_type=None, headers=None):
+    def request(self, method, path, *, body=None, content_type=None, headers=None, once=False):
+        """``once``: the request must not take effect twice (an order). Trouble
+        after it may have reached the supplier (read timeout, dropped
+        connection, 5xx, garbled reply) is then ``Ambiguous``, not Transient."""
+        if not once:
+            return self._request(method, path, body, content_type, headers)
+        try:
+            return self._request(method, path, body, content_type, headers)
+        except Transient as exc:
+            if getattr(exc, "never_sent", False):
+                raise
+            raise Ambiguous(f"{exc.message}；请求已发出，结果未知，需查询确认，切勿重复下单") from exc
+
+    def _request(self, method, path, body, content_type, headers):
         headers = dict(headers or {})
         if content_type:
             headers["Content-Type"] = content_type
@@ -51,9 +65,13 @@ class HttpClient:
                 timeout=self.timeout, allow_redirects=False,
             )
         except requests.Timeout as exc:
-            raise Transient(f"货源响应超时（超过 {self.timeout:g} 秒）：{self.host}") from exc
+            error = Transient(f"货源响应超时（超过 {self.timeout:g} 秒）：{self.host}")
+            error.never_sent = isinstance(exc, requests.ConnectTimeout)
+            raise error from exc
         except requests.ConnectionError as exc:
-            raise Transient(f"无法连接货源 {self.host}：网络不通、地址错误或对方服务未启动") from exc
+            error = Transient(f"无法连接货源 {self.host}：网络不通、地址错误或对方服务未启动")
+            error.never_sent = _never_connected(exc)
+            raise error from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as exc:
             raise SupplierError(f"货源地址无效：{self.base_url}") from exc
@@ -85,6 +103,12 @@ class HttpClient:
         if problem is not None:
             raise Transient(problem)
         return data
+
+
+def _never_connected(exc):
+    """Whether a ConnectionError happened before a connection existed (so nothing was sent)."""
+    reason = getattr(exc.args[0], "reason", exc.args[0]) if exc.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 def _parse_json(resp):

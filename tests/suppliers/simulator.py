@@ -14,7 +14,17 @@ own error answer), ``bad_reply_sign`` (Fulu reply signature wrong) and
 fields, negative prices, stock as a string and so on. ``healthy_requests``
 delays the failure switches (all but ``overrides``) until that many requests
 have been answered normally: a listing that breaks on page 2.
+
+Orders (Fulu ``fulu.order.*`` and acg-faka ``commodity/trade``/``query``):
+stock and balance are really taken; a repeated ``customer_order_no`` /
+``request_no`` is refused as a duplicate; a price above ``customer_price`` is
+refused. ``order_fault`` ("timeout", "5xx", "malformed") records the order
+and then answers badly: the order exists, the caller cannot know.
+``settle_after`` answers that many order queries with ``processing`` before
+``success`` (slow success). ``short_cards`` delivers that many fewer cards.
+``fulu_callback`` builds the order notification a gateway would send.
 """
+import base64
 import hashlib
 import json
 import re
@@ -26,6 +36,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from urllib.parse import unquote_plus, urlencode
 
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -137,6 +149,12 @@ class Simulator:
         self.bad_reply_sign = False
         self.overrides = {}
         self.healthy_requests = 0
+        self.order_fault = None
+        self.settle_after = 0
+        self.short_cards = 0
+        self.orders = {}  # customer_order_no / request_no -> order dict
+        self.queries = {}  # order key -> order queries answered
+        self.acg_manual_text = "正在发货中，请耐心等待..."
 
     def failing(self):
         """Whether the failure switches apply to the request being answered."""
@@ -231,7 +249,8 @@ class Simulator:
             return None
 
         app.add_url_rule("/api/getway", "fulu", self.fulu_gateway, methods=["POST"])
-        for action in ("authentication/connect", "commodity/items", "commodity/inventory"):
+        for action in ("authentication/connect", "commodity/items", "commodity/inventory", "commodity/trade",
+                       "commodity/query"):
             app.add_url_rule(f"/shared/{action}", action, self.acg_shared, methods=["GET", "POST"])
         app.add_url_rule("/api/upstream/v1/products", "kamen_products", self.kamen_products)
         app.add_url_rule("/api/upstream/v1/stock", "kamen_stock", self.kamen_stock, methods=["POST"])
@@ -268,12 +287,111 @@ class Simulator:
             result = template
         elif method == "fulu.user.info.get":
             result = {"name": self.shop_name, "balance": self.balance, "is_open": 1}
+        elif method in ("fulu.order.direct.add", "fulu.order.card.add"):
+            result = self._fulu_order_add(method, biz)
+            if isinstance(result, Response):
+                return result
+            fault = self._after_accepting()
+            if fault:
+                return fault
+        elif method == "fulu.order.info.get":
+            order = self.orders.get(str(biz.get("customer_order_no")))
+            if order is None:
+                return self._fulu_fail(2003, "订单不存在")
+            result = self._fulu_order_view(order, query=True)
         else:
             return self._fulu_fail(1003, "method不存在")
         result_text = dumps(result)
         reply_sign = "0" * 32 if self.bad_reply_sign else \
             hashlib.md5(("".join(sorted(result_text)) + self.fulu_secret).encode()).hexdigest()
         return self._json({"code": 0, "message": "接口调用成功", "result": result_text, "sign": reply_sign})
+
+    # --- orders ---------------------------------------------------------
+    def _take(self, key, p, num, unit_price):
+        """Stock and balance as a real supplier takes them; an error message or the new order."""
+        if key in self.orders:
+            return "外部订单号已存在" if key.isascii() else "订单号重复"
+        if p is None:
+            return "商品不存在"
+        if not p.on_sale:
+            return "商品已下架"
+        if p.delivery == "card" and p.stock is not None and p.stock < num:
+            return "库存不足"
+        if unit_price * num > self.balance:
+            return "余额不足"
+        self.balance -= unit_price * num
+        if p.delivery == "card" and p.stock is not None:
+            p.stock -= num
+        n = len(self.orders) + 1
+        cards = [(f"CARD{n:04d}{i:02d}", f"PWD-{n}-{i}-密") for i in range(max(num - self.short_cards, 0))]
+        order = {"id": f"SIM{n:06d}", "key": key, "product": p, "num": num, "unit": unit_price,
+                 "cards": cards if p.delivery == "card" else [], "state": "success"}
+        self.orders[key] = order
+        return order
+
+    def _fulu_order_add(self, method, biz):
+        p = self.products.get(str(biz.get("product_id")))
+        if p is not None and (method == "fulu.order.card.add") != (p.delivery == "card"):
+            return self._fulu_fail(2004, "商品类型与下单接口不匹配")
+        if p is not None and biz.get("customer_price") is not None and p.price > Decimal(str(biz["customer_price"])):
+            return self._fulu_fail(2005, "商品进价高于外部销售价，下单失败")
+        if method == "fulu.order.direct.add" and not biz.get("charge_account"):
+            return self._fulu_fail(2006, "充值账号不能为空")
+        order = self._take(str(biz.get("customer_order_no")), p, int(biz.get("buy_num") or 0),
+                           p.price if p else Decimal(0))
+        if isinstance(order, str):
+            return self._fulu_fail(2007, order)
+        order["account"] = biz.get("charge_account")
+        return self._fulu_order_view(order, query=False)
+
+    def _settled(self, order, query):
+        if query:
+            self.queries[order["key"]] = self.queries.get(order["key"], 0) + 1
+        return self.queries.get(order["key"], 0) > self.settle_after or (self.settle_after == 0 and not query)
+
+    def _fulu_order_view(self, order, query):
+        settled = self._settled(order, query)
+        state = order["state"] if settled else "processing"
+        p = order["product"]
+        return {
+            "order_id": order["id"], "customer_order_no": order["key"], "product_id": int(p.code),
+            "product_name": p.name, "charge_account": order.get("account") or "", "buy_num": order["num"],
+            "order_type": 3 if p.delivery == "card" else 4, "order_price": order["unit"],
+            "order_state": state, "create_time": "2024-05-01 12:00:00",
+            "finish_time": "2024-05-01 12:00:05" if state == "success" else "",
+            "cards": [{"card_number": self.encrypt(n), "card_pwd": self.encrypt(pw), "card_deadline": "2099-12-31",
+                       "card_type": 0} for n, pw in order["cards"]] if state == "success" else [],
+        }
+
+    def encrypt(self, plain):
+        padder = padding.PKCS7(128).padder()
+        data = padder.update(plain.encode()) + padder.finalize()
+        enc = Cipher(algorithms.AES(self.fulu_secret.encode()), modes.ECB()).encryptor()
+        return base64.b64encode(enc.update(data) + enc.finalize()).decode()
+
+    def _after_accepting(self):
+        if self.order_fault == "timeout":
+            time.sleep(3)  # above the client timeout
+        if self.order_fault == "5xx":
+            return Response("upstream error", 502, content_type="text/plain")
+        if self.order_fault == "malformed":
+            return Response('{"code": 0, "message": "接口调用成', 200, content_type="application/json")
+        return None
+
+    def fulu_callback(self, key, transport="json", status="success", forge=False):
+        """(headers, body) of the order notification the gateway sends for ``key``."""
+        order = self.orders[key]
+        params = {"order_id": order["id"], "charge_finish_time": "2024-05-01 12:00:05", "customer_order_no": key,
+                  "order_status": status, "recharge_description": "充值成功" if status == "success" else "充值失败",
+                  "product_id": order["product"].code, "price": f"{order['unit']:.4f}", "buy_num": str(order["num"]),
+                  "operator_serial_number": ""}
+        params["sign"] = fulu_sign(params, "forged-secret-0123456789abcdefgh" if forge else self.fulu_secret)
+        if transport == "json":
+            return {"Content-Type": "application/json"}, json.dumps(params, ensure_ascii=False).encode()
+        form = urlencode(params).encode()
+        if transport == "form":
+            return {"Content-Type": "application/x-www-form-urlencoded"}, form
+        return {}, form  # query string of a GET notification
 
     def _fulu_fail(self, code, message):
         return self._json({"code": code, "message": message, "result": "", "sign": ""})
@@ -301,6 +419,16 @@ class Simulator:
             data = [{"id": i, "name": name, "children": children}
                     for i, (name, children) in enumerate(tree.items(), 1)]
             return self._json({"code": 200, "data": data})
+        if action == "commodity/trade":
+            return self._acg_trade(form)
+        if action == "commodity/query":
+            order = next((o for o in self.orders.values() if o["id"] == form.get("tradeNo")), None)
+            if order is None:
+                return self._acg_fail("订单不存在")
+            settled = self._settled(order, True)
+            return self._json({"code": 200, "msg": "success", "data": {
+                "secret": self._acg_secret(order) if settled else self.acg_manual_text, "widget": None,
+                "status": 1}})
         p = self.products.get(form.get("sharedCode", ""))
         if p is None:
             return self._acg_fail("商品不存在")
@@ -311,6 +439,29 @@ class Simulator:
             "count": item["stock"], "delivery_way": item["delivery_way"], "draft_status": 0,
             "price": item["price"], "user_price": item["user_price"],
             "factory_price": item["user_price"], "config": "", "is_category": False}})
+
+    def _acg_secret(self, order):
+        if order["product"].delivery != "card" and not order.get("delivered"):
+            return self.acg_manual_text
+        return "\n".join(n for n, _ in order["cards"])
+
+    def _acg_trade(self, form):
+        p = self.products.get(form.get("shared_code", ""))
+        key = form.get("request_no") or f"anon-{len(self.orders) + 1}"
+        if not form.get("contact"):
+            return self._acg_fail("联系方式不能为空")
+        if p is not None and p.delivery == "topup" and not form.get("game_account"):
+            return self._acg_fail("请填写游戏账号")
+        order = self._take(key, p, int(form.get("num") or 0), p.price if p else Decimal(0))
+        if isinstance(order, str):
+            return self._acg_fail("请勿重复提交订单" if "订单号" in order else order)
+        fault = self._after_accepting()
+        if fault:
+            return fault
+        secret = self._acg_secret(order) if self.settle_after == 0 else self.acg_manual_text
+        return self._json({"code": 200, "msg": "success", "data": {
+            "url": "", "amount": order["unit"] * order["num"], "tradeNo": order["id"], "secret": secret,
+            "leave_message": "", "stock": p.stock}})
 
     def _acg_fail(self, message):
         return self._json({"code": 0, "msg": message})
