@@ -7,19 +7,29 @@ or 0 and a ``msg``. ``app_id`` is our user id on the 主站 and ``app_key`` the
 """
 import hashlib
 import re
+from decimal import Decimal
 from urllib.parse import unquote_plus, urlencode
 
 from kamen.suppliers.base import (
+    Ambiguous,
     ConnectionInfo,
     Delivery,
+    DuplicateOrder,
+    InvalidAccount,
     Level,
+    OrderResult,
+    OrderStatus,
+    OutOfStock,
     Page,
+    PriceAboveLimit,
     ProductUnavailable,
+    SupplierError,
     RemoteProduct,
     StockLevel,
     SupplierAdapter,
     Transient,
 )
+from kamen.money import round_money
 from kamen.suppliers.http import HttpClient
 from kamen.suppliers.parsing import (
     BadValue,
@@ -32,6 +42,7 @@ from kamen.suppliers.parsing import (
     money,
     optional_money,
     optional_text,
+    redact,
     reply_check,
     text,
 )
@@ -39,6 +50,17 @@ from kamen.suppliers.parsing import (
 CONNECT = "/shared/authentication/connect"
 ITEMS = "/shared/commodity/items"
 INVENTORY = "/shared/commodity/inventory"
+TRADE = "/shared/commodity/trade"
+QUERY = "/shared/commodity/query"
+# What a trade's ``secret`` says while the 主站 still has to deliver by hand.
+PENDING_TEXT = "正在发货中"
+# Order refusals worded by the 主站 that the shared message rules do not cover;
+# checked before them (parsing.error_from_message). docs/acg-faka.md, "Orders".
+ORDER_ERRORS = (
+    (DuplicateOrder, ("重复", "已存在")),
+    ("not found", ("订单不存在",)),
+    (InvalidAccount, ("请填写", "格式不正确", "格式错误", "联系方式")),
+)
 SUCCESS = 200
 # delivery_way: 0 automatic card codes; 1 fulfilled by hand on the 主站 (top-ups, services).
 DELIVERY_WAYS = {0: Delivery.CARD, 1: Delivery.TOPUP}
@@ -84,16 +106,91 @@ class AcgFakaAdapter(SupplierAdapter):
         self.app_id = str(app_id)
         self.app_key = app_key
 
-    def call(self, path, params=None):
+    def call(self, path, params=None, *, once=False):
+        """POST one signed form; ``once`` (a trade): a reply lost or garbled after sending is Ambiguous."""
         data = {**(params or {}), "app_id": self.app_id, "app_key": self.app_key}
         data["sign"] = sign(data, self.app_key)
         reply = self.http.request("POST", path, body=urlencode(form_pairs(data)).encode("ascii"),
-                                  content_type="application/x-www-form-urlencoded")
+                                  content_type="application/x-www-form-urlencoded", once=once)
         if not isinstance(reply, dict) or "code" not in reply:
-            raise Transient("货源返回数据有误：缺少字段“code”")
+            problem = "货源返回数据有误：缺少字段“code”"
+            raise Ambiguous(problem + "；订单可能已提交，需查询确认") if once else Transient(problem)
         if count(reply["code"]) != SUCCESS:
-            raise error_from_message(reply.get("msg"), reply["code"])
+            raise _error(reply.get("msg"), reply["code"])
         return reply.get("data")
+
+    # --- ordering (no callbacks: poll query_order) ---------------------------
+    def place_order(self, idempotency_key, code, qty, fields, max_unit_cost):
+        key, qty = str(idempotency_key), int(qty)
+        unit = self._price_check(code, qty, max_unit_cost)
+        fields = {k: v for k, v in (fields or {}).items() if v not in (None, "")}
+        contact = str(fields.pop("contact", "") or key)  # the 主站 requires one; our order number finds it there
+        params = {**fields, "shared_code": code, "contact": contact, "num": qty, "request_no": key}
+        raw = {"request": {"path": TRADE, "form": params}}
+        try:
+            data = self.call(TRADE, params, once=True)
+        except Ambiguous as exc:
+            return OrderResult(OrderStatus.UNKNOWN, message=exc.message, idempotency_key=key, raw=redact(raw))
+        except DuplicateOrder as exc:
+            # request_no already used: that trade is ours, but acg-faka finds orders only by its tradeNo.
+            return OrderResult(OrderStatus.UNKNOWN, idempotency_key=key, raw=redact(raw),
+                               message=f"{exc.message}：该订单号已在主站下过单，请按主站订单号查询或到主站核对，切勿重新下单")
+        raw["reply"] = data
+        if not isinstance(data, dict) or not optional_text(data, "tradeNo"):
+            return OrderResult(OrderStatus.UNKNOWN, message="货源回复缺少主站订单号（tradeNo），订单可能已提交，需核对",
+                               idempotency_key=key, raw=redact(raw))
+        cost = unit
+        if data.get("amount") not in (None, "") and qty:
+            try:
+                cost = round_money(money(data, "amount") / qty)
+            except BadValue:
+                pass
+        return self._delivered(data, qty, key, raw, cost=cost)
+
+    def query_order(self, idempotency_key, supplier_order_id=None):
+        key = str(idempotency_key)
+        if not supplier_order_id:
+            return OrderResult(OrderStatus.UNKNOWN, idempotency_key=key,
+                               message="acg-faka 只能按主站订单号（tradeNo）查询；下单回复未收到，请到主站核对该订单")
+        raw = {"request": {"path": QUERY, "form": {"tradeNo": supplier_order_id}}}
+        try:
+            data = self.call(QUERY, {"tradeNo": supplier_order_id})
+        except OrderNotFound as exc:
+            return OrderResult(OrderStatus.UNKNOWN, message=exc.message, idempotency_key=key, raw=raw)
+        raw["reply"] = data
+        return self._delivered({**(data if isinstance(data, dict) else {}), "tradeNo": supplier_order_id},
+                               None, key, raw, cost=None)
+
+    def parse_callback(self, headers, body):
+        raise SupplierError("acg-faka 共享店铺不发送订单回调：订单结果靠查询订单获取")
+
+    def _price_check(self, code, qty, max_unit_cost):
+        """What the 主站 will debit per unit (inventory's factory_price), refused above the limit or stock."""
+        data = self.call(INVENTORY, {"sharedCode": code, "race": ""})
+        with reply_check():
+            unit = money(data, "factory_price")
+            delivery = _delivery(data)
+        if data.get("is_category") in (True, 1, "1") or unit == 0:
+            raise ProductUnavailable("多规格（种类）商品暂不支持自动下单，请在主站为每个规格单独建商品")
+        if max_unit_cost is not None and unit > Decimal(max_unit_cost):
+            raise PriceAboveLimit(f"主站拿货价 ¥{unit} 高于允许的最高成本 ¥{Decimal(max_unit_cost)}，未下单")
+        stock = count(data.get("count"))
+        if delivery is Delivery.CARD and stock is not None and stock < qty:
+            raise OutOfStock(f"主站库存不足：剩余 {stock}，需要 {qty}")
+        return unit
+
+    def _delivered(self, data, qty, key, raw, cost):
+        """Card codes from ``secret`` (one per line); the 正在发货中 text means still processing."""
+        secret = str(data.get("secret") or "").strip()
+        raw = redact(raw)
+        order_id = optional_text(data, "tradeNo")
+        if not secret or PENDING_TEXT in secret:
+            return OrderResult(OrderStatus.PROCESSING, supplier_order_id=order_id, cost=cost, idempotency_key=key,
+                               message=secret or "主站尚未发货", raw=raw)
+        cards = [{"number": line.strip(), "password": None, "expires": None}
+                 for line in secret.splitlines() if line.strip()]
+        status = OrderStatus.PARTIAL if qty and len(cards) < qty else OrderStatus.SUCCESS
+        return OrderResult(status, supplier_order_id=order_id, cards=cards, cost=cost, idempotency_key=key, raw=raw)
 
     def list_products(self, cursor=None, updated_after=None):
         tree = self.call(ITEMS)
@@ -152,6 +249,19 @@ class AcgFakaAdapter(SupplierAdapter):
                           for f in widget],
             raw=row,
         )
+
+
+class OrderNotFound(SupplierError):
+    """The 主站 has no order under that tradeNo for us."""
+
+
+def _error(message, code):
+    text_ = str(message or "").strip()
+    for error, words in ORDER_ERRORS:
+        if any(word in text_ for word in words):
+            error = OrderNotFound if error == "not found" else error
+            return error(f"货源返回错误：{text_}（代码 {code}）")
+    return error_from_message(message, code)
 
 
 def _widget(raw):

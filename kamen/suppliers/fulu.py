@@ -54,6 +54,7 @@ from kamen.suppliers.parsing import (
     money,
     optional_money,
     optional_text,
+    redact,
     reply_check,
     text,
     value,
@@ -175,22 +176,6 @@ def gateway_error(message, code):
             error = OrderNotFound if error == "not found" else error
             return error(f"货源返回错误：{text_ or '未知错误'}（代码 {code}）")
     return error_from_message(text_, code)
-
-
-# Params, reply fields and card fields never shown in an order timeline.
-_REDACTED = {"app_key", "sign", "charge_password", "card_pwd", "card_number"}
-
-
-def redact(data):
-    """A JSON-ready copy of a request or reply (amounts as text) with keys,
-    signatures and card secrets masked."""
-    if isinstance(data, Decimal):
-        return str(data)
-    if isinstance(data, dict):
-        return {k: ("***" if k in _REDACTED and v not in (None, "") else redact(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact(v) for v in data]
-    return data
 
 
 def _pick(data, *names):

@@ -195,3 +195,20 @@ def error_from_message(message, code=None):
         if any(word in lowered for word in words):
             return cls(shown)
     return SupplierError(shown)
+
+
+# Request and reply fields never shown in an order timeline: keys, signatures,
+# buyers' passwords, card codes (Fulu card_*, acg-faka secret).
+_REDACTED = {"app_key", "sign", "charge_password", "password", "card_pwd", "card_number", "secret"}
+
+
+def redact(data):
+    """A JSON-ready copy of a request or reply (amounts as text) with keys,
+    signatures and card secrets masked."""
+    if isinstance(data, Decimal):
+        return str(data)
+    if isinstance(data, dict):
+        return {k: ("***" if k in _REDACTED and v not in (None, "") else redact(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data

@@ -310,7 +310,7 @@ class Simulator:
     def _take(self, key, p, num, unit_price):
         """Stock and balance as a real supplier takes them; an error message or the new order."""
         if key in self.orders:
-            return "外部订单号已存在" if key.isascii() else "订单号重复"
+            return "外部订单号已存在"
         if p is None:
             return "商品不存在"
         if not p.on_sale:
@@ -454,7 +454,7 @@ class Simulator:
             return self._acg_fail("请填写游戏账号")
         order = self._take(key, p, int(form.get("num") or 0), p.price if p else Decimal(0))
         if isinstance(order, str):
-            return self._acg_fail("请勿重复提交订单" if "订单号" in order else order)
+            return self._acg_fail("请勿重复提交订单" if "订单号" in order else order)  # request_no honoured
         fault = self._after_accepting()
         if fault:
             return fault
