@@ -186,13 +186,13 @@ def _pick(data, *names):
     return None
 
 
-def loads_object(text):
+def loads_object(text, what="模板内容"):
     try:
         data = loads(text)
     except ValueError:
-        raise BadValue("模板内容不是合法的 JSON") from None
+        raise BadValue(f"{what}不是合法的 JSON") from None
     if not isinstance(data, dict):
-        raise BadValue("模板内容应为对象")
+        raise BadValue(f"{what}应为对象")
     return data
 
 
@@ -209,12 +209,9 @@ def _callback_params(headers, body):
     content_type = {k.lower(): v for k, v in dict(headers or {}).items()}.get("content-type", "")
     if "json" in content_type or body.startswith("{"):
         try:
-            params = loads(body)
-        except ValueError:
-            raise AuthFailed("货源订单回调不是合法的 JSON，已拒绝") from None
-        if not isinstance(params, dict):
-            raise AuthFailed("货源订单回调应为 JSON 对象，已拒绝")
-        return params
+            return loads_object(body, "货源订单回调")
+        except BadValue as exc:
+            raise AuthFailed(f"{exc}，已拒绝") from None
     return dict(parse_qsl(body, keep_blank_values=True))
 
 

@@ -4,16 +4,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from kamen.suppliers.base import (
-    InsufficientBalance,
-    InvalidAccount,
-    OrderStatus,
-    OutOfStock,
-    PriceAboveLimit,
-    ProductUnavailable,
-    SupplierError,
-    Transient,
-)
+from kamen.suppliers import base as contract
+from kamen.suppliers.base import OrderStatus
 
 CARD, TOPUP = "1001", "1002"  # make_catalog: 1001 card at 9.50, 1002 top-up (hand-delivered) at 10.50
 LIMIT = Decimal("20.00")
@@ -45,20 +37,20 @@ def test_widget_fields_are_sent_by_name_and_pending_text_is_processing(acg, simu
 
 
 def test_missing_widget_field_is_invalid_account(acg, simulator):
-    with pytest.raises(InvalidAccount):
+    with pytest.raises(contract.InvalidAccount):
         acg.place_order("A102", TOPUP, 1, {}, LIMIT)
     assert simulator.orders == {}
 
 
 def test_price_above_limit_refused_before_trading(acg, simulator):
-    with pytest.raises(PriceAboveLimit):
+    with pytest.raises(contract.PriceAboveLimit):
         acg.place_order("A103", CARD, 1, {}, Decimal("9.49"))
     assert trades(simulator) == [] and simulator.balance == Decimal("1234.56")
 
 
 def test_out_of_stock_refused_before_trading(acg, simulator):
     simulator.products[CARD].stock = 1
-    with pytest.raises(OutOfStock):
+    with pytest.raises(contract.OutOfStock):
         acg.place_order("A104", CARD, 2, {}, LIMIT)
     assert trades(simulator) == []
 
@@ -72,18 +64,18 @@ def test_stock_gone_at_trade_time_is_out_of_stock(acg, simulator, monkeypatch):
         return real(path, params, **kw)
 
     monkeypatch.setattr(acg, "call", stock_vanishes)
-    with pytest.raises(OutOfStock):
+    with pytest.raises(contract.OutOfStock):
         acg.place_order("A105", CARD, 1, {}, LIMIT)
 
 
 def test_low_balance_is_insufficient_balance(acg, simulator):
     simulator.balance = Decimal("5")
-    with pytest.raises(InsufficientBalance):
+    with pytest.raises(contract.InsufficientBalance):
         acg.place_order("A106", CARD, 1, {}, LIMIT)
 
 
 def test_unknown_product_is_unavailable(acg):
-    with pytest.raises(ProductUnavailable):
+    with pytest.raises(contract.ProductUnavailable):
         acg.place_order("A107", "NOPE", 1, {}, LIMIT)
 
 
@@ -98,7 +90,7 @@ def test_trouble_after_trading_is_unknown(acg, simulator, fault):
 
 def test_trouble_before_sending_is_transient(acg, simulator):
     simulator.http_status = 503  # the price check fails first: nothing traded
-    with pytest.raises(Transient):
+    with pytest.raises(contract.Transient):
         acg.place_order("A109", CARD, 1, {}, LIMIT)
     assert simulator.orders == {}
 
@@ -129,5 +121,5 @@ def test_fewer_codes_than_bought_is_partial(acg, simulator):
 
 
 def test_no_callbacks(acg):
-    with pytest.raises(SupplierError, match="不发送订单回调"):
+    with pytest.raises(contract.SupplierError, match="不发送订单回调"):
         acg.parse_callback({}, b"tradeNo=1")
