@@ -204,3 +204,23 @@ def test_card_decryption_worked_example():
     expected = base64.b64encode(enc.update(plain) + enc.finalize()).decode()
     assert expected == DOC_CIPHERTEXT
     assert decrypt_card(DOC_CIPHERTEXT, DOC_SECRET) == "卡密-ABC123"
+
+
+def test_callback_sign_worked_example():
+    """docs/fulu.md "Order callback"."""
+    from kamen.suppliers.fulu import sign
+    params = {"order_id": "19052317001", "charge_finish_time": "2024-05-01 12:00:05",
+              "customer_order_no": "K20240501001", "order_status": "success", "recharge_description": "充值成功",
+              "product_id": "10000001", "price": "9.5000", "buy_num": "1", "operator_serial_number": ""}
+    assert sign(params, DOC_SECRET) == "88cb939dcdcf78d589566dda1092cd01"
+
+
+def test_json_callback_with_numbers_is_signed_over_their_digits(fulu):
+    import hashlib
+    fields = ('"order_id":"1","customer_order_no":"K9","order_status":"success","price":9.5000,"buy_num":2,'
+              '"charge_finish_time":"","recharge_description":"","product_id":1001,"operator_serial_number":""')
+    good = hashlib.md5(("".join(sorted("{" + fields + "}")) + fulu.secret).encode()).hexdigest()
+    result = fulu.parse_callback({"Content-Type": "application/json"}, f'{{{fields},"sign":"{good}"}}'.encode())
+    assert (result.status, result.cost) == (OrderStatus.SUCCESS, Decimal("9.50"))
+    with pytest.raises(AuthFailed):  # 9.5 instead of 9.5000: not what was signed
+        fulu.parse_callback({}, f'{{{fields.replace("9.5000", "9.5")},"sign":"{good}"}}'.encode())
