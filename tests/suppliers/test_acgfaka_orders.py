@@ -123,3 +123,8 @@ def test_fewer_codes_than_bought_is_partial(acg, simulator):
 def test_no_callbacks(acg):
     with pytest.raises(contract.SupplierError, match="不发送订单回调"):
         acg.parse_callback({}, b"tradeNo=1")
+
+
+def test_limit_is_checked_against_what_we_pay_not_the_retail_price(acg, simulator):
+    # user_price/factory_price 9.50 is what we pay; items' price (retail) is 10.00.
+    assert acg.place_order("A114", CARD, 1, {}, Decimal("9.50")).status is OrderStatus.SUCCESS

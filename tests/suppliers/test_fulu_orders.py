@@ -224,3 +224,9 @@ def test_json_callback_with_numbers_is_signed_over_their_digits(fulu):
     assert (result.status, result.cost) == (OrderStatus.SUCCESS, Decimal("9.50"))
     with pytest.raises(AuthFailed):  # 9.5 instead of 9.5000: not what was signed
         fulu.parse_callback({}, f'{{{fields.replace("9.5000", "9.5")},"sign":"{good}"}}'.encode())
+
+
+def test_limit_equal_to_the_price_is_ordered(fulu, simulator):
+    assert fulu.place_order("K115", CARD, 1, {}, Decimal("9.50")).status is OrderStatus.SUCCESS
+    (biz,) = sent(simulator, "fulu.order.card.add")
+    assert biz["customer_price"] == 9.5
