@@ -144,13 +144,15 @@ ORDER_STATES = {
     "failed": OrderStatus.FAILED,
 }
 
+CARD_ORDER_TYPE = "3"  # order_type: 1 话费, 2 流量, 3 卡密, 4 直充
+
 # The one table from a gateway error reply (code or message words) to the
 # contract's error, for every method. Rows are checked in order; a row matches
 # on its code or on any word of the message. Errors no row matches fall back to
 # the shared message rules (parsing.error_from_message). docs/fulu.md, "Errors".
 GATEWAY_ERRORS = (
     # (error, gateway codes, message words)
-    (AuthFailed, ("1001", "1002"), ("app_key", "签名", "密钥", "白名单", "授权", "token")),
+    (AuthFailed, ("1001", "1002"), ("app_key", "签名", "密钥", "商户", "白名单", "授权", "token")),
     (DuplicateOrder, (), ("订单号重复", "订单已存在", "外部订单号已存在", "重复提交", "重复下单")),
     ("not found", (), ("订单不存在", "订单号不存在", "未查询到订单", "无此订单")),
     (PriceAboveLimit, (), ("外部销售价", "销售价", "customer_price", "价格高于", "高于限价", "价格变动")),
@@ -302,9 +304,14 @@ class FuluAdapter(SupplierAdapter):
         request = {"method": method, "biz_content": biz}
         try:
             reply = self.call(method, biz, once=True)
-        except DuplicateOrder:
+        except DuplicateOrder as exc:
             # This order number is already there: that order is ours. Report it, never place again.
-            return self.query_order(idempotency_key)
+            try:
+                return self.query_order(idempotency_key)
+            except SupplierError as query_error:
+                return OrderResult(OrderStatus.UNKNOWN, idempotency_key=str(idempotency_key),
+                                   message=f"{exc.message}；查询该订单失败：{query_error.message}",
+                                   raw=redact({"request": request}))
         except Ambiguous as exc:
             return OrderResult(OrderStatus.UNKNOWN, message=exc.message, idempotency_key=str(idempotency_key),
                                raw=redact({"request": request}))
@@ -359,11 +366,14 @@ class FuluAdapter(SupplierAdapter):
         except (BadValue, SupplierError) as exc:
             return OrderResult(OrderStatus.UNKNOWN, message=f"货源回复的订单数据有误：{exc}",
                                idempotency_key=str(key), raw=raw)
-        buy_num = reply.get("buy_num")
-        if status is OrderStatus.SUCCESS and cards and str(buy_num).isdigit() and len(cards) < int(buy_num):
-            status = OrderStatus.PARTIAL
+        message = optional_text(reply, "recharge_description") or ""
+        buy_num = str(reply.get("buy_num"))
+        if status is OrderStatus.SUCCESS and str(reply.get("order_type")) == CARD_ORDER_TYPE and buy_num.isdigit() \
+                and len(cards) < int(buy_num):
+            # A card order is delivered by its cards: none yet is still to come, some is partial.
+            status, message = (OrderStatus.PARTIAL, message) if cards else (OrderStatus.PROCESSING, "卡密尚未返回，稍后查询")
         return OrderResult(status, supplier_order_id=optional_text(reply, "order_id"), cards=cards,
-                           message=optional_text(reply, "recharge_description") or "", cost=cost,
+                           message=message, cost=cost,
                            idempotency_key=optional_text(reply, "customer_order_no") or str(key), raw=raw)
 
     def _card(self, card):

@@ -230,3 +230,17 @@ def test_limit_equal_to_the_price_is_ordered(fulu, simulator):
     assert fulu.place_order("K115", CARD, 1, {}, Decimal("9.50")).status is OrderStatus.SUCCESS
     (biz,) = sent(simulator, "fulu.order.card.add")
     assert biz["customer_price"] == 9.5
+
+
+def test_card_order_success_without_cards_yet_is_processing(fulu, simulator):
+    simulator.short_cards = 1
+    result = fulu.place_order("K116", CARD, 1, {}, LIMIT)
+    assert result.status is OrderStatus.PROCESSING and result.cards == []
+
+
+def test_duplicate_answer_whose_query_fails_is_unknown(fulu, simulator):
+    fulu.place_order("K117", CARD, 1, {}, LIMIT)
+    simulator.healthy_requests = len(simulator.requests) + 2  # goods info and the add answer; the query fails
+    simulator.http_status = 503
+    result = fulu.place_order("K117", CARD, 1, {}, LIMIT)
+    assert result.status is OrderStatus.UNKNOWN and len(simulator.orders) == 1
