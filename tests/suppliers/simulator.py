@@ -441,9 +441,13 @@ class Simulator:
             "factory_price": item["user_price"], "config": "", "is_category": False}})
 
     def _acg_secret(self, order):
-        if order["product"].delivery != "card" and not order.get("delivered"):
-            return self.acg_manual_text
+        if order["product"].delivery != "card":
+            return order.get("delivered") or self.acg_manual_text
         return "\n".join(n for n, _ in order["cards"])
+
+    def acg_deliver(self, key, secret):
+        """The 主站's operator fulfils a hand-delivered order: its ``secret`` becomes this text."""
+        self.orders[key]["delivered"] = secret
 
     def _acg_trade(self, form):
         p = self.products.get(form.get("shared_code", ""))

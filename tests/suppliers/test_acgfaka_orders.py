@@ -128,3 +128,12 @@ def test_no_callbacks(acg):
 def test_limit_is_checked_against_what_we_pay_not_the_retail_price(acg, simulator):
     # user_price/factory_price 9.50 is what we pay; items' price (retail) is 10.00.
     assert acg.place_order("A114", CARD, 1, {}, Decimal("9.50")).status is OrderStatus.SUCCESS
+
+
+def test_hand_delivered_goods_poll_from_pending_text_to_the_delivery(acg, simulator):
+    placed = acg.place_order("A115", TOPUP, 1, {"game_account": "player_01"}, LIMIT)
+    assert placed.status is OrderStatus.PROCESSING and placed.message.startswith("正在发货中")
+    assert acg.query_order("A115", placed.supplier_order_id).status is OrderStatus.PROCESSING
+    simulator.acg_deliver("A115", "已充值到账，单号 T123")
+    done = acg.query_order("A115", placed.supplier_order_id)
+    assert done.status is OrderStatus.SUCCESS and done.cards[0]["number"] == "已充值到账，单号 T123"
