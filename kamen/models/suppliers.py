@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kamen.extensions import db
-from kamen.models.types import LabeledEnum, Money, enum_column
+from kamen.models.types import LabeledEnum, Money, Percent, Step, enum_column
 from kamen.timeutil import utcnow
 
 
@@ -33,9 +33,9 @@ class Supplier(db.Model):
 
     # Pricing: sale price = cost × (1 + percent) + fixed, rounded to step,
     # never below cost + min_margin.
-    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("5"))
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("5"))
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
-    markup_step: Mapped[Decimal] = mapped_column(sa.Numeric(4, 2), default=Decimal("0.01"))
+    markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
     min_margin: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
 
     # Sync behaviour.
@@ -96,7 +96,7 @@ class DownstreamStation(db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     app_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     secret_encrypted: Mapped[str] = mapped_column(sa.Text)
-    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("0"))
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("0"))
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     balance: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     is_active: Mapped[bool] = mapped_column(default=True)
