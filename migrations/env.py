@@ -92,6 +92,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch migrations rebuild tables (drop + rename), which enforced
+            # foreign keys would refuse or cascade; SQLite's documented recipe.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # outside any transaction, or SQLite ignores it
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -100,6 +105,9 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # the pooled connection goes back as the app expects
+            connection.commit()
 
 
 if context.is_offline_mode():
