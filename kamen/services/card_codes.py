@@ -491,6 +491,20 @@ def _move_stock(session, product_id, delta):
     return result.rowcount == 1
 
 
+def recount_stock(session, product_ids):
+    """stock = unsold codes, for those of ``product_ids`` (ids or a subquery) selling local
+    codes: after a write that may have switched them to 本地卡密. The rows are locked
+    first, so the count includes an upload that committed while we waited."""
+    cards = sa.and_(Product.id.in_(product_ids), Product.stock_mode == StockMode.CARDS)
+    session.execute(sa.select(Product.id).where(cards).with_for_update())
+    unsold = (
+        sa.select(sa.func.count())
+        .where(CardCode.product_id == Product.id, CardCode.status == AVAILABLE)
+        .scalar_subquery()
+    )
+    session.execute(sa.update(Product).where(cards).values(stock=unsold).execution_options(synchronize_session=False))
+
+
 def delete_available(session, product, ids):
     """Delete unsold codes; stock drops by what was really deleted (a code sold meanwhile stays)."""
     ids = [i for i in ids if isinstance(i, int)]

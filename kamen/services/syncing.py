@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from kamen.models import DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import decrypt
 from kamen.services import alerts, settings
-from kamen.services.pricing import Markup
+from kamen.services.pricing import Markup, price_problem
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.suppliers import adapter_for
 from kamen.suppliers.base import Delivery, Level, RejectedItem, SupplierError, Transient
@@ -36,13 +36,12 @@ class SyncBusy(Exception):
 
 
 def supplier_markup(supplier):
-    return Markup(percent=supplier.markup_percent, fixed=supplier.markup_fixed, step=supplier.markup_step)
+    return Markup(percent=supplier.markup_percent, fixed=supplier.markup_fixed, step=supplier.markup_step,
+                  min_margin=supplier.min_margin)
 
 
 def sale_price_for(supplier, cost):
-    price = supplier_markup(supplier).apply(cost)
-    floor = cost + supplier.min_margin
-    return price if price >= floor else Markup(step=supplier.markup_step).apply(floor)
+    return supplier_markup(supplier).apply(cost)
 
 
 def adapter_for_supplier(supplier):
@@ -287,8 +286,7 @@ def _changes(supplier, product, item):
         sale = sale_price_for(supplier, item.cost_price)
         if sale != product.sale_price:
             changes["sale_price"] = sale
-        promo = product.promo_price
-        if promo is not None and (promo < item.cost_price or promo > sale):
+        if price_problem(cost=item.cost_price, sale=sale, promo=product.promo_price, min_margin=supplier.min_margin):
             changes["promo_price"] = None  # a promo below the new cost would sell at a loss
     if product.stock_mode is StockMode.SYNCED:
         stock = _stock_of(item)

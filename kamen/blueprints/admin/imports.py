@@ -3,7 +3,6 @@ import io
 import os
 import tempfile
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
@@ -18,7 +17,7 @@ from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
 from kamen.services.categories import category_choices
-from kamen.services.pricing import Markup
+from kamen.services import pricing
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, shop_zone
 
@@ -148,27 +147,18 @@ def import_mapping(batch_id):
             sheet=form.get("sheet") or None,
             category_id=form.get("category_id", type=int) or None,
             delist_missing=form.get("delist_missing", ""),
-            markup=_markup(form),
+            markup=pricing.parse_markup(form),
             max_price_change=parse_money(form.get("max_price_change") or "30", field="价格变动提醒阈值"),
             template_name=form.get("template_name", "").strip()[:60],
         )
         if options.category_id is not None and db.session.get(Category, options.category_id) is None:
             raise staging.ImportInvalid("分类选择无效，请刷新后重试")
         staging.apply_mapping(db.session, batch, options)
-    except (staging.ImportInvalid, MoneyError) as exc:
+    except (staging.ImportInvalid, MoneyError, pricing.PriceRuleError) as exc:
         db.session.rollback()
         return _mapping_page(_batch_or_404(batch_id), error=str(exc), status=400)
     queue.enqueue("jobs.imports.stage_import", batch.id)
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
-
-
-def _markup(form):
-    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
-    return Markup(
-        percent=parse_money(form.get("markup_percent") or "0", field="加价百分比"),
-        fixed=parse_money(form.get("markup_fixed") or "0", field="固定加价"),
-        step=step,
-    )
 
 
 SHOW_FILTERS = {

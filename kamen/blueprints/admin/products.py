@@ -1,5 +1,6 @@
 """Products: filtered list, HTMX inline edits, bulk actions, create/edit form."""
-from decimal import Decimal
+import json
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -8,11 +9,10 @@ from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
-from kamen.money import MoneyError, parse_money
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
 from kamen.services.categories import category_choices
-from kamen.services.pricing import Markup
+from kamen.services import pricing
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, to_local
 
@@ -124,25 +124,13 @@ def products_bulk():
             n = product_service.bulk_move(db.session, ids, form.get("category_id", type=int) or 0)
             flash(f"已移动 {n} 个商品。", "success")
         elif action == "markup":
-            n = product_service.bulk_markup(db.session, ids, _markup_from(form))
+            n = product_service.bulk_markup(db.session, ids, pricing.parse_markup(form))
             flash(f"已按加价规则重新定价 {n} 个商品。", "success")
         else:
             raise product_service.ProductInvalid("请选择批量操作")
-    except product_service.ProductInvalid as exc:
+    except (product_service.ProductInvalid, pricing.PriceRuleError) as exc:
         flash(str(exc), "error")
     return redirect(back)
-
-
-def _markup_from(form):
-    try:
-        percent = parse_money(form.get("markup_percent", ""), field="加价百分比")
-        fixed = parse_money(form.get("markup_fixed", "") or "0", field="固定加价")
-    except MoneyError as exc:
-        raise product_service.ProductInvalid(str(exc)) from exc
-    if percent > 1000:
-        raise product_service.ProductInvalid("加价百分比不能超过 1000%")
-    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
-    return Markup(percent=percent, fixed=fixed, step=step)
 
 
 def _safe_query(query):
@@ -162,9 +150,10 @@ def product_form(product_id=None):
     form.category_id.set_choices([(0, "（未分类）")] + category_choices(db.session))
     if not form.is_submitted():
         _fill_form(form, product, own_supplier)
+        form.original.data = json.dumps(_as_shown(form), ensure_ascii=False)
     if form.validate_on_submit():
         try:
-            product = _save_product(form, product)
+            product = product_service.save_product(db.session, product, _values(form), _changed(form, product))
         except product_service.ProductInvalid as exc:
             db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None
@@ -190,30 +179,42 @@ def _fill_form(form, product, own_supplier):
         getattr(form, name).data = local.replace(tzinfo=None) if local else None
 
 
-def _save_product(form, product):
-    code = form.code.data.strip()
-    if product_service.code_taken(db.session, form.supplier_id.data, code, exclude_id=product and product.id):
-        raise product_service.ProductInvalid("该货源下已有相同商品编码", "code")
-    buyer_fields = product_service.parse_buyer_fields(form.buyer_fields.data)
-    if product is not None and product.stock_mode is StockMode.CARDS and form.stock.data != product.stock:
-        product_service.check_stock_editable(product)
+def _as_shown(form):
+    """Each field's value as the form shows it, to tell on submit what the admin changed."""
+    return {name: _shown(form[name].data) for name in product_service.FORM_FIELDS}
+
+
+def _shown(value):
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%dT%H:%M") if isinstance(value, datetime) else str(value)
+
+
+def _changed(form, product):
+    """Fields whose submitted value differs from what the page showed; None: write them all."""
     if product is None:
-        product = Product()
-        db.session.add(product)
-    product.supplier_id = form.supplier_id.data
-    product.code = code
-    product.name = form.name.data.strip()
-    product.category_id = form.category_id.data or None
-    for name in ("face_value", "cost_price", "market_price", "sale_price", "promo_price", "stock",
-                 "low_stock_threshold", "delivery_minutes", "is_listed", "is_pinned", "sort_weight"):
-        setattr(product, name, getattr(form, name).data)
-    product.tier_label = (form.tier_label.data or "").strip() or None
-    product.promo_start = from_local(form.promo_start.data)
-    product.promo_end = from_local(form.promo_end.data)
-    product.stock_mode = StockMode(form.stock_mode.data)
-    product.delivery_type = DeliveryType(form.delivery_type.data)
-    product.buyer_fields = buyer_fields
-    product.description = form.description.data or ""
-    product_service.check_prices(product)
-    db.session.commit()
-    return product
+        return None
+    try:
+        shown = json.loads(form.original.data or "")
+    except ValueError:
+        return None
+    if not isinstance(shown, dict):
+        return None
+    now = _as_shown(form)
+    return {name for name in product_service.FORM_FIELDS if shown.get(name) != now[name]}
+
+
+def _values(form):
+    data = {name: form[name].data for name in product_service.FORM_FIELDS}
+    return {
+        **data,
+        "code": data["code"].strip(),
+        "name": data["name"].strip(),
+        "category_id": data["category_id"] or None,
+        "tier_label": (data["tier_label"] or "").strip() or None,
+        "promo_start": from_local(data["promo_start"]),
+        "promo_end": from_local(data["promo_end"]),
+        "stock_mode": StockMode(data["stock_mode"]),
+        "delivery_type": DeliveryType(data["delivery_type"]),
+        "description": data["description"] or "",
+    }

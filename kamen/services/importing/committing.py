@@ -10,6 +10,7 @@ Python here.
 import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product
+from kamen.services import card_codes
 from kamen.services.importing import bulk
 from kamen.services.importing.staging import PRODUCT_FIELDS, ImportInvalid, from_json, to_json, warning_count
 from kamen.timeutil import utcnow
@@ -53,6 +54,7 @@ def commit_batch(session, batch_id):
     while True:
         session.refresh(batch)
         if batch.cancel_requested:
+            _recount_card_stock(session, batch)
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
             session.commit()
             return batch
@@ -66,6 +68,7 @@ def commit_batch(session, batch_id):
         session.commit()
     if batch.delist_missing:
         _delist_missing(session, batch)
+    _recount_card_stock(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
     return batch
@@ -130,6 +133,14 @@ def _new_product(batch, row, now):
     """Every key present in every row: one executemany INSERT needs uniform rows."""
     return {**NEW_PRODUCT_DEFAULTS, **from_json(row.values), "supplier_id": batch.supplier_id, "code": row.code,
             "created_at": now, "updated_at": now}
+
+
+def _recount_card_stock(session, batch):
+    """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
+    touched = sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
+    )
+    card_codes.recount_stock(session, touched)
 
 
 def _delist_missing(session, batch):
