@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from kamen.config import low_stock_threshold
 from kamen.models import DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.secretbox import decrypt
 from kamen.services import alerts, settings
@@ -157,7 +158,7 @@ def _pull(session, supplier, run, adapter, crossed):
 
 def _apply_page(session, supplier, run, page):
     """Upsert one page in one transaction; returns low-stock alert lines."""
-    threshold_default = _default_threshold()
+    threshold_default = low_stock_threshold()
     # A code our column cannot hold would fail the whole page on PostgreSQL.
     rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
                                 for item in page.items if len(item.code) > CODE_LENGTH]
@@ -316,12 +317,6 @@ def _delist_gone(session, supplier, run, seen):
         )
     run.delisted += len(gone)
     session.commit()
-
-
-def _default_threshold():
-    from flask import current_app
-
-    return current_app.config["LOW_STOCK_THRESHOLD"]
 
 
 def due_syncs(session, now_local, now_utc):

@@ -9,15 +9,16 @@ from flask import abort, current_app, flash, make_response, redirect, render_tem
 
 from kamen import queue
 from kamen.blueprints.admin import bp
+from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportRow, Supplier
 from kamen.money import MoneyError, parse_money
+from kamen.services import pricing
 from kamen.services.importing import automation, committing, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
 from kamen.services.categories import category_choices
-from kamen.services import pricing
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, shop_zone
 
@@ -89,7 +90,7 @@ def import_new():
 @bp.get("/imports/<int:batch_id>")
 def import_batch(batch_id):
     batch = _batch_or_404(batch_id)
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         if batch.status in IN_PROGRESS:
             return render_template("admin/_import_progress.html", batch=batch)
         response = make_response("")
@@ -224,7 +225,7 @@ def _render_row(batch, row, **extra):
 def import_cell(batch_id, row_id, field):
     batch = _batch_or_404(batch_id)
     row = _row_or_404(batch, row_id)
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     editing = field if request.args.get("edit") == "1" and field in batch.mapping else None
     return _render_row(batch, row, editing=editing)
@@ -237,11 +238,11 @@ def import_cell_save(batch_id, row_id, field):
     try:
         staging.revalidate_cell(db.session, batch, row, field, request.form.get("value", ""))
     except staging.ImportInvalid as exc:
-        if request.headers.get("HX-Request") != "true":
+        if not is_htmx():
             flash(str(exc), "error")
             return redirect(url_for("admin.import_batch", batch_id=batch.id))
         return _render_row(batch, row, editing=field, edit_error=str(exc)), 422
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     response = make_response(_render_row(batch, row, saved=True))
     response.headers["HX-Trigger"] = "import-counts-changed"
@@ -256,7 +257,7 @@ def import_skip(batch_id, row_id):
         staging.set_skipped(db.session, batch, row, request.form.get("skip") == "1")
     except staging.ImportInvalid as exc:
         flash(str(exc), "error")
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     response = make_response(_render_row(batch, row))
     response.headers["HX-Trigger"] = "import-counts-changed"

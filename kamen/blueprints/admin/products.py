@@ -7,22 +7,16 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
+from kamen.blueprints.common import is_htmx
+from kamen.config import low_stock_threshold
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
+from kamen.services import pricing
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
 from kamen.services.categories import category_choices
-from kamen.services import pricing
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, to_local
-
-
-def _is_htmx():
-    return request.headers.get("HX-Request") == "true"
-
-
-def _product_or_404(product_id):
-    return db.session.get(Product, product_id) or abort(404)
 
 
 def _filters():
@@ -44,7 +38,7 @@ def products():
     rows, total = product_service.admin_products(
         db.session,
         filters,
-        default_threshold=current_app.config["LOW_STOCK_THRESHOLD"],
+        default_threshold=low_stock_threshold(),
         page=page,
         per_page=per_page,
     )
@@ -69,8 +63,8 @@ def _field_or_404(field):
 @bp.get("/products/<int:product_id>/cell/<field>")
 def product_cell(product_id, field):
     spec = _field_or_404(field)
-    product = _product_or_404(product_id)
-    if not _is_htmx():
+    product = db.get_or_404(Product, product_id)
+    if not is_htmx():
         return redirect(url_for("admin.product_form", product_id=product_id))
     editing = request.args.get("edit") == "1"
     raw = getattr(product, field)
@@ -82,18 +76,18 @@ def product_cell(product_id, field):
 @bp.post("/products/<int:product_id>/cell/<field>")
 def product_cell_save(product_id, field):
     spec = _field_or_404(field)
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     raw = request.form.get("value", "")
     try:
         product_service.update_inline(db.session, product, field, raw)
     except product_service.ProductInvalid as exc:
-        if not _is_htmx():
+        if not is_htmx():
             flash(f"{product.code}：{exc}", "error")
             return redirect(url_for("admin.products"))
-        product = _product_or_404(product_id)
+        product = db.get_or_404(Product, product_id)
         html = render_template("admin/_cell.html", p=product, spec=spec, editing=True, raw=raw, error=str(exc))
         return html, 422
-    if not _is_htmx():
+    if not is_htmx():
         flash("已保存。", "success")
         return redirect(url_for("admin.products"))
     return render_template("admin/_cell.html", p=product, spec=spec, editing=False, saved=True)
@@ -101,9 +95,9 @@ def product_cell_save(product_id, field):
 
 @bp.post("/products/<int:product_id>/listed")
 def product_listed(product_id):
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     product_service.set_listed(db.session, product, request.form.get("listed") == "1")
-    if _is_htmx():
+    if is_htmx():
         return render_template("admin/_listed_cell.html", p=product)
     return redirect(url_for("admin.products"))
 
@@ -141,7 +135,7 @@ def _safe_query(query):
 @bp.route("/products/new", methods=["GET", "POST"])
 @bp.route("/products/<int:product_id>/edit", methods=["GET", "POST"])
 def product_form(product_id=None):
-    product = _product_or_404(product_id) if product_id else None
+    product = db.get_or_404(Product, product_id) if product_id else None
     form = ProductForm(obj=product)
     own_supplier = default_supplier(db.session)
     form.supplier_id.set_choices(

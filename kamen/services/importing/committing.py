@@ -26,7 +26,7 @@ def request_commit(session, batch, *, confirm_warnings=False, at=None):
         raise ImportInvalid("只有预览就绪的批次才能提交")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
-        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大或售价低于供货价），请勾选确认后再提交")
+        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大），请勾选确认后再提交")
     batch.warnings_confirmed = bool(confirm_warnings)
     batch.cancel_requested = False
     batch.progress_done = 0
