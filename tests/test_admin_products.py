@@ -307,6 +307,7 @@ def test_card_code_stock_is_never_typed_in_the_form(admin):
     card_codes.upload_text(db.session, product, "AAAA-1111\nBBBB-2222\n")
     shown = _edit_page(admin, product)
     assert shown["stock"] == "2"
+    assert 'name="stock" readonly' in admin.get(f"/admin/products/{product.id}/edit").get_data(as_text=True)
     response = admin.post(f"/admin/products/{product.id}/edit", data={**shown, "stock": "50"})
     assert response.status_code == 400 and "管理卡密" in response.get_data(as_text=True)
     assert _reload(product).stock == 2
