@@ -21,7 +21,8 @@ class ProductInvalid(ValueError):
 
 def check_prices(session, product):
     """The shop's price rule (pricing.py) on the product as it would be saved."""
-    supplier = session.get(Supplier, product.supplier_id)
+    with session.no_autoflush:  # an invalid product must not reach the database first
+        supplier = session.get(Supplier, product.supplier_id)
     try:
         pricing.check_prices(cost=product.cost_price, sale=product.sale_price, promo=product.promo_price,
                              min_margin=supplier.min_margin if supplier else 0)

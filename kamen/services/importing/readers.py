@@ -185,8 +185,8 @@ class Spreadsheet:
 def text_lines(f, encoding):
     """The decoded lines of a binary text file, read one at a time (a row limit
     stops a big file early). Bytes are split into lines before decoding, so a bad
-    byte is reported on its own line: "\n" never occurs inside a UTF-8 or GB18030
-    character. UTF-16 is decoded as a stream."""
+    byte is reported on its own line: a line-feed byte never occurs inside a UTF-8
+    or GB18030 character. UTF-16 is decoded as a stream."""
     number = 0
     try:
         if encoding == "utf-16":
