@@ -378,3 +378,11 @@ def test_markup_limits_are_the_same_everywhere(admin, url_kind, data, message):
         response = admin.post("/admin/stations", data={"name": "分站", "markup_fixed": "0", **data})
     assert message in response.get_data(as_text=True)
     assert _reload(product).sale_price == Decimal("10.00")
+
+
+def test_list_links_card_code_stock_to_its_codes_instead_of_an_editor(admin):
+    product = make_product(stock_mode=StockMode.CARDS, stock=0, name="卡密商品")
+    page = admin.get("/admin/products").get_data(as_text=True)
+    cell = page[page.index(f'id="cell-{product.id}-stock"'):]
+    cell = cell[:cell.index("</td>")]
+    assert f"/admin/products/{product.id}/card-codes" in cell and "hx-get" not in cell
