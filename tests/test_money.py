@@ -137,3 +137,15 @@ def test_migration_converts_float_money_already_on_sqlite(tmp_path):
         # Migrations run with foreign keys off; the connection goes back to the app with them on.
         assert db.session.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
         db.engine.dispose()
+
+
+def test_sql_multiplies_money_by_plain_numbers(app):
+    product = make_product(cost_price=Decimal("9.50"), sale_price=Decimal("10.01"), stock=3)
+    row = db.session.execute(
+        sa.select(Product.sale_price * 3, Product.sale_price * Product.stock).where(Product.id == product.id)
+    ).one()
+    assert tuple(row) == (Decimal("30.03"), Decimal("30.03"))
+    # What SQLite could not do exactly fails loudly on both backends.
+    for inexact in (lambda: Product.cost_price * Decimal("1.5"), lambda: Product.cost_price / 2):
+        with pytest.raises(TypeError, match="whole numbers"):
+            inexact()

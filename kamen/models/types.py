@@ -1,5 +1,6 @@
 """Column types shared by the models."""
 import enum
+import operator
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
@@ -11,8 +12,9 @@ class ExactDecimal(sa.TypeDecorator):
     NUMERIC on PostgreSQL. SQLite has no decimal type (NUMERIC there is a binary
     float: 0.70 + 0.10 = 0.7999999999999999), so there the column holds the
     value scaled to an integer (yuan -> cents for money). Integer sums,
-    differences, comparisons and products with integer columns stay exact;
-    never divide such columns or multiply two of them in SQL (do that in Python).
+    differences, comparisons and products with whole numbers stay exact; never
+    divide such columns or multiply them by fractions or by each other in SQL
+    (do that on Decimals in Python).
     """
 
     impl = sa.Numeric
@@ -40,7 +42,14 @@ class ExactDecimal(sa.TypeDecorator):
         return Decimal(int(value)).scaleb(-self.scale)
 
     def coerce_compared_value(self, op, value):
-        # `balance + :amount`, `price >= 0`: the literal is scaled like the column.
+        """`balance + :amount`, `price >= 0`: the literal is scaled like the column;
+        `price * 3`: a whole factor stays a plain number. A fractional factor or a
+        division would be inexact on SQLite, so it fails here on every backend:
+        do that arithmetic on Decimals in Python."""
+        if op is operator.mul and isinstance(value, int) and not isinstance(value, bool):
+            return sa.Integer()
+        if op in (operator.mul, operator.truediv, operator.floordiv, operator.mod):
+            raise TypeError(f"money columns are only multiplied by whole numbers in SQL, not {op.__name__} {value!r}")
         return self
 
 
