@@ -6,14 +6,14 @@ keeps them as integers there (yuan -> cents). Existing values are rounded to the
 nothing to do there.
 
 Revision ID: 0007_exact_money
-Revises: 0004
+Revises: 0012_demo_pay
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0007_exact_money'
-down_revision = '0004'
+down_revision = '0012_demo_pay'
 branch_labels = None
 depends_on = None
 
@@ -26,6 +26,7 @@ COLUMNS = {
     'downstream_stations': [('markup_percent', 7, None), ('markup_fixed', 12, None), ('balance', 12, None)],
     'import_batches': [('markup_percent', 7, None), ('markup_fixed', 12, None), ('markup_step', 4, None),
                        ('max_price_change', 7, None)],
+    'demo_pay_trades': [('money', 12, None)],
 }
 
 
