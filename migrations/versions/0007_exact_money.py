@@ -6,14 +6,14 @@ keeps them as integers there (yuan -> cents). Existing values are rounded to the
 nothing to do there.
 
 Revision ID: 0007_exact_money
-Revises: 0012_demo_pay
+Revises: 0005_uploads
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0007_exact_money'
-down_revision = '0012_demo_pay'
+down_revision = '0005_uploads'
 branch_labels = None
 depends_on = None
 
