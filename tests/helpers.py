@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -118,3 +119,55 @@ def burst_worker(app, db_url, redis_url, queue_name, timeout=120, **env):
     return subprocess.run([rq_command(), "worker", "--burst", "--url", redis_url, queue_name],
                           cwd=ROOT, env=worker_env(app, db_url, redis_url, queue_name, **env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+class _FormReader(HTMLParser):
+    """The fields of every form with method="post", as a browser would submit them."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms, self._form = [], None
+        self._select = self._textarea = None
+        self._options = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and (a.get("method") or "").lower() == "post":
+            self._form = {}
+            self.forms.append(self._form)
+        if self._form is None:
+            return
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self._form[name] = a.get("value", "on" if a.get("type") in ("checkbox", "radio") else "")
+        elif tag == "select" and name:
+            self._select, self._options = name, []
+        elif tag == "option" and self._select:
+            self._options.append(a.get("value", ""))
+            if "selected" in a:
+                self._form[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self._form[name] = ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self._form[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "select" and self._select:
+            self._form.setdefault(self._select, self._options[0] if self._options else "")
+            self._select = None
+        elif tag == "textarea" and self._textarea:
+            self._form[self._textarea] = self._form[self._textarea].removeprefix("\n")
+            self._textarea = None
+        elif tag == "form":
+            self._form = None
+
+
+def form_values(html):
+    """The page's main POST form (the one with most fields), as a browser would send it unchanged."""
+    reader = _FormReader()
+    reader.feed(html)
+    return max(reader.forms, key=len, default={})

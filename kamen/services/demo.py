@@ -5,6 +5,7 @@ from decimal import Decimal as D
 import sqlalchemy as sa
 
 from kamen.models import Category, DeliveryType, Product, StockMode
+from kamen.services import card_codes
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 
@@ -77,7 +78,11 @@ def seed_demo(session):
         product.category_id = category_ids[cat]
         product.face_value, product.tier_label = D(face), tier
         product.cost_price, product.market_price, product.sale_price = D(cost), D(market), D(sale)
-        product.stock_mode, product.stock = MODES[mode], stock
+        product.stock_mode = MODES[mode]
+        if product.stock_mode is not StockMode.CARDS:
+            product.stock = stock
+        elif product.id is None:
+            product.stock = 0  # its demo codes below are its stock
         product.delivery_type, product.buyer_fields, product.delivery_minutes = DELIVERY[delivery], fields, minutes
         product.is_pinned = code in PINNED
         product.sort_weight = len(PRODUCTS) - n
@@ -89,7 +94,20 @@ def seed_demo(session):
         product.promo_end = now + timedelta(days=7) if promo else None
         session.add(product)
     session.commit()
+    _seed_card_codes(session, supplier)
     return len(PRODUCTS)
+
+
+def _seed_card_codes(session, supplier):
+    """本地卡密 products sell their unsold codes: give each as many demo codes as the
+    table's stock (the same codes every run, so a second run adds none)."""
+    products = {p.code: p for p in session.scalars(
+        sa.select(Product).where(Product.supplier_id == supplier.id, Product.stock_mode == StockMode.CARDS))}
+    for code, *_, mode, stock, _delivery, _fields, _minutes in PRODUCTS:
+        if mode == "cards" and code in products:
+            demo = [(n, "", f"DEMO-{code}-{n:04d}") for n in range(1, stock + 1)]
+            if demo:
+                card_codes.store(session, products[code], card_codes.ParsedCodes(codes=demo))
 
 
 def _seed_categories(session):
