@@ -334,9 +334,12 @@ def queue_file(session, product, stream, filename, limits=None):
     session.add(job)
     session.commit()
     try:
-        queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}")
+        # The sweeper does not re-enqueue card-code reads: an unreachable queue fails the upload.
+        paused = queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}").paused
     except RedisError:
         log.exception("card codes upload %s: could not queue the job", job.id)
+        paused = True
+    if paused:
         _finish(session, job.id, "queued", "failed", message="后台任务暂时不可用，没有卡密入库，请稍后重新上传")
     session.refresh(job)  # a synchronous job has finished already
     return job
