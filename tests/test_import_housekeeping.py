@@ -101,7 +101,7 @@ def test_supplier_page_counts_pending_goods_in_sql(app, auth, count_queries):
     make_products(3, pending_review=True, is_listed=False, supplier_id=supplier.id)
     with count_queries() as statements:
         page = auth.client.get(f"/admin/suppliers/{supplier.id}").get_data(as_text=True)
-    assert "待审核新商品（3）" in page
+    assert "待审核与分类对应（3）" in page
     assert not any("FROM products" in s and "count(" not in s for s in statements)
 
 
