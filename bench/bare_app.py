@@ -14,6 +14,8 @@ from flask import Flask, render_template
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kamen.models.types import Money
+
 db = SQLAlchemy()
 
 
@@ -24,7 +26,7 @@ class Product(db.Model):
     name: Mapped[str]
     category_id: Mapped[int]
     tier_label: Mapped[str | None]
-    sale_price: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    sale_price: Mapped[Decimal] = mapped_column(Money)  # cents on SQLite, as kamen stores them
     stock: Mapped[int]
     is_listed: Mapped[bool]
 

@@ -32,9 +32,11 @@ login_manager.login_message_category = "warning"
 def _sqlite_settings(dbapi_connection, _record):
     """SQLite in WAL mode lets shop reads go on while a write commits, and with
     synchronous=NORMAL a commit does not wait for an fsync (a power cut may lose
-    the last commits; the file stays consistent). No effect on PostgreSQL."""
+    the last commits; the file stays consistent). Foreign keys are enforced, as
+    PostgreSQL does (SQLite ignores them unless asked). No effect on PostgreSQL."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

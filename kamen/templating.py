@@ -1,6 +1,7 @@
 """Jinja filters and globals shared by shop and admin templates."""
 from flask import current_app
 
+from kamen.config import low_stock_threshold
 from kamen.money import format_money, format_plain
 from kamen.timeutil import to_local
 
@@ -14,7 +15,7 @@ def register_templating(app):
     def _shop_globals():
         return {
             "shop_name": current_app.config["SHOP_NAME"],
-            "default_threshold": current_app.config["LOW_STOCK_THRESHOLD"],
+            "default_threshold": low_stock_threshold(),
         }
 
 

@@ -67,6 +67,17 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def render_exact_decimal(type_, obj, autogen_context):
+    """Autogenerate writes money columns as kamen's ExactDecimal (integer cents on
+    SQLite, NUMERIC on PostgreSQL), imported, rather than a bare NUMERIC."""
+    from kamen.models.types import ExactDecimal
+
+    if type_ == "type" and isinstance(obj, ExactDecimal):
+        autogen_context.imports.add("from kamen.models.types import ExactDecimal")
+        return f"ExactDecimal({obj.precision}, {obj.scale})"
+    return False
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -88,10 +99,16 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    conf_args.setdefault("render_item", render_exact_decimal)
 
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch migrations rebuild tables (drop + rename), which enforced
+            # foreign keys would refuse or cascade; SQLite's documented recipe.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # outside any transaction, or SQLite ignores it
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -100,6 +117,9 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # the pooled connection goes back as the app expects
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -161,3 +162,55 @@ def gunicorn_server(db_url, tmp_path, workers=2, threads=1, secret_key="test-sec
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class _FormReader(HTMLParser):
+    """The fields of every form with method="post", as a browser would submit them."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms, self._form = [], None
+        self._select = self._textarea = None
+        self._options = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and (a.get("method") or "").lower() == "post":
+            self._form = {}
+            self.forms.append(self._form)
+        if self._form is None:
+            return
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self._form[name] = a.get("value", "on" if a.get("type") in ("checkbox", "radio") else "")
+        elif tag == "select" and name:
+            self._select, self._options = name, []
+        elif tag == "option" and self._select:
+            self._options.append(a.get("value", ""))
+            if "selected" in a:
+                self._form[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self._form[name] = ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self._form[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "select" and self._select:
+            self._form.setdefault(self._select, self._options[0] if self._options else "")
+            self._select = None
+        elif tag == "textarea" and self._textarea:
+            self._form[self._textarea] = self._form[self._textarea].removeprefix("\n")
+            self._textarea = None
+        elif tag == "form":
+            self._form = None
+
+
+def form_values(html):
+    """The page's main POST form (the one with most fields), as a browser would send it unchanged."""
+    reader = _FormReader()
+    reader.feed(html)
+    return max(reader.forms, key=len, default={})

@@ -2,7 +2,8 @@ import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import Category
+from kamen.models import Category, ImportBatch
+from kamen.services.suppliers import default_supplier
 from tests.helpers import make_category, make_product
 
 
@@ -70,3 +71,44 @@ def test_hidden_category_is_not_in_the_shop(admin, client):
     make_category("显示分类")
     page = client.get("/").get_data(as_text=True)
     assert "显示分类" in page and "隐藏分类" not in page
+
+
+def test_delete_is_refused_while_a_supplier_or_its_category_map_points_at_it(admin):
+    by_default = make_category("默认分类")
+    mapped = make_category("映射分类")
+    supplier = default_supplier(db.session)
+    supplier.default_category_id = by_default.id
+    supplier.category_map = {"游戏/腾讯": mapped.id}
+    db.session.commit()
+    for category, reason in ((by_default, "设为新商品的默认分类"), (mapped, "游戏/腾讯")):
+        response = admin.post(f"/admin/categories/{category.id}/delete", follow_redirects=True)
+        assert response.status_code == 200
+        assert reason in response.get_data(as_text=True)
+        db.session.expire_all()
+        assert db.session.get(Category, category.id) is not None
+
+
+def test_delete_waits_for_an_open_import_batch_and_unlinks_finished_ones(admin):
+    category = make_category("导入分类")
+    supplier = default_supplier(db.session)
+    batch = ImportBatch(supplier_id=supplier.id, category_id=category.id, filename="a.csv", status="ready")
+    db.session.add(batch)
+    db.session.commit()
+    response = admin.post(f"/admin/categories/{category.id}/delete", follow_redirects=True)
+    assert f"导入批次 #{batch.id}" in response.get_data(as_text=True)
+    batch.status = "committed"
+    db.session.commit()
+    response = admin.post(f"/admin/categories/{category.id}/delete", follow_redirects=True)
+    assert "分类已删除" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(ImportBatch, batch.id).category_id is None
+
+
+def test_the_database_refuses_a_dangling_category_reference(app):
+    """Foreign keys are enforced on SQLite too, as on PostgreSQL."""
+    category = make_category("被引用")
+    make_product(category)
+    with pytest.raises(sa.exc.IntegrityError):
+        db.session.execute(sa.delete(Category).where(Category.id == category.id))
+        db.session.commit()
+    db.session.rollback()

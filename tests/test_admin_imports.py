@@ -337,3 +337,10 @@ def test_progress_partial_polls_until_the_job_is_done(admin):
     db.session.commit()
     done = admin.hx_get(f"/admin/imports/{batch.id}")
     assert done.headers["HX-Refresh"] == "true"
+
+
+def test_import_markup_has_the_same_limits_as_everywhere_else(admin):
+    batch = _upload(admin, messy_csv())
+    response = admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch), markup_percent="1001"))
+    assert response.status_code == 400 and "加价百分比不能超过 1000%" in response.get_data(as_text=True)
+    assert _fresh(batch).status == "mapping"

@@ -6,8 +6,9 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import Product, StockMode
+from kamen.services import card_codes
 from kamen.services.suppliers import default_supplier
-from tests.helpers import make_category, make_product, make_products
+from tests.helpers import form_values, make_category, make_product, make_products
 
 
 @pytest.fixture
@@ -272,3 +273,125 @@ def test_quantity_limits_per_order_are_set_in_the_form(admin, client):
     product = db.session.scalar(sa.select(Product).filter_by(code="NEW-1"))
     assert (product.min_per_order, product.max_per_order) == (2, 3)
     assert 'min="2" max="3"' in client.get(f"/p/{product.id}").get_data(as_text=True)
+
+
+def _edit_page(admin, product):
+    response = admin.get(f"/admin/products/{product.id}/edit")
+    assert response.status_code == 200
+    return form_values(response.get_data(as_text=True))
+
+
+def test_form_writes_only_what_the_admin_changed(admin):
+    product = make_product(name="旧名字", stock=100, cost_price=Decimal("9.00"), sale_price=Decimal("10.00"))
+    shown = _edit_page(admin, product)
+    assert shown["stock"] == "100" and shown["name"] == "旧名字"
+    # A sync writes stock and cost while the form is open.
+    db.session.execute(sa.update(Product).where(Product.id == product.id)
+                       .values(stock=37, cost_price=Decimal("9.50")))
+    db.session.commit()
+    response = admin.post(f"/admin/products/{product.id}/edit", data={**shown, "name": "新名字"})
+    assert response.status_code == 302
+    fresh = _reload(product)
+    assert (fresh.name, fresh.stock, fresh.cost_price) == ("新名字", 37, Decimal("9.50"))
+    # A field the admin did change wins.
+    shown = _edit_page(admin, product)
+    db.session.execute(sa.update(Product).where(Product.id == product.id).values(stock=5))
+    db.session.commit()
+    assert admin.post(f"/admin/products/{product.id}/edit", data={**shown, "stock": "60"}).status_code == 302
+    assert _reload(product).stock == 60
+
+
+def test_form_checks_prices_against_what_the_database_holds_now(admin):
+    product = make_product(cost_price=Decimal("9.00"), sale_price=Decimal("10.00"))
+    shown = _edit_page(admin, product)
+    db.session.execute(sa.update(Product).where(Product.id == product.id).values(cost_price=Decimal("9.90")))
+    db.session.commit()
+    response = admin.post(f"/admin/products/{product.id}/edit", data={**shown, "promo_price": "9.50"})
+    assert response.status_code == 400 and "折扣价 ¥9.50 低于供货价 ¥9.90" in response.get_data(as_text=True)
+    assert _reload(product).promo_price is None
+
+
+def test_card_code_stock_is_never_typed_in_the_form(admin):
+    product = make_product(stock_mode=StockMode.CARDS, stock=0)
+    card_codes.upload_text(db.session, product, "AAAA-1111\nBBBB-2222\n")
+    shown = _edit_page(admin, product)
+    assert shown["stock"] == "2"
+    assert 'name="stock" readonly' in admin.get(f"/admin/products/{product.id}/edit").get_data(as_text=True)
+    response = admin.post(f"/admin/products/{product.id}/edit", data={**shown, "stock": "50"})
+    assert response.status_code == 400 and "管理卡密" in response.get_data(as_text=True)
+    assert _reload(product).stock == 2
+    # New card-code products start at their (zero) codes; typing stock is refused.
+    response = _form(admin, stock_mode="cards", delivery_type="card", buyer_fields="")
+    assert response.status_code == 400 and "管理卡密" in response.get_data(as_text=True)
+    assert _form(admin, stock_mode="cards", delivery_type="card", buyer_fields="", stock="0").status_code == 302
+    assert db.session.scalar(sa.select(Product.stock).filter_by(code="NEW-1")) == 0
+
+
+def test_switching_to_card_codes_recounts_stock(admin):
+    product = make_product(stock_mode=StockMode.CARDS, stock=0)
+    card_codes.upload_text(db.session, product, "C-1\nC-2\nC-3\n")
+    # Back to synced stock for a while: a sync sets 80.
+    shown = _edit_page(admin, product)
+    assert admin.post(f"/admin/products/{product.id}/edit", data={**shown, "stock_mode": "synced"}).status_code == 302
+    db.session.execute(sa.update(Product).where(Product.id == product.id).values(stock=80))
+    db.session.commit()
+    shown = _edit_page(admin, product)
+    assert admin.post(f"/admin/products/{product.id}/edit", data={**shown, "stock_mode": "cards"}).status_code == 302
+    assert _reload(product).stock == 3
+
+
+def test_form_enforces_the_suppliers_minimum_margin(admin):
+    supplier = default_supplier(db.session)
+    supplier.min_margin = Decimal("1.00")
+    db.session.commit()
+    response = _form(admin, cost_price="18.00", sale_price="18.50")
+    assert response.status_code == 400
+    assert "售价 ¥18.50 低于供货价 ¥18.00 加最低利润 ¥1.00" in response.get_data(as_text=True)
+    response = _form(admin, cost_price="18.00", sale_price="20", promo_price="18.99")
+    assert response.status_code == 400 and "折扣价 ¥18.99 低于" in response.get_data(as_text=True)
+    assert _form(admin, cost_price="18.00", sale_price="20", promo_price="19").status_code == 302
+
+
+def test_inline_and_bulk_enforce_the_minimum_margin(admin):
+    supplier = default_supplier(db.session)
+    supplier.min_margin = Decimal("0.50")
+    db.session.commit()
+    product = make_product(cost_price=Decimal("9.00"), sale_price=Decimal("10.00"))
+    response = admin.post(f"/admin/products/{product.id}/cell/promo_price", data={"value": "9.40"}, htmx=True)
+    assert response.status_code == 422 and "加最低利润 ¥0.50" in response.get_data(as_text=True)
+    assert _reload(product).promo_price is None
+    # A 1 % markup on 9.00 (9.09) is lifted to cost + margin.
+    admin.post("/admin/products/bulk", data={"ids": [str(product.id)], "action": "markup", "markup_percent": "1"})
+    assert _reload(product).sale_price == Decimal("9.50")
+
+
+@pytest.mark.parametrize(
+    "url_kind, data, message",
+    [
+        ("bulk", {"markup_percent": "1001"}, "加价百分比不能超过 1000%"),
+        ("bulk", {"markup_percent": "5", "markup_fixed": "10001"}, "固定加价不能超过 10000 元"),
+        ("supplier", {"markup_percent": "1001"}, "加价百分比不能超过 1000%"),
+        ("station", {"markup_percent": "1001"}, "加价百分比不能超过 1000%"),
+    ],
+)
+def test_markup_limits_are_the_same_everywhere(admin, url_kind, data, message):
+    product = make_product()
+    if url_kind == "bulk":
+        response = admin.post("/admin/products/bulk", data={"ids": [str(product.id)], "action": "markup", **data},
+                              follow_redirects=True)
+    elif url_kind == "supplier":
+        supplier = default_supplier(db.session)
+        shown = form_values(admin.get(f"/admin/suppliers/{supplier.id}/edit").get_data(as_text=True))
+        response = admin.post(f"/admin/suppliers/{supplier.id}/edit", data={**shown, **data})
+    else:
+        response = admin.post("/admin/stations", data={"name": "分站", "markup_fixed": "0", **data})
+    assert message in response.get_data(as_text=True)
+    assert _reload(product).sale_price == Decimal("10.00")
+
+
+def test_list_links_card_code_stock_to_its_codes_instead_of_an_editor(admin):
+    product = make_product(stock_mode=StockMode.CARDS, stock=0, name="卡密商品")
+    page = admin.get("/admin/products").get_data(as_text=True)
+    cell = page[page.index(f'id="cell-{product.id}-stock"'):]
+    cell = cell[:cell.index("</td>")]
+    assert f"/admin/products/{product.id}/card-codes" in cell and "hx-get" not in cell

@@ -1,5 +1,6 @@
 """卡密 upload and management through the back office, on SQLite and PostgreSQL."""
 import io
+import threading
 import time
 
 import pytest
@@ -457,3 +458,32 @@ def test_a_job_whose_worker_died_is_shown_failed_with_the_reason(admin, cards):
     db.session.expire_all()
     assert db.session.get(CardCodeUpload, job.id).status == "failed"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0
+
+
+@pytest.mark.backends("postgresql")
+def test_recount_waits_for_an_upload_in_flight_and_counts_its_codes(app, cards):
+    """A recount (a product switched to 本地卡密) while another transaction is adding
+    codes: it waits for that transaction and then counts what it added."""
+    card_service.upload_text(db.session, cards, "OLD-0001")
+    upload = db.engine.connect()
+    tx = upload.begin()
+    upload.execute(CardCode.__table__.insert(), [
+        {"product_id": cards.id, "number": "", "secret_encrypted": secretbox.encrypt(f"NEW-{n}"),
+         "digest": f"in-flight-{n}", "status": "available", "upload_id": "in-flight"} for n in range(2)])
+    upload.execute(sa.update(Product.__table__).where(Product.__table__.c.id == cards.id)
+                   .values(stock=Product.__table__.c.stock + 2))
+
+    def recount():
+        with app.app_context():
+            card_service.recount_stock(db.session, [cards.id])
+            db.session.commit()
+
+    worker = threading.Thread(target=recount)
+    worker.start()
+    worker.join(timeout=1)
+    assert worker.is_alive()  # blocked on the product row the upload holds
+    tx.commit()
+    upload.close()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert _stock(cards) == 3

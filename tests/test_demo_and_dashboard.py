@@ -1,7 +1,8 @@
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import Category, Product
+from kamen.models import Category, Product, StockMode
+from kamen.services import card_codes
 
 
 def test_seed_demo_is_idempotent_and_realistic(runner, client):
@@ -14,6 +15,11 @@ def test_seed_demo_is_idempotent_and_realistic(runner, client):
     products = db.session.scalars(sa.select(Product)).all()
     assert all(p.sale_price >= p.cost_price for p in products)
     assert any(p.promo_active() for p in products)
+    # Card-code goods come with as many (demo) codes as their stock, after both runs.
+    cards = [p for p in products if p.stock_mode is StockMode.CARDS]
+    assert cards and sum(p.stock for p in cards) > 0
+    for product in cards:
+        assert product.stock == card_codes.status_counts(db.session, product.id)[card_codes.AVAILABLE]
     page = client.get("/").get_data(as_text=True)
     assert "站长推荐" in page and "腾讯Q币" in page
 

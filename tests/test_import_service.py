@@ -115,3 +115,49 @@ def test_all_sheets_together_are_held_to_the_row_limit(app):
     batch = _stage(_batch(data.getvalue()), sheet=staging.ALL_SHEETS)
     assert (batch.status, batch.message) == ("failed", "所有工作表合计超过单次导入上限 6 行，请拆分后分批导入")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportRow)) == 0
+
+
+def _commit(batch):
+    committing.request_commit(db.session, batch)
+    return committing.commit_batch(db.session, batch.id)
+
+
+def _rows(batch):
+    return {r.code: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
+
+
+def test_import_never_types_card_code_stock(app):
+    from kamen.models import StockMode
+    from kamen.services import card_codes
+
+    supplier = default_supplier(db.session)
+    switched = make_product(code="CARD1", stock_mode=StockMode.CARDS, stock=0, supplier_id=supplier.id)
+    card_codes.upload_text(db.session, switched, "K-1\nK-2\n")
+    db.session.execute(sa.update(Product).where(Product.id == switched.id)
+                       .values(stock_mode=StockMode.SYNCED, stock=80))  # synced for a while
+    db.session.commit()
+    csv = "商品编码,商品名称,供货价,售价,库存,需同步库存\nCARD1,卡密商品,9.00,10.00,50,否\nNEW1,新卡密商品,9.00,10.00,50,否\n"
+    batch = _commit(_stage(_batch(csv.encode())))
+    assert batch.status == "committed", batch.message
+    stock = dict(db.session.execute(sa.select(Product.code, Product.stock)).all())
+    assert stock == {"CARD1": 2, "NEW1": 0}
+    assert db.session.scalar(sa.select(Product.stock_mode).filter_by(code="NEW1")) is StockMode.CARDS
+
+
+def test_import_applies_the_suppliers_minimum_margin(app):
+    supplier = default_supplier(db.session)
+    supplier.min_margin = Decimal("1.00")
+    db.session.commit()
+    make_product(code="OLD1", cost_price=Decimal("8.00"), sale_price=Decimal("10.00"), supplier_id=supplier.id)
+    csv = ("商品编码,商品名称,供货价,售价,折扣价\nLOW1,低价商品,9.50,10.00,\nPROMO1,折扣商品,9.00,12.00,9.99\n"
+           "OLD1,老商品,9.50,,\nAUTO1,按加价,9.00,,\n")
+    batch = _stage(_batch(csv.encode()), markup=staging.Markup(percent=Decimal("1")))
+    rows = _rows(batch)
+    assert rows["LOW1"].errors[0]["message"] == "售价 ¥10.00 低于供货价 ¥9.50 加最低利润 ¥1.00，会亏本"
+    assert rows["PROMO1"].errors[0]["kind"] == "折扣价低于成本"
+    # OLD1's file row has no 售价 but the markup prices it: 9.50 → at least 10.50.
+    assert rows["OLD1"].action == "update" and rows["OLD1"].values["sale_price"] == "10.50"
+    assert rows["AUTO1"].action == "create" and rows["AUTO1"].values["sale_price"] == "10.00"
+    _commit(batch)
+    prices = dict(db.session.execute(sa.select(Product.code, Product.sale_price)).all())
+    assert prices == {"OLD1": Decimal("10.50"), "AUTO1": Decimal("10.00")}

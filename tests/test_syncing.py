@@ -142,6 +142,22 @@ def test_cost_change_reprices_and_drops_a_promo_that_would_sell_below_cost(app, 
     assert got["1003"].sale_price == Decimal("12.65")  # untouched
 
 
+def test_cost_change_keeps_promo_and_sale_above_the_minimum_margin(app, simulator):
+    supplier = make_supplier(simulator, auto_list=True, markup_percent=Decimal("1"), min_margin=Decimal("1.00"))
+    sync(supplier)
+    got = ours(supplier)
+    assert got["1002"].sale_price == Decimal("11.50")  # cost 10.50: 1 % would be 10.61
+    got["1002"].promo_price = Decimal("11.50")
+    db.session.commit()
+
+    change_upstream(simulator, "1002", price=Decimal("10.60"))
+    sync(supplier, "incremental")
+
+    got = ours(supplier)
+    # 11.50 is above the new cost but under cost + margin (11.60): the promo ends.
+    assert (got["1002"].sale_price, got["1002"].promo_price) == (Decimal("11.60"), None)
+
+
 def test_stock_at_zero_delists_and_returning_stock_relists(app, simulator):
     supplier = make_supplier(simulator, auto_list=True)
     sync(supplier)

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kamen.extensions import db
 from kamen.models.jobs import JobLease
-from kamen.models.types import Money
+from kamen.models.types import Money, Percent, Step
 from kamen.timeutil import utcnow
 
 
@@ -34,10 +34,10 @@ class ImportBatch(JobLease, db.Model):
     template_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mapping_templates.id"))
     mode: Mapped[str] = mapped_column(sa.String(8), default="upsert")  # upsert | create | update
     delist_missing: Mapped[str] = mapped_column(sa.String(10), default="")  # "" | supplier | category
-    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("0"))
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("0"))
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
-    markup_step: Mapped[Decimal] = mapped_column(sa.Numeric(4, 2), default=Decimal("0.01"))
-    max_price_change: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("30"))
+    markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
+    max_price_change: Mapped[Decimal] = mapped_column(Percent, default=Decimal("30"))
     warnings_confirmed: Mapped[bool] = mapped_column(default=False)
 
     status: Mapped[str] = mapped_column(sa.String(12), default="analyzing")

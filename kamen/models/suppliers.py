@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kamen.extensions import db
 from kamen.models.jobs import JobLease
-from kamen.models.types import LabeledEnum, Money, enum_column
+from kamen.models.types import LabeledEnum, Money, Percent, Step, enum_column
 from kamen.timeutil import utcnow
 
 
@@ -34,9 +34,9 @@ class Supplier(db.Model):
 
     # Pricing: sale price = cost × (1 + percent) + fixed, rounded to step,
     # never below cost + min_margin.
-    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("5"))
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("5"))
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
-    markup_step: Mapped[Decimal] = mapped_column(sa.Numeric(4, 2), default=Decimal("0.01"))
+    markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
     min_margin: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
 
     # Sync behaviour.
@@ -49,7 +49,7 @@ class Supplier(db.Model):
     recheck_hours: Mapped[int] = mapped_column(default=8)  # manual suppliers: re-check reminder
     # A cost moving more than this (percent, either way) since the last sync is
     # held as 价格待确认 for an admin instead of repricing the product.
-    price_jump_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("30"))
+    price_jump_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("30"))
     # Fulu-style replies: refuse a reply whose sign is present and wrong. Off only
     # for gateways documented to sign replies differently.
     verify_reply_sign: Mapped[bool] = mapped_column(default=True)
@@ -115,7 +115,7 @@ class DownstreamStation(db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     app_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     secret_encrypted: Mapped[str] = mapped_column(sa.Text)
-    markup_percent: Mapped[Decimal] = mapped_column(sa.Numeric(7, 2), default=Decimal("0"))
+    markup_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("0"))
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     balance: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     is_active: Mapped[bool] = mapped_column(default=True)

@@ -14,7 +14,6 @@ let anyone holding a database dump confirm guesses.
 import csv
 import hashlib
 import hmac
-import io
 import logging
 import re
 import uuid
@@ -29,7 +28,7 @@ from kamen import queue, secretbox
 from kamen.models import CardCode, CardCodeUpload, Product, StockMode
 from kamen.services import uploads
 from kamen.services.importing.errors import BadCell, ImportFileError
-from kamen.services.importing.readers import MB, NOT_A_SHEET, ReadLimits, open_spreadsheet
+from kamen.services.importing.readers import MB, NOT_A_SHEET, ReadLimits, open_spreadsheet, text_lines
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
@@ -233,18 +232,7 @@ def parse_file(path, limits=Limits()):
 def _text_lines(path, encoding):
     """Decoded lines, read one at a time: the code limit stops a big file early."""
     with open(path, "rb") as f:
-        if encoding == "utf-16":
-            lines = io.TextIOWrapper(f, encoding=encoding, newline="")
-        else:
-            lines = (raw.decode(encoding) for raw in f)  # b"\n" never occurs inside a GBK character
-        number = 0
-        try:
-            for number, text in enumerate(lines, 1):
-                yield text
-        except UnicodeDecodeError as exc:
-            raise CardCodeError(
-                f"第 {number + 1} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），请另存为 UTF-8 编码后上传"
-            ) from exc
+        yield from text_lines(f, encoding)
 
 
 def _csv_header(lines, delimiter):
@@ -344,8 +332,13 @@ def queue_file(session, product, stream, filename, limits=None):
     job = CardCodeUpload(product_id=product.id, upload_id=upload.id, filename=upload.filename, status="queued")
     session.add(job)
     session.commit()
-    if queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}").paused:
-        log.error("card codes upload %s: could not queue the job", job.id)
+    try:
+        # The sweeper does not re-enqueue card-code reads: an unreachable queue fails the upload.
+        paused = queue.enqueue("jobs.card_codes.read_card_codes", job.id, job_id=f"kamen-card-codes-{job.id}").paused
+    except RedisError:
+        log.exception("card codes upload %s: could not queue the job", job.id)
+        paused = True
+    if paused:
         _finish(session, job.id, "queued", "failed", message="后台任务暂时不可用，没有卡密入库，请稍后重新上传")
     session.refresh(job)  # a synchronous job has finished already
     return job
@@ -486,6 +479,20 @@ def _move_stock(session, product_id, delta):
         .values(stock=sa.case((stock + delta < 0, 0), else_=stock + delta))
     )
     return result.rowcount == 1
+
+
+def recount_stock(session, product_ids):
+    """stock = unsold codes, for those of ``product_ids`` (ids or a subquery) selling local
+    codes: after a write that may have switched them to 本地卡密. The rows are locked
+    first, so the count includes an upload that committed while we waited."""
+    cards = sa.and_(Product.id.in_(product_ids), Product.stock_mode == StockMode.CARDS)
+    session.execute(sa.select(Product.id).where(cards).with_for_update())
+    unsold = (
+        sa.select(sa.func.count())
+        .where(CardCode.product_id == Product.id, CardCode.status == AVAILABLE)
+        .scalar_subquery()
+    )
+    session.execute(sa.update(Product).where(cards).values(stock=unsold).execution_options(synchronize_session=False))
 
 
 def delete_available(session, product, ids):

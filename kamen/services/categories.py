@@ -1,8 +1,12 @@
 """Category writes, with the two-level rule and safe deletes."""
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
-from kamen.models import Category, Product
+from kamen.models import Category, ImportBatch, Product, Supplier
 from kamen.services.catalog import forget_shop_tree
+
+# A batch in these states no longer reads its target category.
+_FINISHED_BATCH = ("committed", "undone")
 
 
 class CategoryInvalid(ValueError):
@@ -37,14 +41,45 @@ def save(session, category, *, name, parent_id, sort_order, is_visible):
 
 
 def delete(session, category):
+    """Refused, with the reason, while anything still points at the category."""
+    reason = _in_use(session, category)
+    if reason:
+        raise CategoryInvalid(f"不能删除“{category.name}”：{reason}")
+    session.execute(
+        sa.update(ImportBatch)
+        .where(ImportBatch.category_id == category.id, ImportBatch.status.in_(_FINISHED_BATCH))
+        .values(category_id=None)
+    )
+    session.delete(category)
+    try:
+        session.commit()
+    except IntegrityError as exc:  # something newer than this check points at it
+        session.rollback()
+        raise CategoryInvalid(f"不能删除“{category.name}”：仍有数据引用该分类，请先解除引用") from exc
+    forget_shop_tree()
+
+
+def _in_use(session, category):
     if category.children:
-        raise CategoryInvalid(f"“{category.name}”下还有子分类，请先删除或移动子分类")
+        return "下面还有子分类，请先删除或移动子分类"
     used = session.scalar(sa.select(sa.func.count()).where(Product.category_id == category.id))
     if used:
-        raise CategoryInvalid(f"“{category.name}”下还有 {used} 个商品，请先移动这些商品")
-    session.delete(category)
-    session.commit()
-    forget_shop_tree()
+        return f"下面还有 {used} 个商品，请先移动这些商品"
+    suppliers = session.scalars(sa.select(Supplier).order_by(Supplier.id)).all()
+    defaults = [s.name for s in suppliers if s.default_category_id == category.id]
+    if defaults:
+        return f"货源“{'、'.join(defaults)}”把它设为新商品的默认分类，请先在货源设置中更换"
+    mapped = [f"{s.name}（{path}）" for s in suppliers for path, cid in (s.category_map or {}).items()
+              if cid == category.id]
+    if mapped:
+        return f"货源分类映射 {'、'.join(mapped[:5])} 指向它，请先修改这些映射"
+    batches = session.scalars(
+        sa.select(ImportBatch.id).where(ImportBatch.category_id == category.id,
+                                        ImportBatch.status.not_in(_FINISHED_BATCH))
+    ).all()
+    if batches:
+        return f"导入批次 {'、'.join(f'#{b}' for b in batches[:5])} 要导入到该分类，请先提交或撤销这些批次"
+    return None
 
 
 def product_counts(session):

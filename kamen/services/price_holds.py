@@ -8,6 +8,7 @@ and a product whose price no longer covers it stays off sale).
 import sqlalchemy as sa
 
 from kamen.models import Product, StockMode
+from kamen.services.pricing import price_problem
 from kamen.services.suppliers import SupplierInvalid
 from kamen.services.syncing import repriced
 from kamen.timeutil import utcnow
@@ -43,10 +44,11 @@ def resolve(session, supplier, ids, *, accept):
             values = repriced(supplier, product, cost)
         else:
             values = {"cost_price": cost}
-            if product.promo_price is not None and product.promo_price < cost:
+            if price_problem(cost=cost, sale=None, promo=product.promo_price, min_margin=supplier.min_margin):
                 values["promo_price"] = None
         price = values.get("sale_price", product.sale_price)
-        covered = price > cost
+        # The one price rule (pricing.py): never on sale below cost + the supplier's minimum margin.
+        covered = price > cost and price_problem(cost=cost, sale=price, promo=None, min_margin=supplier.min_margin) is None
         if not covered:
             values.update(is_listed=False, auto_delisted=False)  # an admin's decision: the sync won't relist it
         elif covered and not product.is_listed and product.auto_delisted and _has_stock(supplier, product):

@@ -1,8 +1,23 @@
-"""Sale prices from cost: the markup rule shared by bulk edits, imports and sync."""
+"""The shop's one price rule, applied by every write path (product form, inline
+edit, bulk markup, import, sync): a sale or promo price is never below cost plus
+the supplier's minimum margin, a promo never above the sale price, and a markup
+stays within the same limits wherever an admin types one."""
 from dataclasses import dataclass
 from decimal import Decimal
 
-from kamen.money import CENT, round_money, round_up_money
+from kamen.money import CENT, MoneyError, parse_money, round_money, round_up_money
+
+MAX_MARKUP_PERCENT = Decimal(1000)
+MAX_MARKUP_FIXED = Decimal(10000)
+MARKUP_STEPS = (CENT, Decimal("0.1"))
+
+
+class PriceRuleError(ValueError):
+    """A price or markup the rule refuses; ``field`` names the input, str() is the Chinese message."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -10,11 +25,70 @@ class Markup:
     percent: Decimal = Decimal(0)
     fixed: Decimal = Decimal(0)
     step: Decimal = CENT  # round to 0.01 or 0.1 yuan
+    min_margin: Decimal = Decimal(0)
 
     def apply(self, cost):
+        """Sale price from cost; rounding to the step never goes below the price floor."""
         price = round_money(cost * (1 + self.percent / 100) + self.fixed, self.step)
-        # Rounding down to a 0.1 step must never sell below cost.
-        return price if price >= cost else round_up_money(cost, self.step)
+        floor = price_floor(cost, self.min_margin)
+        return price if price >= floor else round_up_money(floor, self.step)
+
+
+def price_floor(cost, min_margin):
+    return cost + (min_margin or 0)
+
+
+@dataclass(frozen=True)
+class PriceProblem:
+    field: str
+    kind: str  # a short label the import preview filters by
+    message: str
+
+
+def price_problem(*, cost, sale, promo, min_margin):
+    """The first broken rule as a PriceProblem, or None (None prices are not checked)."""
+    if cost is None:
+        return None
+    floor = price_floor(cost, min_margin)
+    below = f"供货价 ¥{cost}" + (f" 加最低利润 ¥{min_margin}" if min_margin else "")
+    if sale is not None and sale < floor:
+        return PriceProblem("sale_price", "售价低于成本", f"售价 ¥{sale} 低于{below}，会亏本")
+    if promo is not None:
+        if sale is not None and promo > sale:
+            return PriceProblem("promo_price", "折扣价高于售价", f"折扣价 ¥{promo} 不能高于售价 ¥{sale}")
+        if promo < floor:
+            return PriceProblem("promo_price", "折扣价低于成本", f"折扣价 ¥{promo} 低于{below}，会亏本")
+    return None
+
+
+def check_prices(*, cost, sale, promo, min_margin):
+    problem = price_problem(cost=cost, sale=sale, promo=promo, min_margin=min_margin)
+    if problem:
+        raise PriceRuleError(problem.message, problem.field)
+
+
+def check_markup(percent, fixed, step=CENT):
+    """The markup limits, for every form that sets one (bulk, import, supplier, station)."""
+    if percent < 0 or fixed < 0:
+        raise PriceRuleError("加价不能为负数", "markup_percent" if percent < 0 else "markup_fixed")
+    if percent > MAX_MARKUP_PERCENT:
+        raise PriceRuleError(f"加价百分比不能超过 {MAX_MARKUP_PERCENT}%", "markup_percent")
+    if fixed > MAX_MARKUP_FIXED:
+        raise PriceRuleError(f"固定加价不能超过 {MAX_MARKUP_FIXED} 元", "markup_fixed")
+    if step not in MARKUP_STEPS:
+        raise PriceRuleError("取整只能是精确到分或精确到角", "markup_step")
+
+
+def parse_markup(form):
+    """A markup from the request form fields markup_percent / markup_fixed / markup_step."""
+    try:
+        percent = parse_money(form.get("markup_percent") or "0", field="加价百分比")
+        fixed = parse_money(form.get("markup_fixed") or "0", field="固定加价")
+    except MoneyError as exc:
+        raise PriceRuleError(str(exc)) from exc
+    step = Decimal("0.1") if form.get("markup_step") == "0.1" else CENT
+    check_markup(percent, fixed, step)
+    return Markup(percent=percent, fixed=fixed, step=step)
 
 
 def is_price_jump(old, new, limit_percent):

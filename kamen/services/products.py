@@ -1,12 +1,13 @@
 """Back-office product edits: one validation path for inline edits, the form and bulk actions."""
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from kamen.models import Category, Product, StockMode
+from kamen.models import Category, Product, StockMode, Supplier
 from kamen.money import MoneyError, parse_money
+from kamen.services import card_codes, pricing
 from kamen.services.catalog import like_pattern
 
 
@@ -18,19 +19,15 @@ class ProductInvalid(ValueError):
         self.field = field
 
 
-def check_prices(product):
-    """Cross-field price rules every write path applies before commit."""
-    if product.sale_price < product.cost_price:
-        raise ProductInvalid(f"售价 ¥{product.sale_price} 低于供货价 ¥{product.cost_price}，会亏本", "sale_price")
-    if product.promo_price is not None:
-        if product.promo_price > product.sale_price:
-            raise ProductInvalid(
-                f"折扣价 ¥{product.promo_price} 不能高于售价 ¥{product.sale_price}", "promo_price"
-            )
-        if product.promo_price < product.cost_price:
-            raise ProductInvalid(
-                f"折扣价 ¥{product.promo_price} 低于供货价 ¥{product.cost_price}，会亏本", "promo_price"
-            )
+def check_prices(session, product):
+    """The shop's price rule (pricing.py) on the product as it would be saved."""
+    with session.no_autoflush:  # an invalid product must not reach the database first
+        supplier = session.get(Supplier, product.supplier_id)
+    try:
+        pricing.check_prices(cost=product.cost_price, sale=product.sale_price, promo=product.promo_price,
+                             min_margin=supplier.min_margin if supplier else 0)
+    except pricing.PriceRuleError as exc:
+        raise ProductInvalid(str(exc), exc.field) from exc
     if product.promo_start and product.promo_end and product.promo_end <= product.promo_start:
         raise ProductInvalid("活动结束时间必须晚于开始时间", "promo_end")
 
@@ -93,9 +90,9 @@ def update_inline(session, product, field_name, raw):
     try:
         value = spec.parse(raw)
         if field_name == "stock":
-            check_stock_editable(product)
+            check_stock_editable(product.stock_mode)
         setattr(product, field_name, value)
-        check_prices(product)
+        check_prices(session, product)
     except ProductInvalid as exc:
         session.rollback()
         exc.field = field_name
@@ -103,12 +100,61 @@ def update_inline(session, product, field_name, raw):
     session.commit()
 
 
-def check_stock_editable(product):
+def check_stock_editable(stock_mode):
     """Unlimited goods have no stock; card-code stock is the count of unsold codes."""
-    if product.stock_mode is StockMode.UNLIMITED:
+    if stock_mode is StockMode.UNLIMITED:
         raise ProductInvalid("该商品为不限库存（直充），无需设置库存", "stock")
-    if product.stock_mode is StockMode.CARDS:
+    if stock_mode is StockMode.CARDS:
         raise ProductInvalid("本地卡密商品的库存等于未售卡密数量，请在“管理卡密”中上传或删除卡密", "stock")
+
+
+FORM_FIELDS = (
+    "supplier_id", "code", "name", "category_id", "face_value", "tier_label", "cost_price", "market_price",
+    "sale_price", "promo_price", "promo_start", "promo_end", "stock_mode", "stock", "low_stock_threshold",
+    "delivery_type", "delivery_minutes", "buyer_fields", "description", "is_listed", "is_pinned", "sort_weight",
+    "min_per_order", "max_per_order",
+)
+
+
+def save_product(session, product, values, changed=None):
+    """Create a product (``product`` None) or write the ``changed`` fields of ``values``
+    (all when None) onto it: a field the admin left alone keeps what the database
+    holds now, say stock a sync wrote while the form was open.
+
+    ``values`` holds typed values per FORM_FIELDS (buyer_fields as the form's text).
+    A card-code product's stock is never typed: it is recounted from its unsold codes."""
+    changed = set(FORM_FIELDS if product is None or changed is None else changed) & set(values)
+    current = {name: getattr(product, name) for name in ("supplier_id", "code", "stock_mode")} if product else {}
+    supplier_id = values["supplier_id"] if "supplier_id" in changed else current["supplier_id"]
+    code = values["code"] if "code" in changed else current["code"]
+    if {"supplier_id", "code"} & changed and code_taken(session, supplier_id, code, exclude_id=product and product.id):
+        raise ProductInvalid("该货源下已有相同商品编码", "code")
+    mode = values["stock_mode"] if "stock_mode" in changed else current["stock_mode"]
+    if mode is StockMode.CARDS and "stock" in changed and (product is not None or values["stock"]):
+        check_stock_editable(mode)
+    writes = {name: values[name] for name in changed}
+    if "buyer_fields" in writes:
+        writes["buyer_fields"] = parse_buyer_fields(writes["buyer_fields"])
+    if mode is StockMode.CARDS:
+        writes.pop("stock", None)
+    for name, default in (("min_per_order", 1), ("max_per_order", 100)):
+        if name in writes:
+            writes[name] = writes[name] or default
+    low = writes.get("min_per_order", product.min_per_order if product else 1)
+    high = writes.get("max_per_order", product.max_per_order if product else 100)
+    if low > high:
+        raise ProductInvalid("每单最少购买数不能大于每单最多购买数", "min_per_order")
+    if product is None:
+        product = Product(stock=0)
+        session.add(product)
+    for name, value in writes.items():
+        setattr(product, name, value)
+    check_prices(session, product)
+    if mode is StockMode.CARDS:
+        session.flush()
+        card_codes.recount_stock(session, [product.id])
+    session.commit()
+    return product
 
 
 def set_listed(session, product, listed):
@@ -120,7 +166,9 @@ def _selected(session, ids):
     ids = [int(i) for i in ids]
     if not ids:
         raise ProductInvalid("请先勾选商品")
-    products = session.scalars(sa.select(Product).where(Product.id.in_(ids)).order_by(Product.id)).all()
+    products = session.scalars(
+        sa.select(Product).options(joinedload(Product.supplier)).where(Product.id.in_(ids)).order_by(Product.id)
+    ).all()
     if len(products) != len(set(ids)):
         raise ProductInvalid("部分商品已不存在，请刷新后重试")
     return products
@@ -144,13 +192,14 @@ def bulk_move(session, ids, category_id):
 
 
 def bulk_markup(session, ids, markup):
-    """Reprice from cost; all or nothing: one conflicting product rejects the batch."""
+    """Reprice from cost (never below each supplier's minimum margin); all or nothing:
+    one conflicting product rejects the batch."""
     products = _selected(session, ids)
     problems = []
     for product in products:
-        product.sale_price = markup.apply(product.cost_price)
+        product.sale_price = replace(markup, min_margin=product.supplier.min_margin).apply(product.cost_price)
         try:
-            check_prices(product)
+            check_prices(session, product)
         except ProductInvalid as exc:
             problems.append(f"{product.code}：{exc}")
     if problems:

@@ -11,12 +11,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from kamen.config import low_stock_threshold
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
 from kamen.secretbox import decrypt
 from kamen.services import alerts, background, settings
 from kamen.services.categories import name_lookup
-from kamen.services.pricing import Markup, is_price_jump
+from kamen.services.pricing import Markup, is_price_jump, price_problem
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.services.transitions import transition
 from kamen.suppliers import adapter_for
@@ -51,13 +52,12 @@ class RunAlerts:
 
 
 def supplier_markup(supplier):
-    return Markup(percent=supplier.markup_percent, fixed=supplier.markup_fixed, step=supplier.markup_step)
+    return Markup(percent=supplier.markup_percent, fixed=supplier.markup_fixed, step=supplier.markup_step,
+                  min_margin=supplier.min_margin)
 
 
 def sale_price_for(supplier, cost):
-    price = supplier_markup(supplier).apply(cost)
-    floor = cost + supplier.min_margin
-    return price if price >= floor else Markup(step=supplier.markup_step).apply(floor)
+    return supplier_markup(supplier).apply(cost)
 
 
 def adapter_for_supplier(supplier):
@@ -261,7 +261,7 @@ def _pull(session, supplier, run, adapter, notes, beat):
 
 def _apply_page(session, supplier, run, page, notes):
     """Upsert one page in one transaction, adding alert lines to ``notes``."""
-    threshold_default = _default_threshold()
+    threshold_default = low_stock_threshold()
     # A code our column cannot hold would fail the whole page on PostgreSQL.
     rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
                                 for item in page.items if len(item.code) > CODE_LENGTH]
@@ -466,8 +466,7 @@ def repriced(supplier, product, cost):
     sale = sale_price_for(supplier, cost)
     if sale != product.sale_price:
         changes["sale_price"] = sale
-    promo = product.promo_price
-    if promo is not None and (promo < cost or promo > sale):
+    if price_problem(cost=cost, sale=sale, promo=product.promo_price, min_margin=supplier.min_margin):
         changes["promo_price"] = None  # a promo below the new cost would sell at a loss
     return changes
 
@@ -486,12 +485,6 @@ def _delist_gone(session, supplier, run, seen):
         )
     run.delisted += len(gone)
     session.commit()
-
-
-def _default_threshold():
-    from flask import current_app
-
-    return current_app.config["LOW_STOCK_THRESHOLD"]
 
 
 def due_syncs(session, now_local, now_utc):

@@ -88,13 +88,19 @@ def test_one_day_promo_is_fine():
 
 def test_promo_price_above_sale_price():
     result = validate_row({**GOOD, "promo_price": "10.5"}, markup=MARKUP)
-    assert result.errors == [Issue("promo_price", "折扣价高于售价", "折扣价 10.50 高于售价 10.00")]
+    assert result.errors == [Issue("promo_price", "折扣价高于售价", "折扣价 ¥10.50 不能高于售价 ¥10.00")]
 
 
-def test_cost_above_sale_price_is_a_warning():
+def test_sale_or_promo_below_cost_plus_minimum_margin_is_an_error():
     result = validate_row({**GOOD, "cost_price": "12"}, markup=MARKUP)
-    assert result.ok
-    assert result.warnings == [Issue("sale_price", "供货价高于售价", "售价 10.00 低于供货价 12.00，会亏本")]
+    assert result.errors == [Issue("sale_price", "售价低于成本", "售价 ¥10.00 低于供货价 ¥12.00，会亏本")]
+    margin = Markup(min_margin=Decimal("0.50"))
+    result = validate_row({**GOOD, "cost_price": "9.60", "sale_price": "11", "promo_price": "10.00"}, markup=margin)
+    assert result.errors == [Issue("promo_price", "折扣价低于成本", "折扣价 ¥10.00 低于供货价 ¥9.60 加最低利润 ¥0.50，会亏本")]
+    # A sale price computed from the markup is lifted to the floor.
+    result = validate_row({key: v for key, v in {**GOOD, "cost_price": "9.60"}.items() if key != "sale_price"},
+                          markup=margin)
+    assert result.ok and result.values["sale_price"] == Decimal("10.10")
 
 
 def test_price_change_against_today():

@@ -1,20 +1,13 @@
 """Card codes (卡密) of one product: upload (file or paste) with a report, masked list, delete."""
 import io
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
+from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
 from kamen.models import Product
 from kamen.services import card_codes as card_service
-
-
-def _is_htmx():
-    return request.headers.get("HX-Request") == "true"
-
-
-def _product_or_404(product_id):
-    return db.session.get(Product, product_id) or abort(404)
 
 
 def _list_state(source):
@@ -38,7 +31,7 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
         report = card_service.report_of(upload_job)
     elif upload_job is not None and upload_job.status == "failed":
         error = f"未上传任何卡密：{upload_job.message}"
-    template = "admin/card_codes_panel.html" if _is_htmx() else "admin/card_codes.html"
+    template = "admin/card_codes_panel.html" if is_htmx() else "admin/card_codes.html"
     html = render_template(
         template,
         product=product,
@@ -61,14 +54,14 @@ def _render(product, *, status="", page=1, report=None, error=None, message=None
 @bp.get("/products/<int:product_id>/card-codes")
 def card_codes(product_id):
     status, page = _list_state(request.args)
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     upload_job = card_service.job_for_page(db.session, product, request.args.get("upload", type=int))
     return _render(product, status=status, page=page, upload_job=upload_job)
 
 
 @bp.post("/products/<int:product_id>/card-codes")
 def card_codes_upload(product_id):
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     upload = request.files.get("file")
     pasted = request.form.get("codes", "")
     try:
@@ -88,12 +81,12 @@ def card_codes_upload(product_id):
 
 
 def _refused():
-    return 422 if _is_htmx() else 400
+    return 422 if is_htmx() else 400
 
 
 @bp.post("/products/<int:product_id>/card-codes/delete")
 def card_codes_delete(product_id):
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     status, page = _list_state(request.form)
     ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()]
     try:
@@ -102,7 +95,7 @@ def card_codes_delete(product_id):
         error, message = str(exc), None
     else:
         error, message = None, f"已删除 {deleted} 条未售卡密。" + ("（选中的卡密中有已售出的，未删除）" if deleted < len(ids) else "")
-    if _is_htmx():
+    if is_htmx():
         return _render(product, status=status, page=page, error=error, message=message)
     flash(error or message, "error" if error else "success")
     return redirect(url_for("admin.card_codes", product_id=product.id, status=status or None, page=page))

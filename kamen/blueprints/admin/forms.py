@@ -3,12 +3,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 
 from kamen.models import DeliveryType, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
 from kamen.outbound import AddressRefused, check_host, check_url
+from kamen.services import pricing
 from kamen.services.products import ProductInvalid, parse_whole
 
 
@@ -100,6 +101,17 @@ class ChoiceField(SelectField):
             raise ValidationError(f"{self.label.text}选择无效，请刷新后重试")
 
 
+def _markup_limits(_form, field):
+    """The markup limits every markup input shares (pricing.check_markup)."""
+    if field.data is None:
+        return
+    percent, fixed = (field.data, 0) if field.name == "markup_percent" else (0, field.data)
+    try:
+        pricing.check_markup(percent, fixed)
+    except pricing.PriceRuleError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 class LoginForm(FlaskForm):
     username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")])
     password = PasswordField("密码", validators=[DataRequired("请输入密码")])
@@ -157,6 +169,8 @@ class ProductForm(FlaskForm):
     is_listed = BooleanField("上架", default=True)
     is_pinned = BooleanField("置顶推荐")
     sort_weight = SignedWholeField("排序权重（大的在前）", required=True, default=0)
+    # The values the page showed (JSON): only fields the admin changed are written.
+    original = HiddenField()
 
 
 INTERVALS = [(0, "关闭"), (15, "每 15 分钟"), (30, "每 30 分钟"), (60, "每小时"), (120, "每 2 小时"), (360, "每 6 小时")]
@@ -179,8 +193,8 @@ class SupplierForm(FlaskForm):
     )
     app_id = StringField("AppID / AppKey", validators=[Optional(), Length(max=64, message="最多 64 个字符")])
     secret = PasswordField("密钥（留空则不修改）")
-    markup_percent = MoneyField("加价百分比 %", required=True, default=Decimal("5"))
-    markup_fixed = MoneyField("固定加价（元）", required=True, default=Decimal("0"))
+    markup_percent = MoneyField("加价百分比 %", required=True, default=Decimal("5"), validators=[_markup_limits])
+    markup_fixed = MoneyField("固定加价（元）", required=True, default=Decimal("0"), validators=[_markup_limits])
     markup_step = ChoiceField("取整", choices=[SelectChoice("0.01", "精确到分"), SelectChoice("0.1", "精确到角")])
     min_margin = MoneyField("最低利润（元）", required=True, default=Decimal("0"))
     auto_list = BooleanField("新商品自动上架（否则进入待审核）")
@@ -201,8 +215,8 @@ class SupplierForm(FlaskForm):
 
 class StationForm(FlaskForm):
     name = StringField("分站名称", validators=[DataRequired("请输入分站名称"), Length(max=100, message="最多 100 个字")])
-    markup_percent = MoneyField("分站加价百分比 %", required=True, default=Decimal("0"))
-    markup_fixed = MoneyField("分站固定加价（元）", required=True, default=Decimal("0"))
+    markup_percent = MoneyField("分站加价百分比 %", required=True, default=Decimal("0"), validators=[_markup_limits])
+    markup_fixed = MoneyField("分站固定加价（元）", required=True, default=Decimal("0"), validators=[_markup_limits])
     is_active = BooleanField("启用", default=True)
 
 

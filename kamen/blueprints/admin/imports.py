@@ -3,23 +3,23 @@ import io
 import os
 import tempfile
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import abort, flash, make_response, redirect, render_template, request, send_file, url_for
 from sqlalchemy.orm import joinedload
 
 from kamen.blueprints.admin import bp
+from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportRow, Supplier
 from kamen.money import MoneyError, parse_money
+from kamen.services import pricing
 from kamen.services.background import PAUSED_MESSAGE
 from kamen.services.importing import automation, batches, committing, housekeeping, staging
 from kamen.services.importing.errors import ImportFileError
 from kamen.services.importing.mapping import FIELDS, FIELDS_BY_KEY, column_letter
 from kamen.services.importing.template import template_csv, template_xlsx
 from kamen.services.categories import category_choices
-from kamen.services.pricing import Markup
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, shop_zone
 
@@ -110,7 +110,7 @@ def import_new():
 @bp.get("/imports/<int:batch_id>")
 def import_batch(batch_id):
     batch = _batch_or_404(batch_id)
-    if request.headers.get("HX-Request") == "true":
+    if is_htmx():
         if batch.status in IN_PROGRESS:
             return render_template("admin/_import_progress.html", batch=batch)
         response = make_response("")
@@ -163,27 +163,18 @@ def import_mapping(batch_id):
             sheet=form.get("sheet") or None,
             category_id=form.get("category_id", type=int) or None,
             delist_missing=form.get("delist_missing", ""),
-            markup=_markup(form),
+            markup=pricing.parse_markup(form),
             max_price_change=parse_money(form.get("max_price_change") or "30", field="价格变动提醒阈值"),
             template_name=form.get("template_name", "").strip()[:60],
         )
         if options.category_id is not None and db.session.get(Category, options.category_id) is None:
             raise staging.ImportInvalid("分类选择无效，请刷新后重试")
         handle = batches.confirm_mapping(db.session, batch, options)
-    except (staging.ImportInvalid, MoneyError) as exc:
+    except (staging.ImportInvalid, MoneyError, pricing.PriceRuleError) as exc:
         db.session.rollback()
         return _mapping_page(_batch_or_404(batch_id), error=str(exc), status=400)
     _flash_paused(handle)
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
-
-
-def _markup(form):
-    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
-    return Markup(
-        percent=parse_money(form.get("markup_percent") or "0", field="加价百分比"),
-        fixed=parse_money(form.get("markup_fixed") or "0", field="固定加价"),
-        step=step,
-    )
 
 
 SHOW_FILTERS = {
@@ -249,7 +240,7 @@ def _render_row(batch, row, **extra):
 def import_cell(batch_id, row_id, field):
     batch = _batch_or_404(batch_id)
     row = _row_or_404(batch, row_id)
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     editing = field if request.args.get("edit") == "1" and field in batch.mapping else None
     return _render_row(batch, row, editing=editing)
@@ -262,11 +253,11 @@ def import_cell_save(batch_id, row_id, field):
     try:
         staging.revalidate_cell(db.session, batch, row, field, request.form.get("value", ""))
     except staging.ImportInvalid as exc:
-        if request.headers.get("HX-Request") != "true":
+        if not is_htmx():
             flash(str(exc), "error")
             return redirect(url_for("admin.import_batch", batch_id=batch.id))
         return _render_row(batch, row, editing=field, edit_error=str(exc)), 422
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     response = make_response(_render_row(batch, row, saved=True))
     response.headers["HX-Trigger"] = "import-counts-changed"
@@ -281,7 +272,7 @@ def import_skip(batch_id, row_id):
         staging.set_skipped(db.session, batch, row, request.form.get("skip") == "1")
     except staging.ImportInvalid as exc:
         flash(str(exc), "error")
-    if request.headers.get("HX-Request") != "true":
+    if not is_htmx():
         return redirect(url_for("admin.import_batch", batch_id=batch.id))
     response = make_response(_render_row(batch, row))
     response.headers["HX-Trigger"] = "import-counts-changed"

@@ -1,28 +1,22 @@
 """Products: filtered list, HTMX inline edits, bulk actions, create/edit form."""
-from decimal import Decimal
+import json
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
+from kamen.blueprints.common import is_htmx
+from kamen.config import low_stock_threshold
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
-from kamen.money import MoneyError, parse_money
+from kamen.services import pricing
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
 from kamen.services.categories import category_choices
-from kamen.services.pricing import Markup
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import from_local, to_local
-
-
-def _is_htmx():
-    return request.headers.get("HX-Request") == "true"
-
-
-def _product_or_404(product_id):
-    return db.session.get(Product, product_id) or abort(404)
 
 
 def _filters():
@@ -44,7 +38,7 @@ def products():
     rows, total = product_service.admin_products(
         db.session,
         filters,
-        default_threshold=current_app.config["LOW_STOCK_THRESHOLD"],
+        default_threshold=low_stock_threshold(),
         page=page,
         per_page=per_page,
     )
@@ -69,8 +63,8 @@ def _field_or_404(field):
 @bp.get("/products/<int:product_id>/cell/<field>")
 def product_cell(product_id, field):
     spec = _field_or_404(field)
-    product = _product_or_404(product_id)
-    if not _is_htmx():
+    product = db.get_or_404(Product, product_id)
+    if not is_htmx():
         return redirect(url_for("admin.product_form", product_id=product_id))
     editing = request.args.get("edit") == "1"
     raw = getattr(product, field)
@@ -82,18 +76,18 @@ def product_cell(product_id, field):
 @bp.post("/products/<int:product_id>/cell/<field>")
 def product_cell_save(product_id, field):
     spec = _field_or_404(field)
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     raw = request.form.get("value", "")
     try:
         product_service.update_inline(db.session, product, field, raw)
     except product_service.ProductInvalid as exc:
-        if not _is_htmx():
+        if not is_htmx():
             flash(f"{product.code}：{exc}", "error")
             return redirect(url_for("admin.products"))
-        product = _product_or_404(product_id)
+        product = db.get_or_404(Product, product_id)
         html = render_template("admin/_cell.html", p=product, spec=spec, editing=True, raw=raw, error=str(exc))
         return html, 422
-    if not _is_htmx():
+    if not is_htmx():
         flash("已保存。", "success")
         return redirect(url_for("admin.products"))
     return render_template("admin/_cell.html", p=product, spec=spec, editing=False, saved=True)
@@ -101,9 +95,9 @@ def product_cell_save(product_id, field):
 
 @bp.post("/products/<int:product_id>/listed")
 def product_listed(product_id):
-    product = _product_or_404(product_id)
+    product = db.get_or_404(Product, product_id)
     product_service.set_listed(db.session, product, request.form.get("listed") == "1")
-    if _is_htmx():
+    if is_htmx():
         return render_template("admin/_listed_cell.html", p=product)
     return redirect(url_for("admin.products"))
 
@@ -124,25 +118,13 @@ def products_bulk():
             n = product_service.bulk_move(db.session, ids, form.get("category_id", type=int) or 0)
             flash(f"已移动 {n} 个商品。", "success")
         elif action == "markup":
-            n = product_service.bulk_markup(db.session, ids, _markup_from(form))
+            n = product_service.bulk_markup(db.session, ids, pricing.parse_markup(form))
             flash(f"已按加价规则重新定价 {n} 个商品。", "success")
         else:
             raise product_service.ProductInvalid("请选择批量操作")
-    except product_service.ProductInvalid as exc:
+    except (product_service.ProductInvalid, pricing.PriceRuleError) as exc:
         flash(str(exc), "error")
     return redirect(back)
-
-
-def _markup_from(form):
-    try:
-        percent = parse_money(form.get("markup_percent", ""), field="加价百分比")
-        fixed = parse_money(form.get("markup_fixed", "") or "0", field="固定加价")
-    except MoneyError as exc:
-        raise product_service.ProductInvalid(str(exc)) from exc
-    if percent > 1000:
-        raise product_service.ProductInvalid("加价百分比不能超过 1000%")
-    step = Decimal("0.1") if form.get("markup_step") == "0.1" else Decimal("0.01")
-    return Markup(percent=percent, fixed=fixed, step=step)
 
 
 def _safe_query(query):
@@ -153,7 +135,7 @@ def _safe_query(query):
 @bp.route("/products/new", methods=["GET", "POST"])
 @bp.route("/products/<int:product_id>/edit", methods=["GET", "POST"])
 def product_form(product_id=None):
-    product = _product_or_404(product_id) if product_id else None
+    product = db.get_or_404(Product, product_id) if product_id else None
     form = ProductForm(obj=product)
     own_supplier = default_supplier(db.session)
     form.supplier_id.set_choices(
@@ -162,9 +144,10 @@ def product_form(product_id=None):
     form.category_id.set_choices([(0, "（未分类）")] + category_choices(db.session))
     if not form.is_submitted():
         _fill_form(form, product, own_supplier)
+        form.original.data = json.dumps(_as_shown(form), ensure_ascii=False)
     if form.validate_on_submit():
         try:
-            product = _save_product(form, product)
+            product = product_service.save_product(db.session, product, _values(form), _changed(form, product))
         except product_service.ProductInvalid as exc:
             db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None
@@ -190,34 +173,42 @@ def _fill_form(form, product, own_supplier):
         getattr(form, name).data = local.replace(tzinfo=None) if local else None
 
 
-def _save_product(form, product):
-    code = form.code.data.strip()
-    if product_service.code_taken(db.session, form.supplier_id.data, code, exclude_id=product and product.id):
-        raise product_service.ProductInvalid("该货源下已有相同商品编码", "code")
-    buyer_fields = product_service.parse_buyer_fields(form.buyer_fields.data)
-    min_per_order, max_per_order = form.min_per_order.data or 1, form.max_per_order.data or 100
-    if min_per_order > max_per_order:
-        raise product_service.ProductInvalid("每单最少购买数不能大于每单最多购买数", "min_per_order")
-    if product is not None and product.stock_mode is StockMode.CARDS and form.stock.data != product.stock:
-        product_service.check_stock_editable(product)
+def _as_shown(form):
+    """Each field's value as the form shows it, to tell on submit what the admin changed."""
+    return {name: _shown(form[name].data) for name in product_service.FORM_FIELDS}
+
+
+def _shown(value):
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%dT%H:%M") if isinstance(value, datetime) else str(value)
+
+
+def _changed(form, product):
+    """Fields whose submitted value differs from what the page showed; None: write them all."""
     if product is None:
-        product = Product()
-        db.session.add(product)
-    product.supplier_id = form.supplier_id.data
-    product.code = code
-    product.name = form.name.data.strip()
-    product.category_id = form.category_id.data or None
-    for name in ("face_value", "cost_price", "market_price", "sale_price", "promo_price", "stock",
-                 "low_stock_threshold", "delivery_minutes", "is_listed", "is_pinned", "sort_weight"):
-        setattr(product, name, getattr(form, name).data)
-    product.min_per_order, product.max_per_order = min_per_order, max_per_order
-    product.tier_label = (form.tier_label.data or "").strip() or None
-    product.promo_start = from_local(form.promo_start.data)
-    product.promo_end = from_local(form.promo_end.data)
-    product.stock_mode = StockMode(form.stock_mode.data)
-    product.delivery_type = DeliveryType(form.delivery_type.data)
-    product.buyer_fields = buyer_fields
-    product.description = form.description.data or ""
-    product_service.check_prices(product)
-    db.session.commit()
-    return product
+        return None
+    try:
+        shown = json.loads(form.original.data or "")
+    except ValueError:
+        return None
+    if not isinstance(shown, dict):
+        return None
+    now = _as_shown(form)
+    return {name for name in product_service.FORM_FIELDS if shown.get(name) != now[name]}
+
+
+def _values(form):
+    data = {name: form[name].data for name in product_service.FORM_FIELDS}
+    return {
+        **data,
+        "code": data["code"].strip(),
+        "name": data["name"].strip(),
+        "category_id": data["category_id"] or None,
+        "tier_label": (data["tier_label"] or "").strip() or None,
+        "promo_start": from_local(data["promo_start"]),
+        "promo_end": from_local(data["promo_end"]),
+        "stock_mode": StockMode(data["stock_mode"]),
+        "delivery_type": DeliveryType(data["delivery_type"]),
+        "description": data["description"] or "",
+    }

@@ -6,6 +6,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import SupplierForm
+from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
 from kamen.models import Product, Supplier, SupplierKind, SyncRun
 from kamen.money import format_plain
@@ -137,7 +138,7 @@ def sync_run(supplier_id, run_id):
     run = db.session.get(SyncRun, run_id)
     if run is None or run.supplier_id != supplier_id:
         abort(404)
-    template = "admin/_sync_run.html" if request.headers.get("HX-Request") == "true" else "admin/sync_run.html"
+    template = "admin/_sync_run.html" if is_htmx() else "admin/sync_run.html"
     return render_template(template, run=run, supplier=run.supplier,
                            held_count=price_holds.held_count(db.session, run.supplier))
 

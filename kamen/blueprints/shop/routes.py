@@ -2,6 +2,7 @@
 from flask import abort, current_app, render_template, request
 
 from kamen.blueprints.shop import bp
+from kamen.config import low_stock_threshold
 from kamen.extensions import db
 from kamen.services import catalog
 
@@ -14,13 +15,9 @@ def _tree():
     return catalog.shop_tree(db.session, max_age=current_app.config["SHOP_CACHE_SECONDS"])
 
 
-def _threshold():
-    return current_app.config["LOW_STOCK_THRESHOLD"]
-
-
 @bp.get("/")
 def home():
-    pinned, hot = catalog.home_products(db.session, limit=30, default_threshold=_threshold())
+    pinned, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold())
     return render_template("shop/home.html", tree=_tree(), pinned=pinned, hot=hot)
 
 
@@ -33,7 +30,7 @@ def category(category_id):
     sort = request.args.get("sort", "default")
     page = catalog.listed_products(
         db.session,
-        default_threshold=_threshold(),
+        default_threshold=low_stock_threshold(),
         category_ids=node.ids,
         sort=sort,
         page=_page_arg(),
@@ -50,7 +47,7 @@ def search():
     if q:
         page = catalog.listed_products(
             db.session,
-            default_threshold=_threshold(),
+            default_threshold=low_stock_threshold(),
             search=q,
             sort=sort,
             page=_page_arg(),
@@ -74,7 +71,7 @@ def render_product(product_id, buy_error=None, form=None, status=200):
         "shop/product.html",
         tree=tree,
         product=found,
-        item=catalog.shop_item(found, _threshold()),
+        item=catalog.shop_item(found, low_stock_threshold()),
         category=tree.node(found.category_id),
         buy_error=buy_error,
         form=form or {},

@@ -11,6 +11,7 @@ import json
 import sqlalchemy as sa
 
 from kamen.models import ImportRow, Product
+from kamen.models.types import ExactDecimal
 
 STAGED_COLUMNS = tuple(c.name for c in ImportRow.__table__.columns if c.name != "id")
 _JSON_COLUMNS = frozenset(c.name for c in ImportRow.__table__.columns if isinstance(c.type, sa.JSON))
@@ -60,7 +61,7 @@ _IN_CHUNK = "r.id BETWEEN :first AND :last AND r.batch_id = :batch AND NOT r.com
 
 def _before_image(fields):
     """The product's values today, as staging's to_json writes them, for the keys the row sets."""
-    money = {c.name for c in Product.__table__.columns if isinstance(c.type, sa.Numeric)}
+    money = {c.name for c in Product.__table__.columns if isinstance(c.type, ExactDecimal)}
     pairs = ", ".join(f"'{f}', " + (f"CAST(p.{_q(f)} AS text)" if f in money else f"p.{_q(f)}") for f in fields)
     return (f"(SELECT COALESCE(jsonb_object_agg(e.key, e.value), '{{}}') "
             f"FROM jsonb_each(jsonb_build_object({pairs})) e WHERE s.v ? e.key)")

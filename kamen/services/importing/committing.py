@@ -10,6 +10,7 @@ Python here.
 import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product
+from kamen.services import card_codes
 from kamen.services.importing import bulk
 from kamen.services.importing.staging import (
     PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, to_json, warning_count,
@@ -31,7 +32,7 @@ def request_commit(session, batch, *, confirm_warnings=False, at=None):
         raise ImportInvalid("只有预览就绪的批次才能提交")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
-        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大或售价低于供货价），请勾选确认后再提交")
+        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大），请勾选确认后再提交")
     total = session.scalar(
         sa.select(sa.func.count()).where(
             ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.committed.is_(False)
@@ -62,6 +63,7 @@ def commit_batch(session, batch_id, beat=no_beat):
         beat(session)
         session.refresh(batch)
         if batch.cancel_requested:
+            _recount_card_stock(session, batch)
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
             session.commit()
             return batch
@@ -76,6 +78,7 @@ def commit_batch(session, batch_id, beat=no_beat):
     if batch.delist_missing:
         _delist_missing(session, batch)
     recount(session, batch)
+    _recount_card_stock(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
     return batch
@@ -161,6 +164,14 @@ def _new_product(batch, row, now):
     """Every key present in every row: one executemany INSERT needs uniform rows."""
     return {**NEW_PRODUCT_DEFAULTS, **from_json(row.values), "supplier_id": batch.supplier_id, "code": row.code,
             "created_at": now, "updated_at": now}
+
+
+def _recount_card_stock(session, batch):
+    """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
+    touched = sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
+    )
+    card_codes.recount_stock(session, touched)
 
 
 def _delist_missing(session, batch):

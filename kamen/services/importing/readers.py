@@ -182,6 +182,26 @@ class Spreadsheet:
         return _rows_with_bad_cells(sheet, bad_cells)
 
 
+def text_lines(f, encoding):
+    """The decoded lines of a binary text file, read one at a time (a row limit
+    stops a big file early). Bytes are split into lines before decoding, so a bad
+    byte is reported on its own line: a line-feed byte never occurs inside a UTF-8
+    or GB18030 character. UTF-16 is decoded as a stream."""
+    number = 0
+    try:
+        if encoding == "utf-16":
+            for number, line in enumerate(io.TextIOWrapper(f, encoding=encoding, newline=""), 1):
+                yield line
+        else:
+            for number, line in enumerate(f, 1):
+                yield line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = number if encoding != "utf-16" else number + 1
+        raise ImportFileError(
+            f"第 {line} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），请把文件另存为 UTF-8 编码（Excel 中选“CSV UTF-8”）后上传"
+        ) from exc
+
+
 def _rows_with_bad_cells(sheet, bad_cells):
     # calamine yields rows from row 1 but trims leading empty columns.
     first_col = sheet.start[1] if sheet.start else 0

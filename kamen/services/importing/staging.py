@@ -26,7 +26,7 @@ from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fin
 from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
-from kamen.services.pricing import Markup
+from kamen.services.pricing import Markup, price_problem
 from kamen.services.transitions import transition
 from kamen.timeutil import from_local
 
@@ -210,7 +210,8 @@ def save_template(session, batch, name, mapping):
 
 
 def batch_markup(batch):
-    return Markup(percent=batch.markup_percent, fixed=batch.markup_fixed, step=batch.markup_step)
+    return Markup(percent=batch.markup_percent, fixed=batch.markup_fixed, step=batch.markup_step,
+                  min_margin=batch.supplier.min_margin)
 
 
 class _Context:
@@ -222,6 +223,7 @@ class _Context:
 
     def __init__(self, session, batch, codes=()):
         self.batch = batch
+        self.min_margin = batch.supplier.min_margin
         self.categories = name_lookup(session)
         self.current = {}  # code -> (product id, {field: value})
         self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
@@ -368,9 +370,7 @@ def _decide(context, result, sheet_category=None):
     warnings = [_issue(i) for i in result.warnings]
     existing = context.current.get(code)
     new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
-    if existing is not None and new.get("stock_mode", existing[1]["stock_mode"]) in ("unlimited", "cards"):
-        # Unlimited top-up has no stock; card-code stock is the count of unsold codes.
-        new.pop("stock", None)
+    _stock_rule(new, existing[1]["stock_mode"] if existing else None)
     fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
               "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
     if existing is None:
@@ -378,10 +378,11 @@ def _decide(context, result, sheet_category=None):
     else:
         merged = {**existing[1], **new}
         fields["product_id"] = existing[0]
-    if not errors and merged.get("promo_price") is not None and merged.get("sale_price") is not None \
-            and merged["promo_price"] > merged["sale_price"]:
-        errors.append(_issue(Issue("promo_price", "折扣价高于售价",
-                                   f"折扣价 {merged['promo_price']} 高于售价 {merged['sale_price']}")))
+    problem = None if errors else price_problem(
+        cost=merged.get("cost_price"), sale=merged.get("sale_price"), promo=merged.get("promo_price"),
+        min_margin=context.min_margin)
+    if problem:  # the row's prices with the product's other prices of today
+        errors.append(_issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         return {**fields, "action": "error", "error_kinds": f",{kinds},"}
@@ -395,6 +396,16 @@ def _decide(context, result, sheet_category=None):
     changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
     fields["changes"] = changes
     return {**fields, "action": "update" if changes else "unchanged"}
+
+
+def _stock_rule(new, mode_today):
+    """Unlimited top-up has no stock; card-code stock is the count of unsold codes, never
+    the file's: a product becoming 本地卡密 starts at 0 and the commit recounts it."""
+    mode = new.get("stock_mode", mode_today)
+    if mode == StockMode.CARDS.value and mode_today != StockMode.CARDS.value:
+        new["stock"] = 0
+    elif mode == StockMode.CARDS.value or (mode_today is not None and mode == StockMode.UNLIMITED.value):
+        new.pop("stock", None)
 
 
 def _issue(issue):

@@ -1,8 +1,8 @@
 """Validate one import row: raw cells -> normalized values, errors and warnings.
 
 Values hold only the fields the row filled in, so an update leaves the
-others alone. Errors stop the row; warnings (供货价高于售价, 价格变动过大)
-need the admin's confirmation. Every issue has a kind the preview filters by
+others alone. Errors stop the row (prices break the shop's price rule in
+pricing.py); warnings (价格变动过大) need the admin's confirmation. Every issue has a kind the preview filters by
 and a Chinese message naming the field and the value.
 """
 from dataclasses import dataclass
@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from kamen.services.importing import normalize as n
 from kamen.services.importing.mapping import FIELDS_BY_KEY, REQUIRED
+from kamen.services.pricing import price_problem
 
 DEFAULT_MAX_PRICE_CHANGE = Decimal(30)  # percent versus today's price
 
@@ -41,7 +42,7 @@ PARSERS = {
 @dataclass(frozen=True, slots=True)
 class Issue:
     field: str  # field key
-    kind: str  # 字段缺失, 格式错误, 重复编码, 活动结束早于开始, 负库存, 折扣价高于售价, 供货价高于售价, 价格变动过大
+    kind: str  # 字段缺失, 格式错误, 重复编码, 活动结束早于开始, 负库存, 价格变动过大, and PriceProblem's kinds
     message: str
 
 
@@ -121,13 +122,12 @@ def _validate(raw, markup, current_for, max_price_change):
     cost = values.get("cost_price")
     sale = values.get("sale_price")
     if sale is None and cost is not None and markup is not None and "sale_price" not in failed:
-        sale = values["sale_price"] = markup.apply(cost)  # Markup never goes below cost
+        sale = values["sale_price"] = markup.apply(cost)  # never below cost + the minimum margin
         computed = ("sale_price",)
-    elif sale is not None and cost is not None and cost > sale:
-        warnings.append(Issue("sale_price", "供货价高于售价", f"售价 {sale} 低于供货价 {cost}，会亏本"))
-    promo = values.get("promo_price")
-    if promo is not None and sale is not None and promo > sale:
-        errors.append(Issue("promo_price", "折扣价高于售价", f"折扣价 {promo} 高于售价 {sale}"))
+    problem = price_problem(cost=cost, sale=sale, promo=values.get("promo_price"),
+                            min_margin=markup.min_margin if markup else 0)
+    if problem:
+        errors.append(Issue(problem.field, problem.kind, problem.message))
 
     current = current_for(values.get("code")) if max_price_change is not None else None
     if current:
