@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from kamen.models import Category, Product, Setting, StockMode
 from kamen.models.catalog import StockState, promo_applies, stock_state_for
-from kamen.search_keys import search_words
+from kamen.search_keys import search_key, search_words
 from kamen.timeutil import utcnow
 
 SHOP_SORTS = {
@@ -401,3 +401,27 @@ def like_pattern(text):
     """A LIKE pattern matching ``text`` anywhere, wildcards escaped with a backslash."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def refresh_search_keys(session, product_ids, chunk=2000):
+    """Bring the search keys of the products ``product_ids`` (a select of ids) up to
+    date with their names, after writes that bypass the model (imports' set-based
+    SQL, undo). Only keys that differ are written; the caller commits."""
+    rows = session.execute(
+        sa.select(Product.id, Product.name, Product.code, Product.search_key)
+        .where(Product.id.in_(product_ids))
+        .execution_options(yield_per=chunk)
+    )
+    for part in rows.partitions():
+        stale = [{"pid": pid, "key": key} for pid, name, code, old in part if (key := search_key(name, code)) != old]
+        if stale:
+            session.execute(_SET_SEARCH_KEY, stale)
+
+
+# A key is not an edit: updated_at (undo's "changed since" check, incremental sync) stays.
+_products = Product.__table__
+_SET_SEARCH_KEY = (
+    sa.update(_products)
+    .where(_products.c.id == sa.bindparam("pid"))
+    .values(search_key=sa.bindparam("key"), updated_at=_products.c.updated_at)
+)

@@ -56,5 +56,6 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     products,
     settings,
     stations,
+    storefront,
     suppliers,
 )
