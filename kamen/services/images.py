@@ -40,7 +40,9 @@ def _decode(data):
             image.load()
     except ImageInvalid:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInvalid("图片尺寸过大，请缩小到 4000×4000 像素以内再上传") from None
+    except UnidentifiedImageError:
         raise ImageInvalid("文件不是有效的图片，请上传 JPG / PNG / WebP / GIF 图片") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageInvalid("图片文件已损坏或不完整，请重新导出后上传") from None
