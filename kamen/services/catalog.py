@@ -347,6 +347,9 @@ def shop_product(session, product_id):
     return session.scalar(sa.select(Product).where(Product.id == product_id, Product.is_listed.is_(True)))
 
 
+# A request environ key: the page was rendered by the shop itself (上线测试), not a customer.
+UNCOUNTED_VIEW = "kamen.uncounted_view"
+
 _pending_views = Counter()
 _pending_sold_out_views = Counter()
 _views_lock = threading.Lock()

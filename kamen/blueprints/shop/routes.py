@@ -98,7 +98,7 @@ def render_product(product_id, buy_error=None, form=None, status=200):
         buy_error=buy_error,
         form=form or {},
     )
-    if status == 200:
+    if status == 200 and not request.environ.get(catalog.UNCOUNTED_VIEW):
         catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"],
                             sold_out=item.stock_state is StockState.OUT)
     return html, status
