@@ -150,3 +150,37 @@ def test_failed_goods_stay_listed_when_the_setting_is_off(app):
     assert checks(run)["话费 10元"].status == "failed"
     db.session.expire_all()
     assert db.session.get(Product, typo.id).is_listed and fresh(run).delisted == 0
+
+
+def test_the_admin_starts_a_run_from_the_product_list_and_from_an_import(auth, client, demo_pay):
+    auth.login()
+    games = make_category("游戏点卡")
+    cards = make_card_product(codes=2, category_id=games.id, name="网易一卡通 50元", sale_price=Decimal("48.80"),
+                              cost_price=Decimal("47.50"), face_value=Decimal("50"))
+    typo = make_product(games, name="话费 10元", face_value=Decimal("10"), sale_price=Decimal("100.00"),
+                        cost_price=Decimal("9.80"))
+    response = client.post("/admin/products/bulk", data={"action": "launch_test", "ids": [str(cards.id), str(typo.id)]})
+    assert response.status_code == 302 and "/admin/launch-tests/" in response.headers["Location"]
+    report = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "已完成" in report and "通过 1，未通过 1" in report and "已自动下架 1 个" in report
+    assert "售价 ¥100.00 比面值 ¥10.00 高出 30% 以上" in report and "到账 0 秒 / 承诺 5 分钟" in report
+    assert "hx-get" not in report  # finished: the page stops polling
+    listing = client.get("/admin/launch-tests").get_data(as_text=True)
+    assert "手动选择 2 个商品" in listing and "1 / 1 / 2" in listing
+
+    csv = "商品编码,商品名称,供货价,售价,库存\nNEW1,新商品 5元,4.80,5.00,50\n"
+    from kamen.services.importing import committing, staging
+    import io
+    batch = staging.analyze(db.session, staging.create_batch(db.session, io.BytesIO(csv.encode()), "价格表.csv",
+                                                             supplier=default_supplier(db.session)).id)
+    staging.apply_mapping(db.session, batch, staging.StageOptions(choices={m["column"]: m["key"] for m in batch.match_info}))
+    batch = staging.stage(db.session, batch.id)
+    committing.request_commit(db.session, batch)
+    committing.commit_batch(db.session, batch.id)
+    assert "上线测试" in client.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    response = client.post("/admin/launch-tests/new", data={"batch_id": str(batch.id)})
+    report = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"导入批次 #{batch.id}" in report and "新商品 5元" in report and "未分类 · 10 元以下" in report
+
+    response = client.post("/admin/launch-tests/new", data={"ids": []})
+    assert "没有可测试的商品" in client.get(response.headers["Location"]).get_data(as_text=True)

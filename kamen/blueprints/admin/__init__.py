@@ -51,6 +51,7 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     coupons,
     dashboard,
     imports,
+    launch,
     orders,
     payment_channels,
     products,
