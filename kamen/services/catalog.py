@@ -2,7 +2,7 @@
 
 Shop pages are the hot path (issue 3, "Fast pages"; bench/shop_bench.py), so
 list pages read plain rows of the columns a card shows, with price and stock
-state worked out here once; the shop's category tree is kept per process for a
+state worked out here once; the shop's category tree and 店铺设置 are kept per process for a
 few seconds; and product views are counted in memory and written in batches.
 """
 import functools
@@ -141,10 +141,6 @@ def shop_frame(session, max_age, default_name):
     frame = _load_shop_frame(session, default_name)
     _shop_frame = (now, frame)
     return frame
-
-
-def shop_tree(session, max_age, default_name=""):
-    return shop_frame(session, max_age, default_name).tree
 
 
 def forget_shop_tree():
