@@ -148,8 +148,7 @@ def run(session, run_id, render):
             LaunchCheck.run_id == run_id, LaunchCheck.status == "pending").order_by(LaunchCheck.id)).all()
         for check_id in pending:
             lease.beat(session)
-            check = session.get(LaunchCheck, check_id)
-            _check(session, session.get(LaunchRun, run_id), check, render)
+            _check(session, session.get(LaunchRun, run_id), session.get(LaunchCheck, check_id), render)
             session.commit()
         lease.beat(session, status="waiting")
         session.commit()
@@ -184,37 +183,39 @@ def _check(session, run_row, check, render):
     product = session.get(Product, check.product_id) if check.product_id else None
     problems, notes = [], []
     if product is None:
-        _finish(session, run_row, check, ["商品已被删除"], notes)
+        _finish(session, check, "pending", ["商品已被删除"], notes)
         return
     _check_record(product, problems, notes)
     if not product.is_listed:
         notes.append("商品未上架：顾客看不到，未检查页面、未下测试单")
     else:
         _check_page(product, render, problems, notes)
-    order = None
-    if product.is_listed and not problems:
-        order = _test_order(session, run_row, product, problems, notes)
-    if order is not None and order.status is OrderStatus.PAID:
-        check.order_id, check.order_no = order.id, order.order_no
-        check.promised_minutes = product.delivery_minutes
-        check.problems, check.notes, check.status = problems, notes, "delivering"
-        return
+    values = {}
+    order = _test_order(session, run_row, product, problems, notes) if product.is_listed and not problems else None
     if order is not None:
-        check.order_id, check.order_no = order.id, order.order_no
-        check.promised_minutes = product.delivery_minutes
-        _measure(session, check, order, notes, problems)
-    _finish(session, run_row, check, problems, notes)
+        values = dict(order_id=order.id, order_no=order.order_no, promised_minutes=product.delivery_minutes)
+        if order.status is OrderStatus.PAID:  # not delivered yet: the per-minute poll decides
+            transition(session, LaunchCheck, check.id, "pending", "delivering", problems=problems, notes=notes,
+                       **values)
+            return
+        values.update(_measure(session, order, product.delivery_minutes, notes, problems))
+    _finish(session, check, "pending", problems, notes, **values)
 
 
-def _finish(session, run_row, check, problems, notes):
-    check.problems, check.notes = problems, notes
-    check.status = "failed" if problems else "passed"
-    check.checked_at = utcnow()
-    run_row.done += 1
-    if problems:
-        run_row.failed += 1
-    else:
-        run_row.passed += 1
+def _finish(session, check, expected, problems, notes, **values):
+    """Decide one check (once, whoever else decides it) and count it on its run."""
+    status = "failed" if problems else "passed"
+    if not transition(session, LaunchCheck, check.id, expected, status, problems=problems, notes=notes,
+                      checked_at=utcnow(), **values):
+        return False
+    counter = LaunchRun.failed if problems else LaunchRun.passed
+    session.execute(sa.update(LaunchRun).where(LaunchRun.id == check.run_id)
+                    .values({LaunchRun.done: LaunchRun.done + 1, counter: counter + 1})
+                    .execution_options(synchronize_session=False))
+    run_row = session.identity_map.get(sa.inspect(LaunchRun).identity_key_from_primary_key((check.run_id,)))
+    if run_row is not None:
+        session.expire(run_row)
+    return True
 
 
 def _check_record(product, problems, notes):
@@ -325,27 +326,27 @@ def _test_order(session, run_row, product, problems, notes):
     return order
 
 
-def _measure(session, check, order, notes, problems, now=None):
-    """A test order's delivery against the promise; True once decided."""
-    promised = timedelta(minutes=check.promised_minutes or 0)
+def _measure(session, order, promised_minutes, notes, problems, now=None):
+    """A test order's delivery against the promise: the values to record, or None
+    while it may still arrive in time. A decided test order is refunded."""
+    promised = timedelta(minutes=promised_minutes or 0)
     if order.status is OrderStatus.DELIVERED and order.delivered_at and order.paid_at:
         took = order.delivered_at - order.paid_at
-        check.delivery_seconds = int(took.total_seconds())
         if took > promised:
-            problems.append(f"到账太慢：付款后 {_minutes(took)} 才到账，承诺 {check.promised_minutes} 分钟内")
+            problems.append(f"到账太慢：付款后 {_minutes(took)} 才到账，承诺 {promised_minutes} 分钟内")
         else:
-            notes.append(f"测试单 {order.order_no} 付款后 {_minutes(took)} 到账（承诺 {check.promised_minutes} 分钟内）")
+            notes.append(f"测试单 {order.order_no} 付款后 {_minutes(took)} 到账（承诺 {promised_minutes} 分钟内）")
         _refund(session, order)
-        return True
+        return {"delivery_seconds": int(took.total_seconds())}
     if order.status is OrderStatus.PAID:
         waited = (now or ordering.now()) - order.paid_at
         if waited <= promised:
-            return False
-        problems.append(f"到账太慢：承诺 {check.promised_minutes} 分钟内到账，付款 {_minutes(waited)} 后仍未到账")
+            return None
+        problems.append(f"到账太慢：承诺 {promised_minutes} 分钟内到账，付款 {_minutes(waited)} 后仍未到账")
         _refund(session, order)
-        return True
+        return {}
     problems.append(f"测试单 {order.order_no} 没有发货：{order.status.label}")
-    return True
+    return {}
 
 
 def _minutes(delta):
@@ -369,11 +370,12 @@ def poll(session, now=None):
         problems, notes = list(check.problems or []), list(check.notes or [])
         if order is None:
             problems.append("测试单已被删除")
-        elif not _measure(session, check, order, notes, problems, now):
-            continue
-        run_row = session.get(LaunchRun, check.run_id)
-        _finish(session, run_row, check, problems, notes)
-        session.commit()
+            decided = {}
+        else:
+            decided = _measure(session, order, check.promised_minutes, notes, problems, now)
+        if decided is not None:
+            _finish(session, check, "delivering", problems, notes, **decided)
+            session.commit()
     for run_id in session.scalars(sa.select(LaunchRun.id).where(LaunchRun.status == "waiting")).all():
         settle(session, run_id)
 
