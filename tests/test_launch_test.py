@@ -178,9 +178,12 @@ def test_the_admin_starts_a_run_from_the_product_list_and_from_an_import(auth, c
     committing.request_commit(db.session, batch)
     committing.commit_batch(db.session, batch.id)
     assert "上线测试" in client.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
-    response = client.post("/admin/launch-tests/new", data={"batch_id": str(batch.id)})
+    response = client.post("/admin/launch-tests/new", data={"batch_id": str(batch.id), "extra_codes": "NOPE1 NOPE2"})
+    assert "没有这些商品编码：NOPE1、NOPE2" in client.get(response.headers["Location"]).get_data(as_text=True)
+    response = client.post("/admin/launch-tests/new", data={"batch_id": str(batch.id), "extra_codes": typo.code})
     report = client.get(response.headers["Location"]).get_data(as_text=True)
     assert f"导入批次 #{batch.id}" in report and "新商品 5元" in report and "未分类 · 10 元以下" in report
+    assert "话费 10元" in report and "管理员指定" in report
 
     response = client.post("/admin/launch-tests/new", data={"ids": []})
     assert "没有可测试的商品" in client.get(response.headers["Location"]).get_data(as_text=True)

@@ -104,6 +104,20 @@ def sample(session, product_ids, chosen_ids=()):
     return picks[:MAX_SAMPLES]
 
 
+def ids_for_codes(session, text):
+    """Product ids for the 商品编码 an admin typed (spaces, commas or new lines between);
+    LaunchInvalid names the codes no product has."""
+    codes = [c for c in re.split(r"[\s,，、]+", text or "") if c][:MAX_SAMPLES]
+    if not codes:
+        return []
+    found = session.execute(sa.select(Product.code, Product.id).where(Product.code.in_(codes))).all()
+    known = {code for code, _ in found}
+    missing = [c for c in codes if c not in known]
+    if missing:
+        raise LaunchInvalid(f"没有这些商品编码：{'、'.join(missing[:10])}")
+    return [pid for _, pid in found]
+
+
 def products_of_import(batch_id):
     return sa.select(ImportRow.product_id).where(
         ImportRow.batch_id == batch_id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None))

@@ -29,6 +29,7 @@ def launch_test_new():
     chosen = [i for i in form.getlist("ids") if i.isdigit()]
     allow = form.get("allow_supplier_orders") == "1"
     try:
+        chosen += launch_test.ids_for_codes(db.session, form.get("extra_codes", ""))
         if form.get("batch_id", "").isdigit():
             batch = db.get_or_404(ImportBatch, int(form["batch_id"]))
             run = launch_test.start(db.session, f"导入批次 #{batch.id}（{batch.filename}）",
