@@ -64,8 +64,11 @@ def test_synced_goods_with_a_wrong_price_fail_and_come_off_sale(app, simulator):
     # The supplier's list has a typo: 28.80 for a 10-yuan card.
     simulator.products["1003"] = SimProduct(code="1003", name="网易一卡通 10元", price=Decimal("28.80"),
                                             face_value=Decimal("10"), category=("游戏点卡",))
+    simulator.products["1004"] = SimProduct(code="1004", name="移动话费 100元", price=Decimal("97.00"),
+                                            face_value=Decimal("100"), category=("游戏点卡",), stock=20)
     supplier = make_supplier(simulator, kind=SupplierKind.KAMEN, auto_list=True)
     sync_run = sync(supplier)
+    simulator.products["1004"].stock = 0  # sold out upstream since the sync
     run = launch_test.start(db.session, "同步", launch_test.products_of_sync(db.session, sync_run.id))
     run = fresh(run)
     assert (run.status, run.total, run.done) == ("done", run.total, run.total)
@@ -77,9 +80,11 @@ def test_synced_goods_with_a_wrong_price_fail_and_come_off_sale(app, simulator):
     assert good.status == "passed", good.problems
     assert any("商品页：价格" in n for n in good.notes)
     assert any("由货源发货：本次未同意向货源真实下单" in n for n in good.notes)
+    assert "货源当前有货" in good.notes
+    assert got["移动话费 100元"].problems == ["库存不对：商城显示有货（库存 20），货源“模拟货源”当前缺货"]
     products = {p.name: p for p in db.session.scalars(sa.select(Product))}
     assert not products["网易一卡通 10元"].is_listed and products["腾讯Q币 5元"].is_listed
-    assert run.delisted == 1 and run.failed >= 1
+    assert run.delisted == 2 and run.failed == 2
     assert products["腾讯Q币 5元"].view_count == 0  # the test's page loads are not customer views
 
 

@@ -35,12 +35,15 @@ from kamen.models import (
     Product,
     StockMode,
     Supplier,
+    SupplierKind,
     SyncRun,
 )
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.money import format_money
 from kamen.services import background, catalog, demopay, ordering, payments, pricing, settings
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
+from kamen.services.syncing import adapter_for_supplier
+from kamen.suppliers.base import Level, SupplierError
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
@@ -204,6 +207,7 @@ def _check(session, run_row, check, render):
         notes.append("商品未上架：顾客看不到，未检查页面、未下测试单")
     else:
         _check_page(product, render, problems, notes)
+        _check_supplier_stock(product, problems, notes)
     values = {}
     order = _test_order(session, run_row, product, problems, notes) if product.is_listed and not problems else None
     if order is not None:
@@ -282,6 +286,22 @@ def _check_page(product, render, problems, notes):
         problems.append("商品页的商品说明与后台不一致")
     if not problems:
         notes.append(f"商品页：价格 ¥{format_money(item.price)}、面值、库存“{item.stock_state.label}”、说明均与后台一致")
+
+
+def _check_supplier_stock(product, problems, notes):
+    """Goods the shop shows in stock from a supplier's count: ask the supplier now."""
+    supplier = product.supplier
+    if product.stock_mode is not StockMode.SYNCED or supplier.kind is SupplierKind.MANUAL or product.stock <= 0:
+        return
+    try:
+        level = adapter_for_supplier(supplier).get_stock([product.code]).get(product.code)
+    except SupplierError as exc:
+        notes.append(f"无法向货源核对库存：{exc}")
+        return
+    if level is None or level.level is Level.OUT:
+        problems.append(f"库存不对：商城显示有货（库存 {product.stock}），货源“{supplier.name}”当前缺货")
+    else:
+        notes.append("货源当前有货")
 
 
 def _ships_itself(session, product):
