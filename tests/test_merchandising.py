@@ -125,3 +125,11 @@ def test_dashboard_shows_margin_by_category_slow_sellers_and_sold_out_losses(aut
     page = client.get("/admin/", query_string={"days": "90"}).get_data(as_text=True)
     slow_section = page.split('id="merch"')[1].split("滞销商品")[1].split("缺货损失")[0]
     assert "联通话费 30元" not in slow_section and "电信话费 100元" in slow_section
+
+
+def test_the_admin_list_finds_goods_by_pinyin_too(auth, client):
+    auth.login()
+    make_product(name="爱奇艺黄金会员 月卡")
+    make_product(name="腾讯视频 月卡")
+    listing = client.get("/admin/products", query_string={"q": "aqy yk"}).get_data(as_text=True)
+    assert "爱奇艺黄金会员 月卡" in listing and "腾讯视频" not in listing
