@@ -12,6 +12,7 @@ from kamen.services import launch_test, ordering, settings
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 from tests.helpers import make_category, make_product
+from tests.test_job_sweeper import CLOSED_PORT, redis_back, redis_down  # noqa: F401 (a fixture)
 from tests.order_helpers import make_card_product
 from tests.suppliers.simulator import SimProduct
 from tests.sync_fixtures import make_supplier
@@ -192,3 +193,30 @@ def test_the_admin_starts_a_run_from_the_product_list_and_from_an_import(auth, c
 
     response = client.post("/admin/launch-tests/new", data={"ids": []})
     assert "没有可测试的商品" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_run_started_with_redis_away_waits_and_a_dead_one_is_resumed(app, auth, client, redis_down):
+    from kamen.services import background, sweeper
+
+    auth.login()
+    typo = make_product(name="话费 10元", face_value=Decimal("10"), sale_price=Decimal("100.00"),
+                        cost_price=Decimal("9.80"))
+    response = client.post("/admin/products/bulk", data={"action": "launch_test", "ids": [str(typo.id)]})
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "排队中" in page and "后台任务暂停，恢复后自动继续" in page
+    run = db.session.scalar(sa.select(LaunchRun))
+    redis_back(app)
+    assert sweeper.sweep(db.session).enqueued == [("launch_runs", run.id)]
+    assert fresh(run).status == "done" and checks(run)["话费 10元"].status == "failed"
+
+    app.config["REDIS_URL"] = CLOSED_PORT
+    again = launch_test.start(db.session, "手动选择", chosen_ids=[make_product(name="新商品").id])
+    # A worker took it, then died.
+    assert background.Lease(LaunchRun, again.id).acquire(db.session, ("queued",), status="running")
+    db.session.execute(sa.update(LaunchRun).where(LaunchRun.id == again.id).values(job_enqueued_at=utcnow()))
+    db.session.commit()
+    redis_back(app)
+    swept = sweeper.sweep(db.session, now=utcnow() + timedelta(minutes=10))
+    assert swept.enqueued == [("launch_runs", again.id)]
+    again = fresh(again)
+    assert (again.status, again.job_resumes, again.done, again.passed) == ("done", 1, 1, 1)
