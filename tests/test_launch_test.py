@@ -220,3 +220,31 @@ def test_a_run_started_with_redis_away_waits_and_a_dead_one_is_resumed(app, auth
     assert swept.enqueued == [("launch_runs", again.id)]
     again = fresh(again)
     assert (again.status, again.job_resumes, again.done, again.passed) == ("done", 1, 1, 1)
+
+
+def test_a_launch_test_runs_on_a_real_rq_worker(app, redis_url, db_url):
+    """Production path: the run is queued; an `rq worker` process renders the
+    pages, pays the test order on the demo gateway and writes the report."""
+    import uuid
+
+    from tests.helpers import burst_worker
+
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    gateway = {"KAMEN_DEMO_GATEWAY": "1", "KAMEN_DEMO_GATEWAY_PID": "1001", "KAMEN_DEMO_GATEWAY_KEY": "launch-test-key-1"}
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name, DEMO_GATEWAY=True, DEMO_GATEWAY_PID="1001",
+                      DEMO_GATEWAY_KEY="launch-test-key-1")
+    cards = make_card_product(codes=2, name="网易一卡通 50元", sale_price=Decimal("48.80"),
+                              cost_price=Decimal("47.50"), face_value=Decimal("50"))
+    typo = make_product(name="话费 10元", face_value=Decimal("10"), sale_price=Decimal("100.00"),
+                        cost_price=Decimal("9.80"))
+    run = launch_test.start(db.session, "手动选择", chosen_ids=[cards.id, typo.id])
+    assert fresh(run).status == "queued"  # nothing ran in the web process
+
+    result = burst_worker(app, db_url, redis_url, queue_name, **gateway)
+    assert result.returncode == 0, result.stderr
+    run = fresh(run)
+    assert (run.status, run.passed, run.failed, run.delisted) == ("done", 1, 1, 1)
+    got = checks(run)
+    assert got["网易一卡通 50元"].delivery_seconds is not None
+    assert db.session.get(Order, got["网易一卡通 50元"].order_id).status is OrderStatus.REFUNDED
+    assert db.session.get(Product, cards.id).view_count == 0
