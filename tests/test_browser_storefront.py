@@ -42,6 +42,14 @@ def test_phone_home_page_reads_like_a_shop(app, live_server, phone):
     expect(footer).to_contain_text("本店只售正规渠道卡密")
     assert blocked == []
 
+    phone.get_by_role("link", name="腾讯Q币 10元").first.click()
+    crumbs = phone.get_by_role("navigation", name="位置")
+    expect(crumbs).to_contain_text("首页 › 游戏点卡 › 腾讯Q币 10元")
+    assert phone.locator(".product-head img").evaluate("img => img.complete && img.naturalWidth > 0")
+    expect(phone.locator(".help")).to_contain_text("微信 kefu_01")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert blocked == []
+
     phone.get_by_label("搜索商品").fill("qb")
     phone.get_by_role("button", name="搜索").click()
     expect(phone.get_by_role("heading", name="“qb” 的搜索结果（1）")).to_be_visible()

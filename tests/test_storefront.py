@@ -168,6 +168,18 @@ def test_the_suppliers_cover_comes_with_the_sync(app, simulator):
     assert ours(supplier)["1001"].cover_url.endswith("1001-v2.png")
 
 
+def test_picture_addresses_from_suppliers():
+    from kamen.suppliers.parsing import picture_address
+
+    base = "https://zhuzhan.example"
+    assert picture_address("/assets/cover/1.png", base) == "https://zhuzhan.example/assets/cover/1.png"
+    assert picture_address(" https://cdn.example/a.jpg ", "http://x") == "https://cdn.example/a.jpg"
+    for bad in ("", None, "http://cdn.example/a.jpg", "//evil.example/a.png", "javascript:alert(1)",
+                'https://cdn.example/a.png" onerror="x', "https://cdn.example/" + "a" * 500):
+        assert picture_address(bad, base) is None, bad
+    assert picture_address("/a.png", "http://zhuzhan.example") is None  # the shop loads pictures over https only
+
+
 # -- search --------------------------------------------------------------------
 
 def found(client, q):
