@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import ApiToken, ImportBatch, ImportRow, Notification, Product, StockMode, Supplier, SyncRun
-from kamen.models import Coupon, DeliveryType, Order, SupplierKind
+from kamen.models import Coupon, DeliveryType, LaunchCheck, LaunchRun, Order, SupplierKind
 from kamen.services import api_tokens, ordering, stations
 from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.products import INLINE_FIELDS
@@ -115,13 +115,20 @@ def hostile_world(auth, client):
     db.session.add(coupon)
     db.session.commit()
 
+    launch = LaunchRun(label=HOSTILE[:120], status="done", total=1, done=1, failed=1, message=HOSTILE)
+    db.session.add(launch)
+    db.session.flush()
+    db.session.add(LaunchCheck(run_id=launch.id, product_id=product.id, product_name=HOSTILE, why=HOSTILE[:60],
+                               status="failed", problems=[HOSTILE], notes=[HOSTILE], order_no=HOSTILE[:32]))
+    db.session.commit()
+
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
     batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
         "station_id": station.id, "token_id": token.id,
-        "order_id": order.id, "channel_id": channel.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
+        "order_id": order.id, "channel_id": channel.id, "test_id": launch.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
 

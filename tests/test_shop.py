@@ -8,15 +8,20 @@ from kamen.timeutil import utcnow
 from tests.helpers import make_category, make_product
 
 
-def test_home_shows_categories_pinned_and_hot_products(client):
+def test_home_shows_categories_featured_and_hot_products(client):
     games = make_category("游戏点卡")
-    make_product(games, name="王者荣耀点券", is_pinned=True)
+    make_product(games, name="王者荣耀点券", featured_rank=2)
+    make_product(games, name="和平精英点券", featured_rank=1, stock=0)  # picked by hand: shown even when sold out
     make_product(games, name="网易一卡通", sales_count=50)
-    make_product(games, name="下架的商品", is_listed=False)
+    make_product(games, name="卖光了的爆款", sales_count=900, stock=0)
+    make_product(games, name="直充不限库存", sales_count=10, stock_mode=StockMode.UNLIMITED, stock=0)
+    make_product(games, name="下架的商品", is_listed=False, featured_rank=3)
     page = client.get("/").get_data(as_text=True)
     assert "游戏点卡" in page
-    assert page.index("站长推荐") < page.index("王者荣耀点券") < page.index("热销商品") < page.index("网易一卡通")
+    assert (page.index("站长推荐") < page.index("和平精英点券") < page.index("王者荣耀点券") < page.index("热销商品")
+            < page.index("网易一卡通") < page.index("直充不限库存"))
     assert "下架的商品" not in page
+    assert "卖光了的爆款" not in page  # 热销 skips goods a customer cannot buy now
 
 
 def test_category_page_includes_subcategories_and_sorts(client):

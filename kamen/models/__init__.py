@@ -1,6 +1,7 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
+from kamen.models.launch import LaunchCheck, LaunchRun
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
@@ -33,6 +34,8 @@ __all__ = [
     "DownstreamStation",
     "ImportBatch",
     "ImportRow",
+    "LaunchCheck",
+    "LaunchRun",
     "LoginAttempt",
     "LookupAttempt",
     "MappingTemplate",

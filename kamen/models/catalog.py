@@ -3,10 +3,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from kamen.extensions import db
 from kamen.models.types import LabeledEnum, Money, enum_column
+from kamen.search_keys import search_key
 from kamen.timeutil import utcnow
 
 
@@ -48,6 +49,12 @@ class Category(db.Model):
     @property
     def full_name(self):
         return f"{self.parent.name} / {self.name}" if self.parent_id else self.name
+
+
+def _insert_search_key(context):
+    """Core inserts (sync, imports) get their key from the row's own name and code."""
+    row = context.get_current_parameters()
+    return search_key(row.get("name"), row.get("code"))
 
 
 class Product(db.Model):
@@ -94,7 +101,17 @@ class Product(db.Model):
     is_pinned: Mapped[bool] = mapped_column(default=False)
     sort_weight: Mapped[int] = mapped_column(default=0)
     view_count: Mapped[int] = mapped_column(default=0)
+    # Views of the product page while it was sold out: sales the shop missed.
+    out_of_stock_views: Mapped[int] = mapped_column(default=0, server_default="0")
     sales_count: Mapped[int] = mapped_column(default=0)
+    # Name, code and pinyin, lower-cased (kamen/search_keys.py): what shop search matches.
+    search_key: Mapped[str] = mapped_column(sa.Text, default=_insert_search_key, server_default="")
+    # The picture: an uploaded one (checked and resized, services/images.py) wins
+    # over the supplier's cover address; neither means the category placeholder.
+    image_id: Mapped[int | None] = mapped_column(sa.ForeignKey("uploads.id", ondelete="SET NULL"))
+    cover_url: Mapped[str | None] = mapped_column(sa.String(500))
+    # 推荐位: the home page's hand-picked list, in this order (None: not on it).
+    featured_rank: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -108,9 +125,16 @@ class Product(db.Model):
         sa.Index("ix_products_listing", "is_listed", "category_id", "is_pinned", "sort_weight"),
         # The home page's two lists (pinned by weight, best sellers by sales), read
         # backwards off an index instead of sorting every listed product.
-        sa.Index("ix_products_home_pinned", "is_listed", "is_pinned", "sort_weight", "id"),
-        sa.Index("ix_products_best_sellers", "is_listed", "is_pinned", "sales_count", "sort_weight", "id"),
+        sa.Index("ix_products_featured", "featured_rank"),
+        sa.Index("ix_products_best_sellers", "is_listed", "sales_count", "sort_weight", "id"),
     )
+
+    @validates("name", "code")
+    def _keep_search_key(self, key, value):
+        other = self.code if key == "name" else self.name
+        name, code = (value, other) if key == "name" else (other, value)
+        self.search_key = search_key(name, code)
+        return value
 
     def promo_active(self, at=None):
         return promo_applies(self.promo_price, self.promo_start, self.promo_end, at or utcnow())

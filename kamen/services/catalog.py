@@ -2,7 +2,7 @@
 
 Shop pages are the hot path (issue 3, "Fast pages"; bench/shop_bench.py), so
 list pages read plain rows of the columns a card shows, with price and stock
-state worked out here once; the shop's category tree is kept per process for a
+state worked out here once; the shop's category tree and 店铺设置 are kept per process for a
 few seconds; and product views are counted in memory and written in batches.
 """
 import functools
@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
-from kamen.models import Category, Product
+from kamen.models import Category, Product, Setting, StockMode
 from kamen.models.catalog import StockState, promo_applies, stock_state_for
+from kamen.search_keys import search_key, search_words
 from kamen.timeutil import utcnow
 
 SHOP_SORTS = {
@@ -68,10 +69,16 @@ class ShopCategory:
     name: str
     full_name: str
     children: tuple = ()
+    parent: "ShopCategory | None" = None
 
     @property
     def ids(self):
         return [self.id, *(c.id for c in self.children)]
+
+    @property
+    def path(self):
+        """Root first, this category last: the breadcrumb trail."""
+        return (self.parent, self) if self.parent else (self,)
 
 
 @dataclass(frozen=True)
@@ -83,50 +90,103 @@ class ShopTree:
         return self.by_id.get(category_id)
 
 
-_shop_tree = None  # (loaded at, ShopTree): replaced whole, so threads never see half a tree
+@dataclass(frozen=True)
+class ShopLook:
+    """What 店铺设置 puts around every shop page: name, logo, 公告, 客服, footer."""
+
+    name: str
+    logo_id: int | None = None
+    notice: str = ""
+    qq: str = ""
+    wechat: str = ""
+    email: str = ""
+    footer: str = ""
+
+    @property
+    def has_contact(self):
+        return bool(self.qq or self.wechat or self.email)
 
 
-def shop_tree(session, max_age):
-    """The visible categories as plain data, reused for ``max_age`` seconds.
+SHOP_SETTINGS_KEY = "shop"
 
-    Every shop page shows the tree and it changes rarely: reloading it per
+
+def shop_look(value, default_name):
+    """A ShopLook from the stored 店铺设置 (a dict, or None when never saved)."""
+    value = value or {}
+    fields = {k: value.get(k) or "" for k in ("notice", "qq", "wechat", "email", "footer")}
+    return ShopLook(name=value.get("name") or default_name, logo_id=value.get("logo_id"), **fields)
+
+
+@dataclass(frozen=True)
+class ShopFrame:
+    tree: ShopTree
+    look: ShopLook
+
+
+_shop_frame = None  # (loaded at, ShopFrame): replaced whole, so threads never see half of one
+
+
+def shop_frame(session, max_age, default_name):
+    """The visible categories and the shop's settings as plain data, reused
+    for ``max_age`` seconds.
+
+    Every shop page shows both and they change rarely: reloading them per
     request cost a query and a quarter of the page. A worker that did not
     serve the admin's change shows it after at most ``max_age`` seconds."""
-    global _shop_tree
+    global _shop_frame
     now = time.monotonic()
-    cached = _shop_tree
+    cached = _shop_frame
     if cached is not None and now - cached[0] < max_age:
         return cached[1]
-    tree = _load_shop_tree(session)
-    _shop_tree = (now, tree)
-    return tree
+    frame = _load_shop_frame(session, default_name)
+    _shop_frame = (now, frame)
+    return frame
 
 
 def forget_shop_tree():
-    """Drop this process's cached tree (call after category writes)."""
-    global _shop_tree
-    _shop_tree = None
+    """Drop this process's cached categories and settings (call after writing either)."""
+    global _shop_frame
+    _shop_frame = None
 
 
-def _load_shop_tree(session):
-    rows = session.execute(
-        sa.select(Category.id, Category.name, Category.parent_id, Category.is_visible)
-        .order_by(Category.sort_order, Category.id)
-    ).all()
+def _load_shop_frame(session, default_name):
+    # One query for both: the settings row rides along as one extra row whose
+    # category columns are empty.
+    null = sa.null()
+    categories = sa.select(
+        Category.id, Category.name, Category.parent_id, Category.is_visible, Category.sort_order,
+        sa.type_coerce(null, Setting.value.type).label("settings"),
+    )
+    settings = sa.select(
+        sa.type_coerce(null, Category.id.type), sa.type_coerce(null, Category.name.type),
+        sa.type_coerce(null, Category.parent_id.type), sa.type_coerce(null, Category.is_visible.type),
+        sa.type_coerce(null, Category.sort_order.type), Setting.value,
+    ).where(Setting.key == SHOP_SETTINGS_KEY)
+    union = sa.union_all(categories, settings).subquery()
+    rows = session.execute(sa.select(union).order_by(union.c.sort_order, union.c.id)).all()
+    stored = next((r.settings for r in rows if r.id is None), None)
+    return ShopFrame(_tree_of([r for r in rows if r.id is not None]), shop_look(stored, default_name))
+
+
+def _tree_of(rows):
     names = {r.id: r.name for r in rows}
     visible = [r for r in rows if r.is_visible]
     children = {}
     for r in visible:
         if r.parent_id is not None:
-            children.setdefault(r.parent_id, []).append(ShopCategory(r.id, r.name, f"{names[r.parent_id]} / {r.name}"))
-    by_id = {c.id: c for kids in children.values() for c in kids}
-    roots = []
-    for r in visible:
-        if r.parent_id is None:
-            root = ShopCategory(r.id, r.name, r.name, tuple(children.get(r.id, ())))
-            by_id[root.id] = root
-            roots.append(root)
-    return ShopTree(tuple(roots), by_id)
+            children.setdefault(r.parent_id, []).append(r)
+    roots = {
+        r.id: ShopCategory(r.id, r.name, r.name, tuple(
+            ShopCategory(c.id, c.name, f"{r.name} / {c.name}") for c in children.get(r.id, ())))
+        for r in visible if r.parent_id is None
+    }
+    by_id = {}
+    for parent_id, kids in children.items():
+        parent = roots.get(parent_id)  # None: under a hidden root, reachable but without a trail
+        for c in kids:
+            by_id[c.id] = ShopCategory(c.id, c.name, f"{names[parent_id]} / {c.name}", parent=parent)
+    by_id.update(roots)
+    return ShopTree(tuple(roots.values()), by_id)
 
 
 class ShopItem(NamedTuple):
@@ -139,6 +199,14 @@ class ShopItem(NamedTuple):
     was_price: object  # Decimal or None: the crossed-out price beside it
     stock_state: StockState
     is_pinned: bool
+    image_id: int | None
+    cover_url: str | None
+    category_id: int | None
+
+    @property
+    def placeholder(self):
+        """Which of the placeholder colours (shop.css .ph-0 … .ph-7) this category's cards use."""
+        return (self.category_id or 0) % 8
 
 
 # What a card needs, in the order _card() unpacks: plain rows of these load
@@ -147,6 +215,7 @@ _CARD_COLUMNS = (
     Product.id, Product.name, Product.tier_label, Product.sale_price, Product.market_price,
     Product.promo_price, Product.promo_start, Product.promo_end,
     Product.stock_mode, Product.stock, Product.low_stock_threshold, Product.is_pinned,
+    Product.image_id, Product.cover_url, Product.category_id,
 )
 
 
@@ -158,13 +227,14 @@ def shop_item(product, default_threshold):
 def _card(values, default_threshold, now):
     """A ShopItem from values in _CARD_COLUMNS order, by the Product model's rules.
     Unpacked, not read by name: a row's named fields cost more than the query."""
-    id_, name, tier_label, sale, market, promo, promo_start, promo_end, mode, stock, threshold, pinned, *_ = values
+    (id_, name, tier_label, sale, market, promo, promo_start, promo_end, mode, stock, threshold, pinned,
+     image_id, cover_url, category_id, *_) = values
     if promo_applies(promo, promo_start, promo_end, now):
         price, was = promo, sale
     else:
         price, was = sale, (market if market and market > sale else None)
     state = stock_state_for(mode, stock, default_threshold if threshold is None else threshold)
-    return ShopItem(id_, name, tier_label, price, was, state, pinned)
+    return ShopItem(id_, name, tier_label, price, was, state, pinned, image_id, cover_url, category_id)
 
 
 def _shop_items(session, stmt, params, default_threshold):
@@ -187,7 +257,7 @@ class ProductPage:
 
 
 @functools.cache
-def _list_statements(sort, by_category, by_search):
+def _list_statements(sort, by_category, word_count):
     """(rows, count) statements for one shape of list page, built once.
 
     A statement object reused with new parameters skips building it and
@@ -196,8 +266,8 @@ def _list_statements(sort, by_category, by_search):
     where = [Product.is_listed.is_(True)]
     if by_category:
         where.append(Product.category_id.in_(sa.bindparam("category_ids", expanding=True)))
-    if by_search:
-        where.append(sa.or_(Product.name.ilike(sa.bindparam("like"), escape="\\"), Product.code == sa.bindparam("code")))
+    # Every word must match (爱奇艺 月卡); the key is lower-cased, so are the words.
+    where += [Product.search_key.like(sa.bindparam(f"word{i}"), escape="\\") for i in range(word_count)]
     rows = (
         sa.select(*_CARD_COLUMNS)
         .where(*where)
@@ -213,12 +283,11 @@ def listed_products(session, *, default_threshold, category_ids=None, search=Non
     when the page is full (a short page already tells the total)."""
     if sort not in SHOP_SORTS:
         sort = "default"
-    rows_stmt, count_stmt = _list_statements(sort, category_ids is not None, bool(search))
-    params = {}
+    words = search_words(search or "")
+    rows_stmt, count_stmt = _list_statements(sort, category_ids is not None, len(words))
+    params = {f"word{i}": like_pattern(w) for i, w in enumerate(words)}
     if category_ids is not None:
         params["category_ids"] = list(category_ids)
-    if search:
-        params.update(like=like_pattern(search), code=search)
     page = max(1, page)
     offset = (page - 1) * per_page
     items = _shop_items(session, rows_stmt, {**params, "limit": per_page, "offset": offset}, default_threshold)
@@ -229,34 +298,44 @@ def listed_products(session, *, default_threshold, category_ids=None, search=Non
     return ProductPage(items, total, page, per_page)
 
 
-def _home_part(pinned, order):
+_IN_STOCK = sa.or_(Product.stock_mode == StockMode.UNLIMITED, Product.stock > 0)
+
+
+def _home_part(where, order):
     return (
-        sa.select(*_CARD_COLUMNS, Product.sort_weight, Product.sales_count)
-        .where(Product.is_listed.is_(True), Product.is_pinned.is_(pinned))
+        sa.select(*_CARD_COLUMNS, Product.featured_rank, Product.sales_count, Product.sort_weight)
+        .where(Product.is_listed.is_(True), *where)
         .order_by(*order)
         .limit(sa.bindparam("limit"))
         .subquery()
     )
 
 
-# Every key descending, so each part is a backward scan of its index.
-_pinned = _home_part(True, (Product.sort_weight.desc(), Product.id.desc()))
-_best_sellers = _home_part(False, (Product.sales_count.desc(), Product.sort_weight.desc(), Product.id.desc()))
-_home = sa.union_all(sa.select(_pinned), sa.select(_best_sellers)).subquery()
-# A union keeps no order of its own: pinned by weight first, then best sellers by sales.
+# 推荐位 in the admin's order, then 热销: best sellers a customer can buy now
+# (sold-out goods would be a dead end at the top of the shop), each read off an index.
+_featured = _home_part((Product.featured_rank.is_not(None),), (Product.featured_rank, Product.id))
+_best_sellers = _home_part(
+    (Product.featured_rank.is_(None), _IN_STOCK),
+    (Product.sales_count.desc(), Product.sort_weight.desc(), Product.id.desc()),
+)
+_home = sa.union_all(sa.select(_featured), sa.select(_best_sellers)).subquery()
+# A union keeps no order of its own.
 _HOME = sa.select(_home).order_by(
-    _home.c.is_pinned.desc(),
-    sa.case((_home.c.is_pinned, 0), else_=_home.c.sales_count).desc(),
+    _home.c.featured_rank.is_(None),
+    _home.c.featured_rank,
+    _home.c.sales_count.desc(),
     _home.c.sort_weight.desc(),
     _home.c.id.desc(),
 )
 
 
 def home_products(session, limit, default_threshold):
-    """(pinned, best sellers) for the home page as ShopItems, in one query."""
-    items = _shop_items(session, _HOME, {"limit": limit}, default_threshold)
-    pinned = [i for i in items if i.is_pinned]
-    return pinned, items[len(pinned):]
+    """(推荐位, 热销) for the home page as ShopItems, in one query."""
+    rows = session.connection().execute(_HOME, {"limit": limit}).all()
+    now = utcnow()
+    featured = [_card(r, default_threshold, now) for r in rows if r.featured_rank is not None]
+    hot = [_card(r, default_threshold, now) for r in rows if r.featured_rank is None]
+    return featured, hot
 
 
 def shop_product(session, product_id):
@@ -264,14 +343,19 @@ def shop_product(session, product_id):
     return session.scalar(sa.select(Product).where(Product.id == product_id, Product.is_listed.is_(True)))
 
 
+# A request environ key: the page was rendered by the shop itself (上线测试), not a customer.
+UNCOUNTED_VIEW = "kamen.uncounted_view"
+
 _pending_views = Counter()
+_pending_sold_out_views = Counter()
 _views_lock = threading.Lock()
 _views_written_at = time.monotonic()
 
 
-def record_view(session, product_id, write_every):
-    """Count a product page view in this process; write the counts when
-    ``write_every`` seconds have passed since the last write.
+def record_view(session, product_id, write_every, sold_out=False):
+    """Count a product page view in this process (``sold_out``: one the shop
+    could not sell on); write the counts when ``write_every`` seconds have
+    passed since the last write.
 
     Views are not money: a worker that crashes or restarts loses the views it
     has not written yet (at most ``write_every`` seconds' worth). In exchange a
@@ -279,6 +363,8 @@ def record_view(session, product_id, write_every):
     queue for the one writer)."""
     with _views_lock:
         _pending_views[product_id] += 1
+        if sold_out:
+            _pending_sold_out_views[product_id] += 1
         due = time.monotonic() - _views_written_at >= write_every
     if due:
         write_views(session)
@@ -290,14 +376,21 @@ def write_views(session):
     global _views_written_at
     with _views_lock:
         pending = dict(_pending_views)
+        sold_out = dict(_pending_sold_out_views)
         _pending_views.clear()
+        _pending_sold_out_views.clear()
         _views_written_at = time.monotonic()
     if not pending:
         return
     session.execute(
         sa.update(Product)
         .where(Product.id.in_(pending))
-        .values(view_count=Product.view_count + sa.case(pending, value=Product.id), updated_at=Product.updated_at)
+        .values(
+            view_count=Product.view_count + sa.case(pending, value=Product.id),
+            out_of_stock_views=Product.out_of_stock_views + sa.case(sold_out, value=Product.id, else_=0)
+            if sold_out else Product.out_of_stock_views,
+            updated_at=Product.updated_at,
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -307,3 +400,27 @@ def like_pattern(text):
     """A LIKE pattern matching ``text`` anywhere, wildcards escaped with a backslash."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def refresh_search_keys(session, product_ids, chunk=2000):
+    """Bring the search keys of the products ``product_ids`` (a select of ids) up to
+    date with their names, after writes that bypass the model (imports' set-based
+    SQL, undo). Only keys that differ are written; the caller commits."""
+    rows = session.execute(
+        sa.select(Product.id, Product.name, Product.code, Product.search_key)
+        .where(Product.id.in_(product_ids))
+        .execution_options(yield_per=chunk)
+    )
+    for part in rows.partitions():
+        stale = [{"pid": pid, "key": key} for pid, name, code, old in part if (key := search_key(name, code)) != old]
+        if stale:
+            session.execute(_SET_SEARCH_KEY, stale)
+
+
+# A key is not an edit: updated_at (undo's "changed since" check, incremental sync) stays.
+_products = Product.__table__
+_SET_SEARCH_KEY = (
+    sa.update(_products)
+    .where(_products.c.id == sa.bindparam("pid"))
+    .values(search_key=sa.bindparam("key"), updated_at=_products.c.updated_at)
+)

@@ -60,7 +60,7 @@ PRODUCTS = [
     ("APPLE-500", "App Store 充值卡 500元", "App Store", "500", "500元", "482.00", "500.00", "492.00", "cards", 9, "card", [], 1),
 ]
 
-PINNED = {"QB10", "YD100", "IQY-M", "WZRY60"}
+PINNED = ("QB10", "YD100", "IQY-M", "WZRY60")  # 置顶 in their categories and, in this order, the 推荐位
 PROMOS = {"IQY-M": "18.80", "TXSP-M": "19.50", "YD50": "49.20"}
 MODES = {"unlimited": StockMode.UNLIMITED, "synced": StockMode.SYNCED, "cards": StockMode.CARDS}
 DELIVERY = {"topup": DeliveryType.TOPUP, "card": DeliveryType.CARD, "manual": DeliveryType.MANUAL}
@@ -86,6 +86,7 @@ def seed_demo(session):
             product.stock = 0  # a card-code product's stock is its codes (added below)
         product.delivery_type, product.buyer_fields, product.delivery_minutes = DELIVERY[delivery], fields, minutes
         product.is_pinned = code in PINNED
+        product.featured_rank = PINNED.index(code) + 1 if code in PINNED else None
         product.sort_weight = len(PRODUCTS) - n
         product.sales_count = (n * 37) % 500
         product.description = f"{name}，{DELIVERY[delivery].label}，正规渠道，售后无忧。"

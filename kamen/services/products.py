@@ -8,6 +8,7 @@ from sqlalchemy.orm import joinedload
 from kamen.models import Category, Product, StockMode, Supplier
 from kamen.money import MoneyError, parse_money
 from kamen.services import card_codes, pricing
+from kamen.search_keys import search_words
 from kamen.services.catalog import like_pattern
 
 
@@ -275,7 +276,8 @@ def admin_products(session, filters, *, default_threshold, page, per_page):
     stmt = sa.select(Product)
     if filters.q:
         like = like_pattern(filters.q)
-        stmt = stmt.where(sa.or_(Product.name.ilike(like, escape="\\"), Product.code.ilike(like, escape="\\")))
+        by_words = sa.and_(*[Product.search_key.like(like_pattern(w), escape="\\") for w in search_words(filters.q)])
+        stmt = stmt.where(sa.or_(Product.name.ilike(like, escape="\\"), Product.code.ilike(like, escape="\\"), by_words))
     if filters.category_id:
         child_ids = sa.select(Category.id).where(Category.parent_id == filters.category_id)
         stmt = stmt.where(sa.or_(Product.category_id == filters.category_id, Product.category_id.in_(child_ids)))

@@ -14,6 +14,9 @@ DEFAULTS = {
         "smtp_ssl": True,
         "sync_failure_alert_after": 3,
     },
+    "launch_test": {
+        "keep_failed_unlisted": True,  # goods that fail 上线测试 are taken off sale
+    },
     "housekeeping": {
         "import_keep_days": 30,  # uploaded price lists and staged rows are deleted after this
     },

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import RedisError
 
-from kamen.models import ImportBatch, SyncRun
-from kamen.services import background, sync_dispatch, syncing
+from kamen.models import ImportBatch, LaunchRun, SyncRun
+from kamen.services import background, launch_test, sync_dispatch, syncing
 from kamen.services.importing import batches
 from kamen.timeutil import utcnow
 
@@ -43,6 +43,9 @@ def sweep(session, now=None):
         runs = session.scalars(sa.select(SyncRun).where(SyncRun.status.in_(syncing.ACTIVE))).all()
         for run in runs:
             _sweep_row(session, SyncRun, run, now, swept, sync_dispatch.resume, _fail_run)
+        tests = session.scalars(sa.select(LaunchRun).where(LaunchRun.status.in_(("queued", "running")))).all()
+        for row in tests:
+            _sweep_row(session, LaunchRun, row, now, swept, launch_test.resume, _fail_launch_test)
     except RedisError as exc:
         session.rollback()
         log.warning("sweep stopped, the queue is unreachable: %s", exc)
@@ -94,3 +97,9 @@ def _fail_run(session, run, reason):
     if not background.take_over(session, SyncRun, run, utcnow()):
         return False
     return syncing.fail_dead_run(session, run.id, reason)
+
+
+def _fail_launch_test(session, row, reason):
+    if not background.take_over(session, LaunchRun, row, utcnow()):
+        return False
+    return launch_test.fail_dead_run(session, row.id, reason)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from kamen.config import low_stock_threshold
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
+from kamen.search_keys import search_key
 from kamen.secretbox import decrypt
 from kamen.services import alerts, background, settings
 from kamen.services.categories import name_lookup
@@ -376,6 +377,8 @@ def _new_row(supplier, item, categories):
         "supplier_id": supplier.id,
         "code": item.code,
         "name": item.name[:200],
+        "search_key": search_key(item.name[:200], item.code),
+        "cover_url": item.cover_url,
         "category_id": _category_id(supplier, item, categories),
         "face_value": item.face_value,
         "cost_price": item.cost_price,
@@ -406,6 +409,9 @@ def _changes(supplier, product, item, categories):
     changes = {}
     if product.name != item.name[:200]:
         changes["name"] = item.name[:200]
+        changes["search_key"] = search_key(item.name[:200], product.code)
+    if item.cover_url and product.cover_url != item.cover_url:
+        changes["cover_url"] = item.cover_url
     remote_category = "/".join(item.category_path)[:200] or None
     if product.remote_category != remote_category:
         changes["remote_category"] = remote_category

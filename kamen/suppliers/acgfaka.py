@@ -32,6 +32,7 @@ from kamen.suppliers.base import (
 from kamen.money import round_money
 from kamen.suppliers.http import HttpClient
 from kamen.suppliers.parsing import (
+    picture_address,
     BadValue,
     buyer_field,
     collect,
@@ -247,6 +248,7 @@ class AcgFakaAdapter(SupplierAdapter):
             field_template=widget or None,
             buyer_fields=[buyer_field(f.get("name"), f.get("cn"), f.get("regex"), f.get("placeholder") or f.get("error"))
                           for f in widget],
+            cover_url=picture_address(row.get("cover"), self.http.base_url),
             raw=row,
         )
 

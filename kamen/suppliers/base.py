@@ -57,6 +57,9 @@ class RemoteProduct:
     # (parsing.buyer_field); None when the supplier does not say.
     buyer_fields: list | None = None
     updated_at: datetime | None = None  # naive UTC
+    # The supplier's product picture (parsing.picture_address): an absolute https
+    # address or None; the shop shows it until the admin uploads one of its own.
+    cover_url: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
 

@@ -8,6 +8,7 @@ import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urljoin
 
 from kamen.money import round_money
 from kamen.suppliers.base import (
@@ -212,3 +213,15 @@ def redact(data):
     if isinstance(data, list):
         return [redact(v) for v in data]
     return data
+
+
+def picture_address(raw, base_url):
+    """A picture address as a shop page may use it: absolute https (the shop's
+    pages load pictures over https only), a path on the supplier's own host
+    joined to it; anything else (empty, http, javascript:, too long) is None."""
+    address = str(raw or "").strip()
+    if address.startswith("/") and not address.startswith("//"):
+        address = urljoin(base_url + "/", address)
+    if not address.startswith("https://") or len(address) > 500 or any(c.isspace() or c in "\"'<>" for c in address):
+        return None
+    return address

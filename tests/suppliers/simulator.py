@@ -66,6 +66,7 @@ class SimProduct:
     stock: int | None = 100  # None: not counted
     on_sale: bool = True
     delivery: str = "card"  # card | topup
+    cover: str = ""  # acg-faka items.cover: the product picture's address (often a path on the 主站)
     updated_at: datetime = field(default_factory=lambda: datetime(2024, 5, 1, 12, 0, 0))
 
 
@@ -198,7 +199,7 @@ class Simulator:
             "price": p.market_price or p.face_value,
             "user_price": p.price,
             "factory_price": p.own_cost if p.own_cost is not None else p.price * Decimal("0.8"),
-            "cover": "",
+            "cover": p.cover,
             "description": "",
             "delivery_way": 1 if topup else 0,
             "contact_type": 0,

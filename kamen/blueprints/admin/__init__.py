@@ -51,10 +51,12 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     coupons,
     dashboard,
     imports,
+    launch,
     orders,
     payment_channels,
     products,
     settings,
     stations,
+    storefront,
     suppliers,
 )

@@ -11,7 +11,7 @@ from kamen.blueprints.common import is_htmx
 from kamen.config import low_stock_threshold
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
-from kamen.services import pricing
+from kamen.services import launch_test, merchandising, pricing
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
 from kamen.services.categories import category_choices
@@ -117,6 +117,20 @@ def products_bulk():
         elif action == "move":
             n = product_service.bulk_move(db.session, ids, form.get("category_id", type=int) or 0)
             flash(f"已移动 {n} 个商品。", "success")
+        elif action in ("pin", "unpin"):
+            n = merchandising.bulk_set_pinned(db.session, ids, action == "pin")
+            flash(f"已{'置顶' if action == 'pin' else '取消置顶'} {n} 个商品。", "success")
+        elif action == "launch_test":
+            if not ids:
+                raise product_service.ProductInvalid("请先勾选商品")
+            try:
+                run = launch_test.start(db.session, f"手动选择 {len(ids)} 个商品", None, ids)
+            except launch_test.LaunchInvalid as exc:
+                raise product_service.ProductInvalid(str(exc)) from exc
+            return redirect(url_for("admin.launch_test_report", test_id=run.id))
+        elif action == "feature":
+            n = merchandising.add_featured(db.session, ids)
+            flash(f"已把 {n} 个商品加入首页推荐位。", "success")
         elif action == "markup":
             n = product_service.bulk_markup(db.session, ids, pricing.parse_markup(form))
             flash(f"已按加价规则重新定价 {n} 个商品。", "success")

@@ -1,24 +1,45 @@
 """Customer pages: home, category, search, product."""
-from flask import abort, current_app, render_template, request
+from flask import Response, abort, current_app, render_template, request
 
 from kamen.blueprints.shop import bp
 from kamen.config import low_stock_threshold
 from kamen.extensions import db
-from kamen.services import catalog
+from kamen.models.catalog import StockState
+from kamen.services import catalog, images
+
+
+FRAME_KEY = "kamen.shop_frame"
 
 
 def _page_arg():
     return request.args.get("page", 1, type=int) or 1
 
 
+def _frame():
+    """Categories and 店铺设置 for this request (loaded once, from the worker's cache).
+    Kept in the request's environ: ``g`` outlives a request where an app context was already pushed."""
+    frame = request.environ.get(FRAME_KEY)
+    if frame is None:
+        frame = request.environ[FRAME_KEY] = catalog.shop_frame(
+            db.session, max_age=current_app.config["SHOP_CACHE_SECONDS"], default_name=current_app.config["SHOP_NAME"]
+        )
+    return frame
+
+
 def _tree():
-    return catalog.shop_tree(db.session, max_age=current_app.config["SHOP_CACHE_SECONDS"])
+    return _frame().tree
+
+
+@bp.context_processor
+def _shop_look():
+    look = _frame().look
+    return {"shop": look, "shop_name": look.name}
 
 
 @bp.get("/")
 def home():
-    pinned, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold())
-    return render_template("shop/home.html", tree=_tree(), pinned=pinned, hot=hot)
+    featured, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold())
+    return render_template("shop/home.html", tree=_tree(), featured=featured, hot=hot)
 
 
 @bp.get("/c/<int:category_id>")
@@ -67,15 +88,29 @@ def render_product(product_id, buy_error=None, form=None, status=200):
     found = catalog.shop_product(db.session, product_id)
     if found is None:
         abort(404)
+    item = catalog.shop_item(found, low_stock_threshold())
     html = render_template(
         "shop/product.html",
         tree=tree,
         product=found,
-        item=catalog.shop_item(found, low_stock_threshold()),
+        item=item,
         category=tree.node(found.category_id),
         buy_error=buy_error,
         form=form or {},
     )
-    if status == 200:
-        catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"])
+    if status == 200 and not request.environ.get(catalog.UNCOUNTED_VIEW):
+        catalog.record_view(db.session, product_id, write_every=current_app.config["SHOP_VIEW_WRITE_SECONDS"],
+                            sold_out=item.stock_state is StockState.OUT)
     return html, status
+
+
+@bp.get("/img/<int:upload_id>")
+def image(upload_id):
+    """A product picture or the logo. A new picture is a new upload, so the
+    address never changes meaning and browsers may keep it for a year."""
+    data = images.read(db.session, upload_id)
+    if data is None:
+        abort(404)
+    response = Response(data, mimetype=images.MIMETYPE)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response

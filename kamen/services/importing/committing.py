@@ -10,7 +10,7 @@ Python here.
 import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product
-from kamen.services import card_codes
+from kamen.services import card_codes, catalog
 from kamen.services.importing import bulk
 from kamen.services.importing.staging import (
     PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, to_json, warning_count,
@@ -63,6 +63,7 @@ def commit_batch(session, batch_id, beat=no_beat):
         beat(session)
         session.refresh(batch)
         if batch.cancel_requested:
+            _refresh_search_keys(session, batch)
             _recount_card_stock(session, batch)
             batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
             session.commit()
@@ -75,6 +76,7 @@ def commit_batch(session, batch_id, beat=no_beat):
             break
         batch.progress_done += done
         session.commit()
+    _refresh_search_keys(session, batch)
     if batch.delist_missing:
         _delist_missing(session, batch)
     recount(session, batch)
@@ -166,6 +168,12 @@ def _new_product(batch, row, now):
             "created_at": now, "updated_at": now}
 
 
+def _refresh_search_keys(session, batch):
+    """Names written by the set-based SQL get their shop search keys."""
+    catalog.refresh_search_keys(session, sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)))
+
+
 def _recount_card_stock(session, batch):
     """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
     touched = sa.select(ImportRow.product_id).where(
@@ -228,6 +236,7 @@ def undo_batch(session, batch):
             restores.setdefault(tuple(sorted(before)), []).append({"id": product_id, **from_json(before)})
     for params in restores.values():
         session.execute(sa.update(Product), params)
+    catalog.refresh_search_keys(session, sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "update"))
     created = sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "create")
     session.execute(sa.delete(Product).where(Product.id.in_(created)))
     session.execute(sa.update(ImportRow).where(*committed).values(committed=False))
