@@ -79,13 +79,27 @@ class Order(db.Model):
     refund_reason: Mapped[str | None] = mapped_column(sa.String(200))
     refunded_at: Mapped[datetime | None]
 
+    # Bought by a 分站 through the upstream API (paid from its balance): its own
+    # order number (idempotency key), and where to tell it about the final state.
+    station_id: Mapped[int | None] = mapped_column(sa.ForeignKey("downstream_stations.id"), index=True)
+    station_order_no: Mapped[str | None] = mapped_column(sa.String(64))
+    station_notify_url: Mapped[str | None] = mapped_column(sa.String(500))
+    # The callback is due from station_notify_next_at once the order is final;
+    # station_notified_status is the final status the station acknowledged.
+    station_notify_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    station_notify_next_at: Mapped[datetime | None] = mapped_column(index=True)
+    station_notified_status: Mapped[str | None] = mapped_column(sa.String(16))
+
     product: Mapped["Product"] = relationship()  # noqa: F821
     channel: Mapped["PaymentChannel | None"] = relationship()
     coupon: Mapped["Coupon | None"] = relationship()
+    station: Mapped["DownstreamStation | None"] = relationship()  # noqa: F821
 
     __table_args__ = (
         # One gateway payment pays one order, ever.
         sa.UniqueConstraint("channel_id", "trade_no", name="uq_orders_channel_trade_no"),
+        # A 分站's order number names one order here, ever (its retries find the first).
+        sa.UniqueConstraint("station_id", "station_order_no", name="uq_orders_station_order_no"),
         sa.CheckConstraint("quantity > 0", name="quantity_positive"),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
     )

@@ -4,6 +4,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from kamen.models import Order, OrderStatus
 from kamen.timeutil import from_local, to_local, utcnow
@@ -59,6 +60,7 @@ def _date(text):
 def order_page(session, filters, page=1, per_page=50):
     query = sa.select(Order).where(*filters.where())
     total = session.scalar(sa.select(sa.func.count()).select_from(Order).where(*filters.where()))
+    query = query.options(joinedload(Order.station))  # station orders are marked with their 分站
     rows = session.scalars(query.order_by(Order.id.desc()).limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
     return rows, total
 

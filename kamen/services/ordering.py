@@ -285,7 +285,7 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     ``money`` was already checked against the order's amount. Duplicates (the
     gateway retries, a query racing the notify) only add a timeline row."""
     at = now()
-    label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回"}.get(via, via)
+    label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回", "balance": "分站余额支付"}.get(via, via)
     money = Decimal(money).quantize(CENT)
     values = dict(paid_at=at, trade_no=trade_no or None, paid_amount=money, channel_id=channel_id, next_query_at=None)
     order = session.get(Order, order_id)  # usually already loaded by the caller: no query
@@ -383,6 +383,9 @@ def deliver_by_hand(session, order_id, text):
         raise OrderRefused("只有已支付、未发货的订单可以手动发货")
     record(session, order_id, "delivered", "管理员手动发货")
     session.commit()
+    from kamen.services import station_orders
+
+    station_orders.notify_soon(session.get(Order, order_id))
 
 
 def refund(session, order_id, reason):
@@ -390,17 +393,25 @@ def refund(session, order_id, reason):
     reason = (reason or "").strip()
     if not reason:
         raise OrderRefused("请填写退款原因")
+    from kamen.services import station_orders  # it builds on this module
+
     order = session.get(Order, order_id)
-    was = order.status
+    was, at = order.status, now()
     if not transition(session, Order, order_id, REFUNDABLE, OrderStatus.REFUNDED,
-                      refund_reason=reason[:200], refunded_at=now()):
+                      refund_reason=reason[:200], refunded_at=at, **station_orders.refund_values(order, at)):
         session.rollback()
         raise OrderRefused("该订单当前状态不能退款")
     released = 0
     if was is OrderStatus.PAID:  # paid, nothing delivered: the stock it held goes back
         released = reservations.release(session, order_id, order.product_id, order.reservation, order.quantity)
-    record(session, order_id, "refunded", f"已退款：{reason[:200]}", {"from": was.value, "released": released})
+    message = f"已退款：{reason[:200]}"
+    if order.station_id is not None:  # a 分站 paid from its balance: the money goes back there, atomically
+        station_orders.credit_refund(session, order)
+        message = f"已退款：¥{order.amount} 退回分站余额。{reason[:200]}"
+    record(session, order_id, "refunded", message, {"from": was.value, "released": released})
     session.commit()
+    session.refresh(order)
+    station_orders.notify_soon(order)
 
 
 # -- reading ---------------------------------------------------------------------

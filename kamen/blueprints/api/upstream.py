@@ -8,7 +8,8 @@ from flask import g, jsonify, request
 from kamen.blueprints.api import bp
 from kamen.config import low_stock_threshold
 from kamen.extensions import db
-from kamen.services import stations
+from kamen.services import station_orders, stations
+from kamen.services.station_orders import StationOrderRefused, StationOrderRequest
 from kamen.suppliers.kamen_signing import VerificationError, request_target, verify
 from kamen.suppliers.kamen_upstream import MAX_PAGE_SIZE, MAX_STOCK_CODES, error_body
 from kamen.suppliers.parsing import BadValue, utc_datetime
@@ -75,3 +76,22 @@ def stock():
 @bp.get(f"{PREFIX}/balance")
 def balance():
     return jsonify({"balance": str(g.station.balance), "station": g.station.name})
+
+
+@bp.post(f"{PREFIX}/orders")
+def create_order():
+    """Idempotent on the station's order number: 201 for a new order, 200 with the first one for a repeat."""
+    try:
+        req = StationOrderRequest.from_json(request.get_json(silent=True))
+        placed = station_orders.place(db.session, g.station, req, request.remote_addr)
+    except StationOrderRefused as exc:
+        return _error(exc.status, exc.code, exc.message)
+    return jsonify(station_orders.order_json(db.session, placed.order)), 201 if placed.created else 200
+
+
+@bp.get(f"{PREFIX}/orders/<order_no>")
+def order(order_no):
+    found = station_orders.find(db.session, g.station.id, order_no[:64])
+    if found is None:
+        return _error(404, "not_found", f"没有分站订单号为 {order_no[:64]} 的订单")
+    return jsonify(station_orders.order_json(db.session, found))
