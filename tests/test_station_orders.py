@@ -1,7 +1,9 @@
 """Ordering through the upstream API, as a 分站 sees it and as the 主站 records it:
 paid from the station's balance, fulfilled like any paid order, idempotent on
 the station's order number, refunded to the balance, and the signed callback."""
+import hashlib
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,8 +13,9 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import CardCode, Order, OrderEvent, OrderStatus, Product
 from kamen.services import ordering, station_orders
-from kamen.suppliers.kamen_signing import verify
+from kamen.suppliers.kamen_signing import signature, verify
 from kamen.timeutil import utcnow
+from tests.helpers import ROOT
 from tests.upstream_helpers import make_station, signed_call, station_balance
 
 ORDERS = "/api/upstream/v1/orders"
@@ -195,3 +198,34 @@ def test_the_admin_sees_station_orders_marked(client, auth, station):
     order_id = db.session.scalar(sa.select(Order.id))
     detail = client.get(f"/admin/orders/{order_id}").get_data(as_text=True)
     assert "分站：分站" in detail and "S0001" in detail
+
+
+def _documented_example():
+    doc = (ROOT / "docs" / "upstream-api.md").read_text(encoding="utf-8")
+    example = doc[doc.index("### Worked example", doc.index("## Orders")):]
+    blocks = re.findall(r"```\n(POST \S+)\n(.+?)\n```", example)
+    hashes = re.findall(r"`([0-9a-f]{64})`", example)
+    return example, blocks, hashes
+
+
+def test_the_documented_order_example(client, app):
+    """docs/upstream-api.md's order and callback example: the vectors, and what the 主站 answers to that body."""
+    example, [(create_line, create_body), (callback_line, callback_body)], hashes = _documented_example()
+    assert create_line == "POST /api/upstream/v1/orders" and callback_line == "POST /api/suppliers/3/callback"
+    secret = "s3cret-from-the-main-station"
+    assert hashes == [
+        hashlib.sha256(create_body.encode()).hexdigest(),
+        signature(secret, "POST", "/api/upstream/v1/orders", "1764036000", "n0nce-0rder-01", create_body.encode()),
+        hashlib.sha256(callback_body.encode()).hexdigest(),
+        signature(secret, "POST", "/api/suppliers/3/callback", "1764036005", "cb-n0nce-0001", callback_body.encode()),
+    ]
+    # The callback body is exactly how the 主站 serializes an order.
+    assert station_orders.callback_body(json.loads(callback_body)).decode() == callback_body
+
+    station = make_station(balance="100", markup_percent="2", markup_fixed="0")
+    response = signed_call(client, station, "POST", ORDERS, json.loads(create_body))
+    assert response.status_code == 201
+    answer = response.get_json()
+    assert (answer["status"], answer["unit_price"], answer["amount"]) == ("processing", "9.79", "9.79")
+    assert station_balance(station.id) == Decimal("90.21")
+    assert set(answer) == set(json.loads(callback_body))  # the documented fields, no more, no fewer
