@@ -229,3 +229,30 @@ def test_the_documented_order_example(client, app):
     assert (answer["status"], answer["unit_price"], answer["amount"]) == ("processing", "9.79", "9.79")
     assert station_balance(station.id) == Decimal("90.21")
     assert set(answer) == set(json.loads(callback_body))  # the documented fields, no more, no fewer
+
+
+def test_the_minute_tick_retries_a_due_callback_on_a_real_worker(app, client, station, redis_url, db_url,
+                                                                  notify_receiver):
+    import uuid
+
+    from kamen import queue
+    from tests.helpers import burst_worker
+
+    notify_receiver.answers = ["busy", "success"]
+    body = _order(client, station, notify_url=f"{notify_receiver.url}/cb").get_json()
+    assert len(notify_receiver.posts) == 1  # the first attempt, at once, refused
+    order_id = db.session.scalar(sa.select(Order.id).where(Order.order_no == body["order_id"]))
+    db.session.execute(sa.update(Order).where(Order.id == order_id)
+                       .values(station_notify_next_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    assert queue.enqueue("jobs.tick.every_minute").backend == "rq"
+    result = burst_worker(app, db_url, redis_url, queue_name)
+    assert result.returncode == 0, result.stderr
+    assert len(notify_receiver.posts) == 2
+    [(target, headers, raw)] = notify_receiver.posts[1:]
+    assert verify(headers, "POST", target, raw, lambda _: station.secret, lambda *_: False) == station.app_id
+    order = db.session.get(Order, order_id)
+    db.session.refresh(order)
+    assert order.station_notified_status == "delivered" and order.station_notify_attempts == 2
