@@ -9,20 +9,22 @@ def every_minute():
     """One job for all the per-minute work: the cron heartbeat, due syncs and
     re-check reminders, scheduled import commits, the demo gateway's notify
     retries, expiring unpaid orders (their stock back), asking gateways about lost
-    payment notifies (its own job: a slow gateway must not hold the tick) and
-    the sweeper (work whose job died or never reached Redis).
+    payment notifies (its own job: a slow gateway must not hold the tick),
+    polling suppliers about forwarded orders (its own job too) and the sweeper
+    (work whose job died or never reached Redis).
     One job, one fork per minute."""
     from jobs.context import app_context
 
     with app_context():
-        from jobs import demopay, imports, maintenance, orders, sync
+        from jobs import demopay, forwarding, imports, maintenance, orders, sync
         from kamen import queue
         from kamen.services import operations
 
         operations.record_cron_tick(queue.redis_connection(), queue.queue_name())
         failed = []
         steps = (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies,
-                 maintenance.sweep_jobs, orders.expire_orders, orders.enqueue_payment_queries)
+                 maintenance.sweep_jobs, orders.expire_orders, orders.enqueue_payment_queries,
+                 forwarding.enqueue_polls)
         for step in steps:
             try:
                 step()
