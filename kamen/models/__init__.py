@@ -1,6 +1,7 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
+from kamen.models.forwarding import OPEN_ATTEMPTS, AttemptStatus, ForwardAttempt, ProductSource
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
@@ -21,6 +22,7 @@ from kamen.models.users import AdminUser, LoginAttempt
 
 __all__ = [
     "AdminUser",
+    "AttemptStatus",
     "ApiToken",
     "CardCode",
     "CardCodeUpload",
@@ -31,12 +33,14 @@ __all__ = [
     "DemoPayTrade",
     "DemoTradeStatus",
     "DownstreamStation",
+    "ForwardAttempt",
     "ImportBatch",
     "ImportRow",
     "LoginAttempt",
     "LookupAttempt",
     "MappingTemplate",
     "Notification",
+    "OPEN_ATTEMPTS",
     "Order",
     "OrderEvent",
     "OrderStatus",
@@ -44,6 +48,7 @@ __all__ = [
     "PAY_TYPES",
     "PaymentChannel",
     "Product",
+    "ProductSource",
     "Reservation",
     "Setting",
     "StockMode",

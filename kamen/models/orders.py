@@ -22,6 +22,9 @@ class OrderStatus(LabeledEnum):
     DELIVERED = ("delivered", "已发货")
     EXPIRED = ("expired", "已过期")
     CANCELLED = ("cancelled", "已取消")
+    FORWARDING = ("forwarding", "已支付，货源处理中")
+    UNCERTAIN = ("uncertain", "货源结果未知，待核实")
+    MANUAL = ("manual", "待人工处理")
     UNFULFILLABLE = ("unfulfillable", "已支付，无法发货")
     REFUNDED = ("refunded", "已退款")
 
@@ -78,6 +81,12 @@ class Order(db.Model):
     delivery_note: Mapped[str] = mapped_column(sa.Text, default="")
     refund_reason: Mapped[str | None] = mapped_column(sa.String(200))
     refunded_at: Mapped[datetime | None]
+    # Part of a PARTIAL delivery given back (the rest of the order was delivered).
+    refund_amount: Mapped[Decimal | None] = mapped_column(Money)
+    # 一键代发: when the forwarding job was last asked for (the sweeper asks again
+    # for an order whose job never ran), and the apology coupon of an oversold order.
+    forward_requested_at: Mapped[datetime | None] = mapped_column(index=True)
+    apology_coupon_id: Mapped[int | None] = mapped_column(sa.ForeignKey("coupons.id"))
 
     # Bought by a 分站 through the upstream API (paid from its balance): its own
     # order number (idempotency key), and where to tell it about the final state.
@@ -92,7 +101,8 @@ class Order(db.Model):
 
     product: Mapped["Product"] = relationship()  # noqa: F821
     channel: Mapped["PaymentChannel | None"] = relationship()
-    coupon: Mapped["Coupon | None"] = relationship()
+    coupon: Mapped["Coupon | None"] = relationship(foreign_keys=[coupon_id])
+    apology_coupon: Mapped["Coupon | None"] = relationship(foreign_keys=[apology_coupon_id])
     station: Mapped["DownstreamStation | None"] = relationship()  # noqa: F821
 
     __table_args__ = (

@@ -40,7 +40,9 @@ _hasher = PasswordHasher()
 
 # Statuses an unpaid order can be paid from (a late payment after expiry too).
 PAYABLE = (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED)
-REFUNDABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+REFUNDABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE, OrderStatus.MANUAL)
+# Waiting for the admin to deliver by hand.
+HAND_DELIVERABLE = (OrderStatus.PAID, OrderStatus.UNFULFILLABLE, OrderStatus.MANUAL)
 
 
 class OrderRefused(ValueError):
@@ -300,7 +302,7 @@ def _apply(session, order_id, held, values, label, money, trade_no, via, raw):
         status = _fulfil(session, held)
         _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, status)
+        return PaymentOutcome(True, _after_commit(session, order_id, status))
     if transition(session, Order, order_id, (OrderStatus.EXPIRED, OrderStatus.CANCELLED), OrderStatus.PAID, **values):
         record(session, order_id, "paid", f"{label}：订单已过期后收到付款 ¥{money}", raw)
         try:  # reserve() changes nothing when it refuses
@@ -317,7 +319,7 @@ def _apply(session, order_id, held, values, label, money, trade_no, via, raw):
         status = _fulfil(session, held)
         _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, status)
+        return PaymentOutcome(True, _after_commit(session, order_id, status))
     order = session.get(Order, order_id)
     status, paid_twice = order.status, bool(trade_no and order.trade_no and trade_no != order.trade_no)
     note = f"{label}：重复通知，订单已是“{status.label}”"
@@ -353,15 +355,28 @@ def _count_sale(session, held):
     session.execute(_COUNT_SALE, {"pid": held.product_id, "n": held.quantity})
 
 
+def _after_commit(session, order_id, status):
+    """A forwarded order's job is asked for once the order is committed (the job reads it)."""
+    if status is OrderStatus.FORWARDING:
+        from kamen.services import forwarding
+
+        forwarding.request_job(session, order_id)
+    return status
+
+
 def _fulfil(session, held):
-    """Card codes go out at once; anything else waits for fulfilment (by hand until forwarding lands)."""
+    """Card codes go out at once; supplier goods are forwarded (一键代发); the rest waits for the admin."""
     if held.reservation is Reservation.CODES:
         sold = reservations.sell_reserved_codes(session, held.order_id)
         if transition(session, Order, held.order_id, OrderStatus.PAID, OrderStatus.DELIVERED, delivered_at=now()):
             record(session, held.order_id, "delivered", f"已自动发货：{sold} 张卡密")
             return OrderStatus.DELIVERED
         return OrderStatus.PAID
-    record(session, held.order_id, "awaiting", "已支付，等待发货")
+    from kamen.services import forwarding
+
+    if forwarding.is_forwardable(session, held.product_id) and forwarding.begin(session, held.order_id):
+        return OrderStatus.FORWARDING
+    record(session, held.order_id, "awaiting", "已支付，待人工发货")
     return OrderStatus.PAID
 
 
@@ -377,7 +392,7 @@ def deliver_by_hand(session, order_id, text):
         raise OrderRefused("请填写发货内容（卡密或说明）")
     if len(text) > 20000:
         raise OrderRefused("发货内容太长")
-    if not transition(session, Order, order_id, (OrderStatus.PAID, OrderStatus.UNFULFILLABLE),
+    if not transition(session, Order, order_id, HAND_DELIVERABLE,
                       OrderStatus.DELIVERED, delivered_at=now(), delivery_note=secretbox.encrypt(text)):
         session.rollback()
         raise OrderRefused("只有已支付、未发货的订单可以手动发货")

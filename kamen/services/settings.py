@@ -14,6 +14,13 @@ DEFAULTS = {
         "smtp_ssl": True,
         "sync_failure_alert_after": 3,
     },
+    "forwarding": {
+        # A supplier order with no result after this long: one alert, the order shows 结果未知.
+        "unknown_alert_minutes": 30,
+        # Oversold orders (no source could fill them): refunded, plus this apology coupon.
+        "apology_coupon_amount": "5.00",
+        "apology_coupon_days": 30,
+    },
     "housekeeping": {
         "import_keep_days": 30,  # uploaded price lists and staged rows are deleted after this
     },

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import RedisError
 
+from kamen import queue
 from kamen.models import ImportBatch, SyncRun
 from kamen.services import background, sync_dispatch, syncing
 from kamen.services.importing import batches
@@ -61,6 +62,8 @@ def sweep_embedded(session, every_seconds=60):
     if state["at"] is not None and now - state["at"] < every_seconds:
         return None
     state["at"] = now
+    # No schedule polls suppliers about forwarded orders either: a background thread does.
+    queue.enqueue("jobs.forwarding.poll_orders")
     return sweep(session)
 
 

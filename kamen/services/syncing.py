@@ -60,9 +60,11 @@ def sale_price_for(supplier, cost):
     return supplier_markup(supplier).apply(cost)
 
 
-def adapter_for_supplier(supplier):
+def adapter_for_supplier(supplier, callback_url=None, timeout=None):
     secret = decrypt(supplier.secret_encrypted)
     config = {
+        "callback_url": callback_url,
+        "timeout": timeout,
         "base_url": supplier.base_url,
         "app_key": supplier.app_id,
         "app_id": supplier.app_id,

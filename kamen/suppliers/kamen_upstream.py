@@ -163,8 +163,6 @@ class KamenUpstreamAdapter(SupplierAdapter):
         self.secret = secret
         self.page_size = min(page_size, MAX_PAGE_SIZE)
 
-    callback_url = None  # set by the adapter factory: where the 主站 sends order callbacks
-
     def call(self, method, endpoint, *, query=None, payload=None, once=False):
         query = urlencode({k: v for k, v in (query or {}).items() if v is not None})
         target = endpoint + (f"?{query}" if query else "")

@@ -1,14 +1,14 @@
 """station orders: 分站 orders paid from their balance, and their callbacks
 
 Revision ID: 0014_station_orders
-Revises: 0007_exact_money
+Revises: 0013_forwarding
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0014_station_orders"
-down_revision = "0007_exact_money"
+down_revision = "0013_forwarding"
 branch_labels = None
 depends_on = None
 
