@@ -11,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import CardCode, Order, OrderEvent, OrderStatus, Product
+from kamen.models import CardCode, DownstreamStation, Order, OrderEvent, OrderStatus, Product
 from kamen.services import ordering, station_orders
 from kamen.suppliers.kamen_signing import signature, verify
 from kamen.timeutil import utcnow
 from tests.helpers import ROOT
+from tests.forwarding_helpers import fulu_supplier  # noqa: F401
 from tests.upstream_helpers import make_station, signed_call, station_balance
 
 ORDERS = "/api/upstream/v1/orders"
@@ -256,3 +257,27 @@ def test_the_minute_tick_retries_a_due_callback_on_a_real_worker(app, client, st
     order = db.session.get(Order, order_id)
     db.session.refresh(order)
     assert order.station_notified_status == "delivered" and order.station_notify_attempts == 2
+
+
+def test_a_station_order_for_supplier_goods_is_forwarded_further_up(client, station, simulator, fulu_supplier,
+                                                                     notify_receiver):
+    """Chains: the 主站 fills a 分站's order from its own supplier; a partial fill gives the rest back."""
+    from kamen.services.stations import station_price
+    from tests.forwarding_helpers import supplier_product
+
+    product = supplier_product(fulu_supplier, simulator)  # cost ¥9.50, card goods of the simulator
+    unit = station_price(db.session.get(DownstreamStation, station.id), product.cost_price)
+    url = f"{notify_receiver.url}/cb"
+    body = _order(client, station, code=f"sim-fulu.{product.code}", quantity=2, notify_url=url).get_json()
+    assert body["status"] == "success" and body["note"].count("卡密：") == 2, body
+    assert [k for k, o in simulator.orders.items() if k.startswith(body["order_id"])]  # placed upstream
+    assert station_balance(station.id) == Decimal("200.00") - unit * 2
+    assert json.loads(notify_receiver.posts[-1][2])["status"] == "success"
+
+    simulator.short_cards = 1
+    partial = _order(client, station, order_no="S0002", code=f"sim-fulu.{product.code}", quantity=2,
+                     notify_url=url).get_json()
+    assert partial["status"] == "success" and partial["refunded_amount"] == str(unit)
+    assert partial["note"].count("卡密：") == 1 and "已退回分站余额" in partial["message"]
+    assert station_balance(station.id) == Decimal("200.00") - unit * 3
+    assert json.loads(notify_receiver.posts[-1][2])["refunded_amount"] == str(unit)

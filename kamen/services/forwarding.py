@@ -400,6 +400,11 @@ def _deliver(session, attempt, order, status, cards, label, result, raw):
         record(session, order.id, "forward_late", f"{label}：货源已发货，但订单已是“{order.status.label}”，请核对", raw)
         session.commit()
         return True
+    if order.station_id is not None and values.get("refund_amount"):
+        # A 分站 paid from its balance: the part not delivered goes back there, in this transaction.
+        from kamen.services import station_orders
+
+        station_orders.credit(session, order.station_id, values["refund_amount"])
     if status is AttemptStatus.PARTIAL and missing > 0:
         record(session, order.id, "delivered",
                f"{label}：部分发货 {len(cards)}/{order.quantity} 件；缺 {missing} 件，已退款 ¥{values['refund_amount']}",
@@ -408,7 +413,11 @@ def _deliver(session, attempt, order, status, cards, label, result, raw):
         record(session, order.id, "delivered",
                f"{label}：货源已发货" + (f"（{len(cards)} 张卡密）" if cards else ""), raw)
     session.commit()
-    if status is AttemptStatus.PARTIAL and missing > 0:
+    if order.station_id is not None:
+        from kamen.services import station_orders
+
+        station_orders.notify_soon(order)
+    if status is AttemptStatus.PARTIAL and missing > 0 and order.station_id is None:
         alerts.raise_alert(session, "forward_partial", "代发订单部分发货",
                            [f"订单 {order.order_no}：发出 {len(cards)}/{order.quantity} 件，余款 ¥{values['refund_amount']} "
                             "已记为退款，请在支付平台退还买家"])

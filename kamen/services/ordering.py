@@ -421,8 +421,8 @@ def refund(session, order_id, reason):
         released = reservations.release(session, order_id, order.product_id, order.reservation, order.quantity)
     message = f"已退款：{reason[:200]}"
     if order.station_id is not None:  # a 分站 paid from its balance: the money goes back there, atomically
-        station_orders.credit_refund(session, order)
-        message = f"已退款：¥{order.amount} 退回分站余额。{reason[:200]}"
+        credited = station_orders.credit_refund(session, order)
+        message = f"已退款：¥{credited} 退回分站余额。{reason[:200]}"
     record(session, order_id, "refunded", message, {"from": was.value, "released": released})
     session.commit()
     session.refresh(order)

@@ -35,11 +35,12 @@ def recover(session, order_id, reasons):
     session.commit()
     ordering.refund(session, order_id, REFUND_REASON)
     order = session.get(Order, order_id)
-    coupon = _apology_coupon(session, order)
+    # A 分站's order: the refund went back to its balance and it tells its own buyer; no coupon here.
+    coupon = None if order.station_id else _apology_coupon(session, order)
     product = session.get(Product, order.product_id)
     delisted = _delist_if_all_out(session, product, sources_for(session, product))
-    lines = [f"订单 {order.order_no}（{order.product_name} × {order.quantity}，¥{order.amount}）已记为退款，"
-             "请在支付平台把钱退给买家"]
+    refund_line = "已退回分站余额" if order.station_id else "已记为退款，请在支付平台把钱退给买家"
+    lines = [f"订单 {order.order_no}（{order.product_name} × {order.quantity}，¥{order.amount}）{refund_line}"]
     if coupon is not None:
         lines.append(f"已送买家致歉优惠券 {coupon.code}（¥{coupon.value}）")
     if delisted:

@@ -211,9 +211,23 @@ def _debit(session, station_id, amount):
     return session.execute(_DEBIT, {"sid": station_id, "amount": amount}).rowcount == 1
 
 
+def credit(session, station_id, amount):
+    """Money back to a station's balance (the caller's transaction)."""
+    session.execute(_CREDIT, {"sid": station_id, "amount": amount})
+
+
 def credit_refund(session, order):
-    """A refunded station order gives its price back to the balance (the caller's transaction)."""
-    session.execute(_CREDIT, {"sid": order.station_id, "amount": order.amount})
+    """A refunded station order gives back what the station paid, less any part refunded already; returns it."""
+    amount = order.amount - (order.refund_amount or 0)
+    credit(session, order.station_id, amount)
+    return amount
+
+
+def refunded_amount(order):
+    """What went back to the station's balance for this order, in all."""
+    if order.status is OrderStatus.REFUNDED:
+        return order.amount
+    return order.refund_amount or Decimal("0.00")
 
 
 def refund_values(order, at):
@@ -272,6 +286,8 @@ def order_json(session, order):
     message = {"success": "已发货", "processing": "处理中"}.get(status, "")
     if order.status is OrderStatus.REFUNDED:
         message = f"主站未能完成，已退款 ¥{order.amount} 到分站余额：{order.refund_reason or ''}".rstrip("：")
+    elif status == "success" and order.refund_amount:
+        message = f"部分发货：{order.refund_reason or ''}（¥{order.refund_amount} 已退回分站余额）"
     elif order.status is OrderStatus.UNFULFILLABLE:
         message = "处理中：主站暂时无法发货，等待主站处理"
     return {
@@ -283,6 +299,7 @@ def order_json(session, order):
         "amount": str(order.amount),
         "status": status,
         "refunded": order.status is OrderStatus.REFUNDED,
+        "refunded_amount": str(refunded_amount(order)),
         "cards": cards,
         "note": note,
         "message": message,

@@ -39,7 +39,8 @@ signature headers; JSON bodies are UTF-8; money is always a decimal *string*
 
 ``GET /orders/{order_no}``
     The order: ``{"order_no", "order_id", "code", "quantity", "unit_price",
-    "amount", "status": processing|success|failed, "refunded", "cards":
+    "amount", "status": processing|success|failed, "refunded",
+    "refunded_amount", "cards":
     [{"number", "password"}], "note", "message", "created_at",
     "finished_at"}``; ``cards`` only once ``success``.
 
@@ -297,8 +298,10 @@ def _order_result(data, exchange, *, placing):
         raise BadValue(f"未知的订单状态“{state}”")
     if placing and status is OrderStatus.PROCESSING:
         status = OrderStatus.ACCEPTED
+    if status is OrderStatus.SUCCESS and (optional_money(data, "refunded_amount") or 0) > 0:
+        status = OrderStatus.PARTIAL  # part delivered, the rest's price back on our balance
     cards = []
-    if status is OrderStatus.SUCCESS:
+    if status in (OrderStatus.SUCCESS, OrderStatus.PARTIAL):
         rows = data.get("cards") or []
         if not isinstance(rows, list) or not all(isinstance(c, dict) for c in rows):
             raise BadValue("字段“cards”应为数组")

@@ -184,3 +184,20 @@ def test_nothing_listening_is_transient_not_unknown(main_station):
         port = sock.getsockname()[1]
     with pytest.raises(Transient, match="无法连接"):
         _adapter(main_station, url=f"http://127.0.0.1:{port}").place_order("FZ0008", "self.WY100", 1, {}, None)
+
+
+def test_a_success_with_money_given_back_is_partial():
+    from kamen.services.station_orders import callback_body
+    from kamen.suppliers.kamen_signing import sign_headers
+
+    adapter = adapter_for("kamen", {"base_url": "http://127.0.0.1:9", "app_id": "ks1", "secret": "s",
+                                    "callback_url": "https://fen.example.com/api/suppliers/3/callback"})
+    order = {"order_no": "FZ9", "order_id": "M1", "code": "self.WY50", "quantity": 2, "unit_price": "48.45",
+             "amount": "96.90", "status": "success", "refunded": False, "refunded_amount": "48.45",
+             "cards": [{"number": None, "password": "ONE"}], "note": "", "message": "部分发货", "created_at": None,
+             "finished_at": None}
+    body = callback_body(order)
+    headers = sign_headers("ks1", "s", "POST", "/api/suppliers/3/callback", body)
+    result = adapter.parse_callback(headers, body)
+    assert result.status is OrderStatus.PARTIAL and [c["password"] for c in result.cards] == ["ONE"]
+    assert result.raw["callback"]["cards"] == "1 张（已隐去）"
