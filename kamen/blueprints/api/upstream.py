@@ -25,19 +25,25 @@ def _error(status, code, message):
 def _authenticate():
     if not request.path.startswith(PREFIX):
         return None
+    found = {}
+
+    def secret_for(app_id):
+        found["station"] = stations.station_by_app_id(db.session, app_id)
+        return stations.secret_of(found["station"])
+
     try:
-        app_id = verify(
+        verify(
             request.headers,
             request.method,
             request_target(request),
             request.get_data(),
-            lambda app_id: stations.secret_for(db.session, app_id),
+            secret_for,
             lambda app_id, nonce: stations.nonce_seen(db.session, app_id, nonce),
         )
     except VerificationError as exc:
         return _error(401, exc.code, exc.message)
-    station = stations.station_by_app_id(db.session, app_id)
-    if station is None or not station.is_active:
+    station = found["station"]
+    if not station.is_active:
         return _error(403, "station_disabled", "分站已停用，请联系主站")
     stations.touch(db.session, station)
     g.station = station
