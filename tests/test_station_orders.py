@@ -199,6 +199,9 @@ def test_the_admin_sees_station_orders_marked(client, auth, station):
     order_id = db.session.scalar(sa.select(Order.id))
     detail = client.get(f"/admin/orders/{order_id}").get_data(as_text=True)
     assert "分站：分站" in detail and "S0001" in detail
+    refunded = client.post(f"/admin/orders/{order_id}/refund", data={"reason": "卡密有误"}, follow_redirects=True)
+    assert "货款已退回分站余额" in refunded.get_data(as_text=True)
+    assert station_balance(station.id) == Decimal("200.00")
 
 
 def _documented_example():

@@ -53,8 +53,10 @@ def order_deliver(order_id):
 
 @bp.post("/orders/<int:order_id>/refund")
 def order_refund(order_id):
-    return _act(order_id, lambda: ordering.refund(db.session, order_id, request.form.get("reason", "")),
-                "已记录退款。请在支付平台后台完成实际退款（易支付 V1 没有退款接口）。")
+    done = "已记录退款。请在支付平台后台完成实际退款（易支付 V1 没有退款接口）。"
+    if _order_or_404(order_id).station_id is not None:
+        done = "已退款：货款已退回分站余额，并会通知分站。"
+    return _act(order_id, lambda: ordering.refund(db.session, order_id, request.form.get("reason", "")), done)
 
 
 @bp.post("/orders/<int:order_id>/cancel")
