@@ -64,6 +64,7 @@ def sweep_embedded(session, every_seconds=60):
     state["at"] = now
     # No schedule polls suppliers about forwarded orders either: a background thread does.
     queue.enqueue("jobs.forwarding.poll_orders")
+    queue.enqueue("jobs.station_orders.enqueue_due_callbacks")  # and the callbacks due to 分站
     return sweep(session)
 
 
