@@ -221,9 +221,8 @@ class KamenUpstreamAdapter(SupplierAdapter):
                                raw=_redacted(exchange))
         try:
             return _order_result(data, {**exchange, "reply": data}, placing=True)
-        except (Transient, BadValue) as exc:  # it was placed, but the answer cannot be read: ask again later
-            message = exc.message if isinstance(exc, Transient) else f"主站返回数据有误：{exc}"
-            return OrderResult(OrderStatus.UNKNOWN, message=f"{message}；需查询确认，切勿重复下单",
+        except BadValue as exc:  # it was placed, but the answer cannot be read: ask again later
+            return OrderResult(OrderStatus.UNKNOWN, message=f"主站返回数据有误：{exc}；需查询确认，切勿重复下单",
                                idempotency_key=str(idempotency_key), raw=_redacted(exchange))
 
     def query_order(self, idempotency_key, supplier_order_id=None):

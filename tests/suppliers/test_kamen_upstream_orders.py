@@ -134,10 +134,11 @@ def test_a_refund_on_the_main_station_arrives_as_failed(main_station, notify_rec
     assert adapter.balance() == Decimal("100.00")
 
 
-class _DroppingProxy:
-    """Forwards each request to the 主站, then drops the connection instead of answering."""
+class _SpoilingProxy:
+    """Forwards each request to the 主站, then spoils the answer on the way back:
+    "drop" closes the connection, "html" answers a proxy's error page, "odd" a JSON the protocol does not have."""
 
-    def __init__(self, target):
+    def __init__(self, target, spoil):
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,7 +146,14 @@ class _DroppingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k: v for k, v in self.headers.items() if k.lower().startswith(("x-kamen", "content-type"))}
                 proxy.answers.append(requests.post(target + self.path, data=body, headers=headers, timeout=10))
-                self.close_connection = True  # the reply is lost on the way back
+                if spoil == "drop":
+                    self.close_connection = True  # the reply is lost on the way back
+                    return
+                reply = b"<html>502 Bad Gateway</html>" if spoil == "html" else b'{"status": "weird"}'
+                self.send_response(502 if spoil == "html" else 201)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass
@@ -162,9 +170,10 @@ class _DroppingProxy:
         self.thread.join(5)
 
 
-def test_a_lost_answer_after_sending_is_unknown_and_the_query_finds_the_order(main_station):
+@pytest.mark.parametrize("spoil", ["drop", "html", "odd"])
+def test_a_lost_or_garbled_answer_after_sending_is_unknown_and_the_query_finds_the_order(main_station, spoil):
     _top_up(main_station, "200")
-    proxy = _DroppingProxy(main_station["url"])
+    proxy = _SpoilingProxy(main_station["url"], spoil)
     try:
         result = _adapter(main_station, url=proxy.url).place_order("FZ0007", "self.WY100", 1, {}, None)
     finally:
