@@ -4,6 +4,7 @@ API), the 主站 pays from the station's balance and delivers from its own card
 codes, and the codes reach the buyer on the 分站 — by the order reply and by
 the 主站's signed callback. A balance too low is refused and the 分站's order
 is recovered (refunded, the buyer told)."""
+import json
 import re
 from decimal import Decimal
 
@@ -125,3 +126,55 @@ def test_a_balance_too_low_is_refused_and_the_order_recovered(app, live_server, 
         sa.select(sa.func.count()).select_from(Order).where(Order.station_id.is_not(None)))) == 0
     page = http.get(f"{live_server}/order/{order_no}", timeout=30).text
     assert "已退款" in page
+
+
+def _kamen_supplier(peer, code):
+    supplier = Supplier(code=code, name=f"上游 {code}", kind=SupplierKind.KAMEN, base_url=peer["url"],
+                        app_id=peer["app_id"], secret_encrypted=encrypt(peer["secret"]), auto_list=True,
+                        markup_percent=Decimal("10"))
+    db.session.add(supplier)
+    db.session.commit()
+    run = syncing.request_sync(db.session, supplier, "full")
+    syncing.run_sync(db.session, run.id)
+    assert db.session.get(SyncRun, run.id).status == "succeeded", db.session.get(SyncRun, run.id).message
+    return supplier
+
+
+def test_a_chain_of_three_kamens(app, live_server, demo_gateway, main_station, tmp_path):
+    """分站 → 中间站 → 主站: the middle kamen has no codes of its own; it forwards the 分站's order
+    further up, and the top's card code comes all the way down to the buyer."""
+    from tests.peers import kamen_peer
+
+    _top_up(main_station, "100")
+    with kamen_peer(tmp_path, "middle", seed=False, markup_percent="0") as middle:
+        with middle["app"].app_context():
+            _kamen_supplier(main_station, "top")  # the middle station buys from the top one
+            stations.top_up(db.session, stations.station_by_app_id(db.session, middle["app_id"]), "100")
+        app.config["PUBLIC_URL"] = live_server
+        db.session.add(PaymentChannel(name="演示支付", base_url=demo_gateway.base_url, pid=demo_gateway.pid,
+                                      key_encrypted=encrypt(demo_gateway.key), pay_types=["alipay"]))
+        db.session.commit()
+        supplier = _kamen_supplier(middle, "mid")
+        product = db.session.scalar(sa.select(Product).filter_by(supplier_id=supplier.id, code="top.self.WY50"))
+        http, order_no = _buy_and_pay(live_server, demo_gateway, product.id)
+
+        order = _order(order_no)
+        assert order.status is OrderStatus.DELIVERED, [e.message for e in ordering.timeline(db.session, order.id)]
+
+        def middle_side():
+            mid = db.session.scalar(sa.select(Order).where(Order.station_id.is_not(None)))
+            return mid.status, db.session.scalar(sa.select(DownstreamStation.balance))
+        mid_status, mid_balance = _main(middle, middle_side)
+        # The middle paid the top 47.50 × 1.02 = 48.45; the 分站 paid the middle that cost again (its markup
+        # for the 分站 is 0%).
+        assert mid_status is OrderStatus.DELIVERED and mid_balance == Decimal("51.55")
+        assert _balance(main_station) == Decimal("51.55")
+
+    def top_code():
+        top = db.session.scalar(sa.select(Order).where(Order.station_id.is_not(None)))
+        return ordering.delivered_codes(db.session, top)[0][1]
+    code = _main(main_station, top_code)
+    assert code in ordering.delivery_note(order)
+    assert code in http.get(f"{live_server}/order/{order_no}", timeout=30).text
+    timeline = json.dumps([(e.message, e.data) for e in ordering.timeline(db.session, order.id)], ensure_ascii=False)
+    assert code not in timeline  # the exchanges are kept redacted

@@ -17,6 +17,7 @@ The flow (DESIGN.md flow 4):
   left means oversell recovery (kamen.services.oversell).
 """
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -385,6 +386,25 @@ def _card_text(cards):
             parts.append(f"有效期：{card['expires']}")
         lines.append("  ".join(parts))
     return "\n".join(lines)
+
+
+_CARD_PART = re.compile(r"(卡号|卡密|有效期)：(.*?)(?=  (?:卡号|卡密|有效期)：|$)")
+
+
+def parse_card_text(text):
+    """Cards back from a delivery note: the lines ``_card_text`` wrote, and any other
+    non-empty line (typed by an admin delivering by hand) as one card's secret."""
+    cards = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        parts = dict(_CARD_PART.findall(line)) if line.startswith(("卡号：", "卡密：")) else {}
+        if parts:
+            cards.append({"number": parts.get("卡号") or None, "password": parts.get("卡密") or None,
+                          "expires": parts.get("有效期") or None})
+        else:
+            cards.append({"number": None, "password": line.strip(), "expires": None})
+    return cards
 
 
 def _deliver(session, attempt, order, status, cards, label, result, raw):

@@ -29,7 +29,7 @@ from kamen.models import DownstreamStation, Order, OrderStatus, Product, Supplie
 from kamen.money import CENT
 from kamen.outbound import AddressRefused, check_host
 from kamen.secretbox import decrypt
-from kamen.services import ordering, reservations
+from kamen.services import forwarding, ordering, reservations
 from kamen.services.ordering import OrderRefused
 from kamen.services.stations import public_code, station_price
 from kamen.suppliers.kamen_signing import sign_headers
@@ -283,6 +283,10 @@ def order_json(session, order):
     if status == "success":
         cards = [{"number": number or None, "password": secret} for number, secret in ordering.delivered_codes(session, order)]
         note = ordering.delivery_note(order)
+        if not cards and note and order.delivery_type == "card":
+            # Card goods this shop got from its own supplier (or an admin typed in): still cards to the station.
+            cards = [{"number": c["number"], "password": c["password"]} for c in forwarding.parse_card_text(note)]
+            note = ""
     message = {"success": "已发货", "processing": "处理中"}.get(status, "")
     if order.status is OrderStatus.REFUNDED:
         message = f"主站未能完成，已退款 ¥{order.amount} 到分站余额：{order.refund_reason or ''}".rstrip("：")
