@@ -1,4 +1,4 @@
-"""Paid orders forwarded from a kamen 分站 to a kamen 主站, beside the 主站's order endpoint alone, in one run.
+"""Paid orders forwarded from a kamen 分站 to a kamen 主站 (two real kamens), beside the 主站's order endpoint alone.
 
 Issue 11 ("Benchmark"): N orders bought and paid (signed 易支付 notify) on a
 分站 under gunicorn with RQ workers; each is forwarded by a worker to the
@@ -11,7 +11,7 @@ the same 主站: the same number of signed POST /orders sent straight to the
 主站 by as many client threads as there are RQ workers (the ceiling
 forwarding can reach).
 
-    .venv/bin/python bench/forward_bench.py [--orders 1000] [--buyers 4] [--rq-workers 4] [--workers 2]
+    .venv/bin/python bench/station_forward_bench.py [--orders 1000] [--buyers 4] [--rq-workers 4] [--workers 2]
 
 PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (db 15 unless
 --redis-url); throwaway databases kamen_fwdbench_<pid> (分站) and
