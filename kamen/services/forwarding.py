@@ -76,8 +76,26 @@ class ForwardRefused(ValueError):
     """An admin action that does not apply now; str() is the Chinese reason."""
 
 
+SETTING_FIELDS = ("unknown_alert_minutes", "apology_coupon_amount", "apology_coupon_days")
+
+
 def forwarding_settings(session):
-    return settings.get(session, "forwarding")
+    values = settings.get(session, "forwarding")
+    values["apology_coupon_amount"] = Decimal(str(values["apology_coupon_amount"]))
+    return values
+
+
+def save_settings(session, values):
+    """The back office's 代发设置; ForwardRefused (nothing saved) on values out of range."""
+    if not 1 <= values["unknown_alert_minutes"] <= 7 * 24 * 60:
+        raise ForwardRefused("提醒时间应在 1 分钟到 7 天之间")
+    if not 0 <= values["apology_coupon_amount"] <= 1000:
+        raise ForwardRefused("致歉优惠券金额应在 0 到 1000 元之间")
+    if not 1 <= values["apology_coupon_days"] <= 365:
+        raise ForwardRefused("优惠券有效天数应在 1 到 365 天之间")
+    settings.put(session, "forwarding", {"unknown_alert_minutes": int(values["unknown_alert_minutes"]),
+                                         "apology_coupon_amount": str(values["apology_coupon_amount"]),
+                                         "apology_coupon_days": int(values["apology_coupon_days"])})
 
 
 # -- sources ---------------------------------------------------------------------
@@ -543,6 +561,28 @@ def _alert_overdue(session, at):
 
 
 # -- the admin's actions -------------------------------------------------------------------
+
+
+def attempts_of(session, order_id):
+    return _attempts(session, order_id)
+
+
+@dataclass(frozen=True)
+class AdminActions:
+    query: bool  # 重新查询
+    take_over: bool  # 改为人工处理
+    resend: bool  # 重发到下一个货源
+
+
+def admin_actions(session, order, attempts):
+    """Which forwarding buttons the order page shows (each action checks again when clicked)."""
+    last = attempts[-1] if attempts else None
+    resend = False
+    if last is not None and last.status is AttemptStatus.FAILED and order.status in SETTLEABLE:
+        tried = {(a.supplier_id, a.code) for a in attempts}
+        resend = any((s.supplier_id, s.code) not in tried for s in sources_for(session, order.product))
+    return AdminActions(query=last is not None and last.status in OPEN_ATTEMPTS and order.status in SETTLEABLE,
+                        take_over=order.status in IN_FLIGHT, resend=resend)
 
 
 def latest_attempt(session, order_id):
