@@ -36,17 +36,16 @@ from kamen.models import (
     ProductSource,
     StockMode,
     Supplier,
-    SupplierKind,
 )
 from kamen.money import CENT
-from kamen.services import alerts, settings
+from kamen.services import alerts, settings, sources
 from kamen.services.ordering import now, record
 from kamen.services.transitions import transition
 from kamen.suppliers import base
 
 log = logging.getLogger("kamen.forwarding")
 
-FORWARDABLE_KINDS = (SupplierKind.KAMEN, SupplierKind.FULU, SupplierKind.ACGFAKA)
+FORWARDABLE_KINDS = sources.FORWARDABLE_KINDS
 # Orders whose result is still being worked out with a supplier.
 IN_FLIGHT = (OrderStatus.FORWARDING, OrderStatus.UNCERTAIN)
 # Where a supplier's late answer can still deliver (the admin took the order over meanwhile).
@@ -109,20 +108,23 @@ class Source:
     drift_percent: Decimal
 
 
-def _forwardable(supplier):
+def takes_orders(supplier):
+    """The supplier is active and has an ordering API (manual suppliers are fulfilled by hand)."""
     return supplier is not None and supplier.is_active and supplier.kind in FORWARDABLE_KINDS
 
 
 def sources_for(session, product):
-    """The products that can fill ``product``, in order: itself (when its supplier takes
-    orders by API), then its extra sources by position. Local card-code goods have none."""
+    """The products that can fill ``product``, in the order to try them: itself (when its
+    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered).
+    Local card-code goods have none."""
     if product.stock_mode is StockMode.CARDS:
         return []
-    rows = [product] + list(session.scalars(
+    extras = list(session.scalars(
         sa.select(Product).join(ProductSource, ProductSource.source_id == Product.id)
         .where(ProductSource.product_id == product.id).order_by(ProductSource.position, ProductSource.id)))
-    return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent)
-            for p in rows if _forwardable(p.supplier)]
+    chain = sources.ordered(product, product if takes_orders(product.supplier) else None,
+                            [p for p in extras if takes_orders(p.supplier)])
+    return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent) for p in chain]
 
 
 def is_forwardable(session, product_id):
@@ -276,10 +278,7 @@ def _refuse(session, attempt_id, exc):
         return False
     record(session, attempt.order_id, "forward_refused", f"货源未接单：{exc}", {"error": type(exc).__name__})
     if isinstance(exc, (base.OutOfStock, base.ProductUnavailable)) and attempt.source_product_id:
-        # Fresher than the last sync: this source has nothing to sell now.
-        session.execute(sa.update(Product).where(Product.id == attempt.source_product_id,
-                                                 Product.stock_mode == StockMode.SYNCED).values(stock=0)
-                        .execution_options(synchronize_session=False))
+        sources.mark_out(session, attempt.source_product_id)  # fresher news than the last sync
     session.commit()
     if isinstance(exc, (base.InsufficientBalance, base.AuthFailed)):
         supplier = session.get(Supplier, attempt.supplier_id)
@@ -448,7 +447,7 @@ def handle_callback(session, supplier_id, headers, body):
     The body ``success`` tells Fulu-style gateways to stop retrying (docs/fulu.md);
     a forged or unreadable notification gets an error, and changes nothing."""
     supplier = session.get(Supplier, supplier_id)
-    if supplier is None or not _forwardable(supplier):
+    if supplier is None or not takes_orders(supplier):
         return CallbackAnswer(404, "unknown supplier")
     try:
         result = adapter_for(supplier).parse_callback(headers, body)
