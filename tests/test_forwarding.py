@@ -205,3 +205,27 @@ def test_an_inactive_supplier_is_not_ordered_from(app, client, simulator, fulu_s
     db.session.commit()
     order = buy_and_pay(client, channel, product)
     assert order.status is OrderStatus.PAID and simulator.orders == {}
+
+
+def test_an_order_paid_while_the_queue_was_away_is_forwarded_by_the_tick(app, client, simulator, fulu_supplier,
+                                                                          channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # a closed port: Redis is away
+    order = buy_and_pay(client, channel, product)
+    assert order.status is OrderStatus.FORWARDING and attempts(order) == [] and simulator.orders == {}
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)  # back (in-process here)
+    app.extensions.pop("kamen_redis", None)
+    assert _poll_after(clock, 1) == 0 and attempts(order) == []  # just asked for: give the job its chance
+    _poll_after(clock, 2)
+    assert fresh(order).status is OrderStatus.DELIVERED and len(placed(simulator, order)) == 1
+
+
+def test_adapters_learn_the_callback_address(app, simulator, fulu_supplier):
+    with app.test_request_context("/", base_url="https://shop.example"):
+        adapter = forwarding.adapter_for(fulu_supplier)
+        assert adapter.callback_url == f"https://shop.example/api/suppliers/{fulu_supplier.id}/callback"
+    app.config["PUBLIC_URL"] = "https://kamen.example/"
+    assert forwarding.adapter_for(fulu_supplier).callback_url == \
+        f"https://kamen.example/api/suppliers/{fulu_supplier.id}/callback"
+    app.config["PUBLIC_URL"] = ""
+    assert forwarding.adapter_for(fulu_supplier).callback_url is None  # a job without a request: polling only
