@@ -229,3 +229,14 @@ def test_adapters_learn_the_callback_address(app, simulator, fulu_supplier):
         f"https://kamen.example/api/suppliers/{fulu_supplier.id}/callback"
     app.config["PUBLIC_URL"] = ""
     assert forwarding.adapter_for(fulu_supplier).callback_url is None  # a job without a request: polling only
+
+
+def test_a_card_orders_callback_fetches_the_cards_at_once(app, client, simulator, fulu_supplier, channel, clock):
+    simulator.settle_after = 5
+    order = buy_and_pay(client, channel, supplier_product(fulu_supplier, simulator))
+    assert order.status is OrderStatus.FORWARDING
+    simulator.settle_after = 0  # the supplier is done: its callback carries no cards, its query does
+    headers, body = simulator.fulu_callback(order.order_no)
+    answer = client.post(f"/api/suppliers/{fulu_supplier.id}/callback", data=body, headers=headers, csrf=False)
+    assert answer.text == "success" and fresh(order).status is OrderStatus.DELIVERED
+    assert "CARD0001" in note(order) and len(placed(simulator, order)) == 1

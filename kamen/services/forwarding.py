@@ -460,6 +460,9 @@ def handle_callback(session, supplier_id, headers, body):
         log.warning("supplier %s callback for unknown order %r", supplier.code, result.idempotency_key)
         return CallbackAnswer(404, "unknown order")
     settle(session, attempt.id, result, "callback")
+    session.expire_all()
+    if result.status is base.OrderStatus.SUCCESS and session.get(ForwardAttempt, attempt.id).status in OPEN_ATTEMPTS:
+        poll(session, attempt.id)  # done without its cards (Fulu callbacks carry none): fetch them now
     return CallbackAnswer(200, "success")
 
 
