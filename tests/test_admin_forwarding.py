@@ -109,3 +109,23 @@ def test_supplier_form_sets_the_order_price_drift(app, client, auth):
     assert db.session.scalar(sa.select(Supplier).filter_by(code="drift")).order_price_drift_percent == Decimal("8")
     page = client.get(f"/admin/suppliers/{db.session.scalar(sa.select(Supplier.id).filter_by(code='drift'))}/edit")
     assert "下单进价最多高出" in page.text
+
+
+def test_low_balance_after_forwarding_alerts_once_and_shows_on_the_supplier_page(app, client, auth, simulator,
+                                                                                  fulu_supplier, channel, clock):
+    import sqlalchemy as sa
+
+    from kamen.models import Notification
+
+    supplier = db.session.get(Supplier, fulu_supplier.id)
+    supplier.balance_alert_below = simulator.balance  # the first order takes it below
+    db.session.commit()
+    product = supplier_product(fulu_supplier, simulator)
+    for contact in ("13800000001", "13800000002"):
+        buy_and_pay(client, channel, product, contact=contact)
+        forwarding.poll_due(db.session)
+    alerts = db.session.scalars(sa.select(Notification).where(Notification.kind == "low_balance")).all()
+    assert len(alerts) == 1
+    auth.login()
+    page = client.get(f"/admin/suppliers/{supplier.id}").text
+    assert "当前余额已低于告警线" in page and "成功 2" in page

@@ -59,7 +59,8 @@ POLL_BACKOFF_SECONDS = (30, 60, 120, 300, 600)
 MAX_SEND_RETRIES = 5
 # A job that committed its attempt is given this long to send it before pollers ask the supplier.
 SENDING_GRACE = timedelta(minutes=2)
-JOB_GRACE = timedelta(minutes=2)  # an order asked for a job this long ago with no attempt: ask again
+JOB_GRACE = timedelta(minutes=2)
+BALANCE_WINDOW = timedelta(seconds=70)  # one tick, with some slack  # an order asked for a job this long ago with no attempt: ask again
 
 _STATUS_OF = {
     base.OrderStatus.ACCEPTED: AttemptStatus.ACCEPTED,
@@ -487,7 +488,41 @@ def poll_due(session, limit=100):
             polled += 1
     _restart_stalled(session, at)
     _alert_overdue(session, at)
+    _check_balances(session, at)
     return polled
+
+
+def _check_balances(session, at):
+    """Orders spend our balance at suppliers: after a minute with orders placed, each such supplier
+    with a 余额告警 line is asked for its balance (one alert until it recovers)."""
+    from kamen.services.syncing import check_balance
+
+    supplier_ids = session.scalars(
+        sa.select(ForwardAttempt.supplier_id).distinct()
+        .join(Supplier, Supplier.id == ForwardAttempt.supplier_id)
+        .where(ForwardAttempt.requested_at > at - BALANCE_WINDOW, Supplier.balance_alert_below.is_not(None))
+    ).all()
+    for supplier_id in supplier_ids:
+        supplier = session.get(Supplier, supplier_id)
+        try:
+            check_balance(session, supplier, adapter_for(supplier))
+        except base.SupplierError as exc:
+            log.warning("balance of supplier %s not checked: %s", supplier.code, exc)
+
+
+def supplier_summary(session, supplier_id):
+    """What the supplier page shows of 一键代发: orders waiting on it, unknown, failed today."""
+    since = now() - timedelta(days=1)
+    rows = session.execute(
+        sa.select(ForwardAttempt.status, sa.func.count()).where(
+            ForwardAttempt.supplier_id == supplier_id,
+            sa.or_(ForwardAttempt.status.in_(OPEN_ATTEMPTS), ForwardAttempt.requested_at >= since))
+        .group_by(ForwardAttempt.status)).all()
+    counts = {status: n for status, n in rows}
+    return {"open": sum(counts.get(s, 0) for s in OPEN_ATTEMPTS if s is not AttemptStatus.UNKNOWN),
+            "unknown": counts.get(AttemptStatus.UNKNOWN, 0),
+            "failed": counts.get(AttemptStatus.FAILED, 0) + counts.get(AttemptStatus.REFUSED, 0),
+            "succeeded": counts.get(AttemptStatus.SUCCESS, 0) + counts.get(AttemptStatus.PARTIAL, 0)}
 
 
 def _claim_poll(session, attempt_id, due_at, at):
