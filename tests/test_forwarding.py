@@ -240,3 +240,17 @@ def test_a_card_orders_callback_fetches_the_cards_at_once(app, client, simulator
     answer = client.post(f"/api/suppliers/{fulu_supplier.id}/callback", data=body, headers=headers, csrf=False)
     assert answer.text == "success" and fresh(order).status is OrderStatus.DELIVERED
     assert "CARD0001" in note(order) and len(placed(simulator, order)) == 1
+
+
+def test_a_supplier_switched_off_after_payment_leaves_the_order_to_the_admin(app, client, simulator, fulu_supplier,
+                                                                             channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # the job waits
+    order = buy_and_pay(client, channel, product)
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)
+    app.extensions.pop("kamen_redis", None)
+    db.session.get(Supplier, fulu_supplier.id).is_active = False
+    db.session.commit()
+    forwarding.forward(db.session, order.id)
+    order = fresh(order)
+    assert order.status is OrderStatus.MANUAL and order.refunded_at is None and simulator.orders == {}

@@ -193,6 +193,11 @@ def forward(session, order_id):
         tried = {(a.supplier_id, a.code) for a in attempts}
         order = session.get(Order, order_id)
         remaining = [s for s in sources_for(session, order.product) if (s.supplier_id, s.code) not in tried]
+        if not remaining and not attempts:  # its suppliers were switched off after the payment
+            if transition(session, Order, order_id, OrderStatus.FORWARDING, OrderStatus.MANUAL):
+                record(session, order_id, "manual", "没有可自动下单的货源（货源已停用或改为手工），已转人工处理")
+                session.commit()
+            return None
         if not remaining:
             from kamen.services import oversell
 
