@@ -150,11 +150,13 @@ def begin(session, order_id):
     return False
 
 
-def request_job(session, order_id):
-    """Ask for the order's forwarding job (one id per order: a second ask while it waits is the same job)."""
-    session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=now())
-                    .execution_options(synchronize_session=False))
-    session.commit()
+def request_job(session, order_id, touch=True):
+    """Ask for the order's forwarding job (one id per order: a second ask while it waits is the same job).
+    ``touch``: record the time of asking (``begin`` already did, in the payment's transaction)."""
+    if touch:
+        session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=now())
+                        .execution_options(synchronize_session=False))
+        session.commit()
     return queue.enqueue("jobs.forwarding.forward_order", order_id, job_id=f"kamen-forward-{order_id}")
 
 
