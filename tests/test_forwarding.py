@@ -254,3 +254,41 @@ def test_a_supplier_switched_off_after_payment_leaves_the_order_to_the_admin(app
     forwarding.forward(db.session, order.id)
     order = fresh(order)
     assert order.status is OrderStatus.MANUAL and order.refunded_at is None and simulator.orders == {}
+
+
+def test_a_crashing_job_is_written_on_the_order(app, client, simulator, fulu_supplier, channel, clock, monkeypatch):
+    from jobs.forwarding import forward_order
+
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # the job waits
+    order = buy_and_pay(client, channel, product)
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)
+    app.extensions.pop("kamen_redis", None)
+
+    def broken(*_args):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(forwarding, "sources_for", broken)
+    try:
+        forward_order(order.id)
+        raise AssertionError("the job must fail")
+    except RuntimeError:
+        pass
+    assert any(e.kind == "forward_error" for e in events(order)) and simulator.orders == {}
+    assert fresh(order).status is OrderStatus.FORWARDING  # the tick asks for the job again
+
+
+def test_unreadable_supplier_settings_wait_for_the_admin_without_placing(app, client, simulator, fulu_supplier,
+                                                                        channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    supplier = db.session.get(Supplier, fulu_supplier.id)
+    good = supplier.secret_encrypted
+    supplier.secret_encrypted = "not a sealed secret"
+    db.session.commit()
+    order = buy_and_pay(client, channel, product)
+    [attempt] = attempts(order)
+    assert attempt.status is AttemptStatus.RETRY and "货源设置有误" in attempt.message and simulator.orders == {}
+    db.session.get(Supplier, fulu_supplier.id).secret_encrypted = good  # the admin saves the secret again
+    db.session.commit()
+    _poll_after(clock, 1)
+    assert fresh(order).status is OrderStatus.DELIVERED and len(placed(simulator, order)) == 1

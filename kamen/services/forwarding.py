@@ -26,6 +26,7 @@ from flask import current_app, has_request_context, url_for
 from sqlalchemy.exc import IntegrityError
 
 from kamen import queue, secretbox
+from kamen.secretbox import SecretUnreadable
 from kamen.models import (
     OPEN_ATTEMPTS,
     AttemptStatus,
@@ -216,6 +217,19 @@ def forward(session, order_id):
             return attempt
 
 
+def run_job(session, order_id):
+    """The forwarding job: ``forward``, with any crash written on the order's timeline
+    (the tick asks for the job again while nothing is with a supplier)."""
+    try:
+        return forward(session, order_id)
+    except Exception as exc:
+        session.rollback()
+        log.exception("forwarding order %s failed", order_id)
+        record(session, order_id, "forward_error", f"代发任务出错（{type(exc).__name__}），稍后自动重试；已提交的货源订单只会查询")
+        session.commit()
+        raise
+
+
 def _attempts(session, order_id):
     return list(session.scalars(sa.select(ForwardAttempt).where(ForwardAttempt.order_id == order_id)
                                 .order_by(ForwardAttempt.attempt_no)))
@@ -259,7 +273,11 @@ def _send(session, attempt_id):
                                      dict(order.buyer_fields or {}), attempt.max_unit_cost)
     session.commit()  # no transaction held open while the supplier answers
     try:
-        result = adapter_for(supplier).place_order(key, code, qty, fields, limit)
+        adapter = adapter_for(supplier)
+    except (base.SupplierError, SecretUnreadable) as exc:  # nothing sent: the admin fixes the settings
+        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{exc}"))
+    try:
+        result = adapter.place_order(key, code, qty, fields, limit)
     except CANNOT_FILL as exc:
         return _refuse(session, attempt_id, exc)
     except NOT_SENT as exc:
