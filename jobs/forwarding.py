@@ -7,7 +7,7 @@ from kamen.services import forwarding
 
 def forward_order(order_id):
     with app_context():
-        attempt = forwarding.forward(db.session, order_id)
+        attempt = forwarding.run_job(db.session, order_id)
         return None if attempt is None else attempt.status.value
 
 

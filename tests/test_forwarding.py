@@ -205,3 +205,90 @@ def test_an_inactive_supplier_is_not_ordered_from(app, client, simulator, fulu_s
     db.session.commit()
     order = buy_and_pay(client, channel, product)
     assert order.status is OrderStatus.PAID and simulator.orders == {}
+
+
+def test_an_order_paid_while_the_queue_was_away_is_forwarded_by_the_tick(app, client, simulator, fulu_supplier,
+                                                                          channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # a closed port: Redis is away
+    order = buy_and_pay(client, channel, product)
+    assert order.status is OrderStatus.FORWARDING and attempts(order) == [] and simulator.orders == {}
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)  # back (in-process here)
+    app.extensions.pop("kamen_redis", None)
+    assert _poll_after(clock, 1) == 0 and attempts(order) == []  # just asked for: give the job its chance
+    _poll_after(clock, 2)
+    assert fresh(order).status is OrderStatus.DELIVERED and len(placed(simulator, order)) == 1
+
+
+def test_adapters_learn_the_callback_address(app, simulator, fulu_supplier):
+    with app.test_request_context("/", base_url="https://shop.example"):
+        adapter = forwarding.adapter_for(fulu_supplier)
+        assert adapter.callback_url == f"https://shop.example/api/suppliers/{fulu_supplier.id}/callback"
+    app.config["PUBLIC_URL"] = "https://kamen.example/"
+    assert forwarding.adapter_for(fulu_supplier).callback_url == \
+        f"https://kamen.example/api/suppliers/{fulu_supplier.id}/callback"
+    app.config["PUBLIC_URL"] = ""
+    assert forwarding.adapter_for(fulu_supplier).callback_url is None  # a job without a request: polling only
+
+
+def test_a_card_orders_callback_fetches_the_cards_at_once(app, client, simulator, fulu_supplier, channel, clock):
+    simulator.settle_after = 5
+    order = buy_and_pay(client, channel, supplier_product(fulu_supplier, simulator))
+    assert order.status is OrderStatus.FORWARDING
+    simulator.settle_after = 0  # the supplier is done: its callback carries no cards, its query does
+    headers, body = simulator.fulu_callback(order.order_no)
+    answer = client.post(f"/api/suppliers/{fulu_supplier.id}/callback", data=body, headers=headers, csrf=False)
+    assert answer.text == "success" and fresh(order).status is OrderStatus.DELIVERED
+    assert "CARD0001" in note(order) and len(placed(simulator, order)) == 1
+
+
+def test_a_supplier_switched_off_after_payment_leaves_the_order_to_the_admin(app, client, simulator, fulu_supplier,
+                                                                             channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # the job waits
+    order = buy_and_pay(client, channel, product)
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)
+    app.extensions.pop("kamen_redis", None)
+    db.session.get(Supplier, fulu_supplier.id).is_active = False
+    db.session.commit()
+    forwarding.forward(db.session, order.id)
+    order = fresh(order)
+    assert order.status is OrderStatus.MANUAL and order.refunded_at is None and simulator.orders == {}
+
+
+def test_a_crashing_job_is_written_on_the_order(app, client, simulator, fulu_supplier, channel, clock, monkeypatch):
+    from jobs.forwarding import forward_order
+
+    product = supplier_product(fulu_supplier, simulator)
+    app.config.update(REDIS_URL="redis://127.0.0.1:9/0", JOBS_SYNC=False)  # the job waits
+    order = buy_and_pay(client, channel, product)
+    app.config.update(REDIS_URL=None, JOBS_SYNC=True)
+    app.extensions.pop("kamen_redis", None)
+
+    def broken(*_args):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(forwarding, "sources_for", broken)
+    try:
+        forward_order(order.id)
+        raise AssertionError("the job must fail")
+    except RuntimeError:
+        pass
+    assert any(e.kind == "forward_error" for e in events(order)) and simulator.orders == {}
+    assert fresh(order).status is OrderStatus.FORWARDING  # the tick asks for the job again
+
+
+def test_unreadable_supplier_settings_wait_for_the_admin_without_placing(app, client, simulator, fulu_supplier,
+                                                                        channel, clock):
+    product = supplier_product(fulu_supplier, simulator)
+    supplier = db.session.get(Supplier, fulu_supplier.id)
+    good = supplier.secret_encrypted
+    supplier.secret_encrypted = "not a sealed secret"
+    db.session.commit()
+    order = buy_and_pay(client, channel, product)
+    [attempt] = attempts(order)
+    assert attempt.status is AttemptStatus.RETRY and "货源设置有误" in attempt.message and simulator.orders == {}
+    db.session.get(Supplier, fulu_supplier.id).secret_encrypted = good  # the admin saves the secret again
+    db.session.commit()
+    _poll_after(clock, 1)
+    assert fresh(order).status is OrderStatus.DELIVERED and len(placed(simulator, order)) == 1

@@ -27,6 +27,7 @@ from flask import current_app, has_request_context, url_for
 from sqlalchemy.exc import IntegrityError
 
 from kamen import queue, secretbox
+from kamen.secretbox import SecretUnreadable
 from kamen.models import (
     OPEN_ATTEMPTS,
     AttemptStatus,
@@ -37,17 +38,16 @@ from kamen.models import (
     ProductSource,
     StockMode,
     Supplier,
-    SupplierKind,
 )
 from kamen.money import CENT
-from kamen.services import alerts, settings
+from kamen.services import alerts, settings, sources
 from kamen.services.ordering import now, record
 from kamen.services.transitions import transition
 from kamen.suppliers import base
 
 log = logging.getLogger("kamen.forwarding")
 
-FORWARDABLE_KINDS = (SupplierKind.KAMEN, SupplierKind.FULU, SupplierKind.ACGFAKA)
+FORWARDABLE_KINDS = sources.FORWARDABLE_KINDS
 # Orders whose result is still being worked out with a supplier.
 IN_FLIGHT = (OrderStatus.FORWARDING, OrderStatus.UNCERTAIN)
 # Where a supplier's late answer can still deliver (the admin took the order over meanwhile).
@@ -61,7 +61,8 @@ POLL_BACKOFF_SECONDS = (30, 60, 120, 300, 600)
 MAX_SEND_RETRIES = 5
 # A job that committed its attempt is given this long to send it before pollers ask the supplier.
 SENDING_GRACE = timedelta(minutes=2)
-JOB_GRACE = timedelta(minutes=2)  # an order asked for a job this long ago with no attempt: ask again
+JOB_GRACE = timedelta(minutes=2)
+BALANCE_WINDOW = timedelta(seconds=70)  # one tick, with some slack  # an order asked for a job this long ago with no attempt: ask again
 
 _STATUS_OF = {
     base.OrderStatus.ACCEPTED: AttemptStatus.ACCEPTED,
@@ -77,8 +78,26 @@ class ForwardRefused(ValueError):
     """An admin action that does not apply now; str() is the Chinese reason."""
 
 
+SETTING_FIELDS = ("unknown_alert_minutes", "apology_coupon_amount", "apology_coupon_days")
+
+
 def forwarding_settings(session):
-    return settings.get(session, "forwarding")
+    values = settings.get(session, "forwarding")
+    values["apology_coupon_amount"] = Decimal(str(values["apology_coupon_amount"]))
+    return values
+
+
+def save_settings(session, values):
+    """The back office's 代发设置; ForwardRefused (nothing saved) on values out of range."""
+    if not 1 <= values["unknown_alert_minutes"] <= 7 * 24 * 60:
+        raise ForwardRefused("提醒时间应在 1 分钟到 7 天之间")
+    if not 0 <= values["apology_coupon_amount"] <= 1000:
+        raise ForwardRefused("致歉优惠券金额应在 0 到 1000 元之间")
+    if not 1 <= values["apology_coupon_days"] <= 365:
+        raise ForwardRefused("优惠券有效天数应在 1 到 365 天之间")
+    settings.put(session, "forwarding", {"unknown_alert_minutes": int(values["unknown_alert_minutes"]),
+                                         "apology_coupon_amount": str(values["apology_coupon_amount"]),
+                                         "apology_coupon_days": int(values["apology_coupon_days"])})
 
 
 # -- sources ---------------------------------------------------------------------
@@ -92,20 +111,23 @@ class Source:
     drift_percent: Decimal
 
 
-def _forwardable(supplier):
+def takes_orders(supplier):
+    """The supplier is active and has an ordering API (manual suppliers are fulfilled by hand)."""
     return supplier is not None and supplier.is_active and supplier.kind in FORWARDABLE_KINDS
 
 
 def sources_for(session, product):
-    """The products that can fill ``product``, in order: itself (when its supplier takes
-    orders by API), then its extra sources by position. Local card-code goods have none."""
+    """The products that can fill ``product``, in the order to try them: itself (when its
+    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered).
+    Local card-code goods have none."""
     if product.stock_mode is StockMode.CARDS:
         return []
-    rows = [product] + list(session.scalars(
+    extras = list(session.scalars(
         sa.select(Product).join(ProductSource, ProductSource.source_id == Product.id)
         .where(ProductSource.product_id == product.id).order_by(ProductSource.position, ProductSource.id)))
-    return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent)
-            for p in rows if _forwardable(p.supplier)]
+    chain = sources.ordered(product, product if takes_orders(product.supplier) else None,
+                            [p for p in extras if takes_orders(p.supplier)])
+    return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent) for p in chain]
 
 
 def is_forwardable(session, product_id):
@@ -130,11 +152,13 @@ def begin(session, order_id):
     return False
 
 
-def request_job(session, order_id):
-    """Ask for the order's forwarding job (one id per order: a second ask while it waits is the same job)."""
-    session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=now())
-                    .execution_options(synchronize_session=False))
-    session.commit()
+def request_job(session, order_id, touch=True):
+    """Ask for the order's forwarding job (one id per order: a second ask while it waits is the same job).
+    ``touch``: record the time of asking (``begin`` already did, in the payment's transaction)."""
+    if touch:
+        session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=now())
+                        .execution_options(synchronize_session=False))
+        session.commit()
     return queue.enqueue("jobs.forwarding.forward_order", order_id, job_id=f"kamen-forward-{order_id}")
 
 
@@ -173,6 +197,11 @@ def forward(session, order_id):
         tried = {(a.supplier_id, a.code) for a in attempts}
         order = session.get(Order, order_id)
         remaining = [s for s in sources_for(session, order.product) if (s.supplier_id, s.code) not in tried]
+        if not remaining and not attempts:  # its suppliers were switched off after the payment
+            if transition(session, Order, order_id, OrderStatus.FORWARDING, OrderStatus.MANUAL):
+                record(session, order_id, "manual", "没有可自动下单的货源（货源已停用或改为手工），已转人工处理")
+                session.commit()
+            return None
         if not remaining:
             from kamen.services import oversell
 
@@ -187,6 +216,19 @@ def forward(session, order_id):
         if session.get(Order, order_id).status is not OrderStatus.FORWARDING \
                 or attempt.status not in (AttemptStatus.REFUSED, AttemptStatus.FAILED):
             return attempt
+
+
+def run_job(session, order_id):
+    """The forwarding job: ``forward``, with any crash written on the order's timeline
+    (the tick asks for the job again while nothing is with a supplier)."""
+    try:
+        return forward(session, order_id)
+    except Exception as exc:
+        session.rollback()
+        log.exception("forwarding order %s failed", order_id)
+        record(session, order_id, "forward_error", f"代发任务出错（{type(exc).__name__}），稍后自动重试；已提交的货源订单只会查询")
+        session.commit()
+        raise
 
 
 def _attempts(session, order_id):
@@ -232,7 +274,11 @@ def _send(session, attempt_id):
                                      dict(order.buyer_fields or {}), attempt.max_unit_cost)
     session.commit()  # no transaction held open while the supplier answers
     try:
-        result = adapter_for(supplier).place_order(key, code, qty, fields, limit)
+        adapter = adapter_for(supplier)
+    except (base.SupplierError, SecretUnreadable) as exc:  # nothing sent: the admin fixes the settings
+        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{exc}"))
+    try:
+        result = adapter.place_order(key, code, qty, fields, limit)
     except CANNOT_FILL as exc:
         return _refuse(session, attempt_id, exc)
     except NOT_SENT as exc:
@@ -259,10 +305,7 @@ def _refuse(session, attempt_id, exc):
         return False
     record(session, attempt.order_id, "forward_refused", f"货源未接单：{exc}", {"error": type(exc).__name__})
     if isinstance(exc, (base.OutOfStock, base.ProductUnavailable)) and attempt.source_product_id:
-        # Fresher than the last sync: this source has nothing to sell now.
-        session.execute(sa.update(Product).where(Product.id == attempt.source_product_id,
-                                                 Product.stock_mode == StockMode.SYNCED).values(stock=0)
-                        .execution_options(synchronize_session=False))
+        sources.mark_out(session, attempt.source_product_id)  # fresher news than the last sync
     session.commit()
     if isinstance(exc, (base.InsufficientBalance, base.AuthFailed)):
         supplier = session.get(Supplier, attempt.supplier_id)
@@ -459,7 +502,7 @@ def handle_callback(session, supplier_id, headers, body):
     The body ``success`` tells Fulu-style gateways to stop retrying (docs/fulu.md);
     a forged or unreadable notification gets an error, and changes nothing."""
     supplier = session.get(Supplier, supplier_id)
-    if supplier is None or not _forwardable(supplier):
+    if supplier is None or not takes_orders(supplier):
         return CallbackAnswer(404, "unknown supplier")
     try:
         result = adapter_for(supplier).parse_callback(headers, body)
@@ -472,6 +515,9 @@ def handle_callback(session, supplier_id, headers, body):
         log.warning("supplier %s callback for unknown order %r", supplier.code, result.idempotency_key)
         return CallbackAnswer(404, "unknown order")
     settle(session, attempt.id, result, "callback")
+    session.expire_all()
+    if result.status is base.OrderStatus.SUCCESS and session.get(ForwardAttempt, attempt.id).status in OPEN_ATTEMPTS:
+        poll(session, attempt.id)  # done without its cards (Fulu callbacks carry none): fetch them now
     return CallbackAnswer(200, "success")
 
 
@@ -496,7 +542,41 @@ def poll_due(session, limit=100):
             polled += 1
     _restart_stalled(session, at)
     _alert_overdue(session, at)
+    _check_balances(session, at)
     return polled
+
+
+def _check_balances(session, at):
+    """Orders spend our balance at suppliers: after a minute with orders placed, each such supplier
+    with a 余额告警 line is asked for its balance (one alert until it recovers)."""
+    from kamen.services.syncing import check_balance
+
+    supplier_ids = session.scalars(
+        sa.select(ForwardAttempt.supplier_id).distinct()
+        .join(Supplier, Supplier.id == ForwardAttempt.supplier_id)
+        .where(ForwardAttempt.requested_at > at - BALANCE_WINDOW, Supplier.balance_alert_below.is_not(None))
+    ).all()
+    for supplier_id in supplier_ids:
+        supplier = session.get(Supplier, supplier_id)
+        try:
+            check_balance(session, supplier, adapter_for(supplier))
+        except base.SupplierError as exc:
+            log.warning("balance of supplier %s not checked: %s", supplier.code, exc)
+
+
+def supplier_summary(session, supplier_id):
+    """What the supplier page shows of 一键代发: orders waiting on it, unknown, failed today."""
+    since = now() - timedelta(days=1)
+    rows = session.execute(
+        sa.select(ForwardAttempt.status, sa.func.count()).where(
+            ForwardAttempt.supplier_id == supplier_id,
+            sa.or_(ForwardAttempt.status.in_(OPEN_ATTEMPTS), ForwardAttempt.requested_at >= since))
+        .group_by(ForwardAttempt.status)).all()
+    counts = {status: n for status, n in rows}
+    return {"open": sum(counts.get(s, 0) for s in OPEN_ATTEMPTS if s is not AttemptStatus.UNKNOWN),
+            "unknown": counts.get(AttemptStatus.UNKNOWN, 0),
+            "failed": counts.get(AttemptStatus.FAILED, 0) + counts.get(AttemptStatus.REFUSED, 0),
+            "succeeded": counts.get(AttemptStatus.SUCCESS, 0) + counts.get(AttemptStatus.PARTIAL, 0)}
 
 
 def _claim_poll(session, attempt_id, due_at, at):
@@ -572,6 +652,28 @@ def _alert_overdue(session, at):
 
 
 # -- the admin's actions -------------------------------------------------------------------
+
+
+def attempts_of(session, order_id):
+    return _attempts(session, order_id)
+
+
+@dataclass(frozen=True)
+class AdminActions:
+    query: bool  # 重新查询
+    take_over: bool  # 改为人工处理
+    resend: bool  # 重发到下一个货源
+
+
+def admin_actions(session, order, attempts):
+    """Which forwarding buttons the order page shows (each action checks again when clicked)."""
+    last = attempts[-1] if attempts else None
+    resend = False
+    if last is not None and last.status is AttemptStatus.FAILED and order.status in SETTLEABLE:
+        tried = {(a.supplier_id, a.code) for a in attempts}
+        resend = any((s.supplier_id, s.code) not in tried for s in sources_for(session, order.product))
+    return AdminActions(query=last is not None and last.status in OPEN_ATTEMPTS and order.status in SETTLEABLE,
+                        take_over=order.status in IN_FLIGHT, resend=resend)
 
 
 def latest_attempt(session, order_id):

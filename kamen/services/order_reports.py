@@ -10,7 +10,11 @@ from kamen.models import Order, OrderStatus
 from kamen.timeutil import from_local, to_local, utcnow
 
 # Money that stays with the shop: paid orders not refunded.
-EARNING = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+EARNING = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE, OrderStatus.FORWARDING,
+           OrderStatus.UNCERTAIN, OrderStatus.MANUAL)
+# 待人工处理: paid orders waiting for a person (hand delivery, a supplier that failed or went silent).
+TODO = "todo"
+TODO_STATUSES = (OrderStatus.PAID, OrderStatus.MANUAL, OrderStatus.UNCERTAIN, OrderStatus.UNFULFILLABLE)
 
 
 @dataclass
@@ -25,7 +29,7 @@ class OrderFilters:
     @classmethod
     def from_args(cls, args):
         return cls(
-            status=args.get("status", "") if args.get("status") in {s.value for s in OrderStatus} else "",
+            status=args.get("status", "") if args.get("status") in {s.value for s in OrderStatus} | {TODO} else "",
             product=args.get("product", "").strip()[:60],
             contact=args.get("contact", "").strip()[:64],
             order_no=args.get("order_no", "").strip().upper()[:32],
@@ -35,7 +39,9 @@ class OrderFilters:
 
     def where(self):
         conditions = []
-        if self.status:
+        if self.status == TODO:
+            conditions.append(Order.status.in_(TODO_STATUSES))
+        elif self.status:
             conditions.append(Order.status == OrderStatus(self.status))
         if self.product:
             conditions.append(Order.product_name.contains(self.product, autoescape=True))
@@ -55,6 +61,10 @@ def _date(text):
         return date.fromisoformat((text or "").strip())
     except ValueError:
         return None
+
+
+def todo_count(session):
+    return session.scalar(sa.select(sa.func.count()).select_from(Order).where(Order.status.in_(TODO_STATUSES)))
 
 
 def order_page(session, filters, page=1, per_page=50):

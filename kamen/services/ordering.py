@@ -360,7 +360,7 @@ def _after_commit(session, order_id, status):
     if status is OrderStatus.FORWARDING:
         from kamen.services import forwarding
 
-        forwarding.request_job(session, order_id)
+        forwarding.request_job(session, order_id, touch=False)
     return status
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from kamen.models import Coupon, CouponKind, Order, OrderStatus, Product, StockMode
 from kamen.money import CENT
-from kamen.services import alerts, ordering, settings
+from kamen.services import alerts, ordering, settings, sources
 from kamen.services.ordering import now, record
 from kamen.services.transitions import transition
 
@@ -71,13 +71,13 @@ def _apology_coupon(session, order):
     return coupon
 
 
-def _delist_if_all_out(session, product, sources):
+def _delist_if_all_out(session, product, chain):
     """Off sale when no source has stock left (a refusal for stock zeroes that source's count);
     ``auto_delisted`` lets the next sync put it back when a source has stock again."""
     if product.stock_mode is StockMode.CARDS or not product.is_listed:
         return False
-    rows = [session.get(Product, s.product_id) for s in sources] or [product]
-    if any(p.stock_mode is StockMode.UNLIMITED or p.stock > 0 for p in rows if p is not None):
+    rows = [session.get(Product, s.product_id) for s in chain] or [product]
+    if any(p.stock_mode is StockMode.UNLIMITED or sources.own_count(p) > 0 for p in rows if p is not None):
         return False
     product.is_listed, product.auto_delisted, product.stock = False, True, 0
     session.commit()

@@ -73,6 +73,11 @@ def upgrade():
         batch_op.create_index('ix_orders_forward_requested_at', ['forward_requested_at'], unique=False)
         batch_op.create_foreign_key('fk_orders_apology_coupon_id_coupons', 'coupons', ['apology_coupon_id'], ['id'])
 
+    with op.batch_alter_table('products', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('own_stock', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('source_order', sa.String(length=8), nullable=False,
+                                      server_default='priority'))
+
     # 5 %: SQLite holds percent columns scaled by 100 (kamen/models/types.py).
     drift = '500' if op.get_bind().dialect.name == 'sqlite' else '5'
     with op.batch_alter_table('suppliers', schema=None) as batch_op:
@@ -82,6 +87,9 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('suppliers', schema=None) as batch_op:
         batch_op.drop_column('order_price_drift_percent')
+    with op.batch_alter_table('products', schema=None) as batch_op:
+        batch_op.drop_column('source_order')
+        batch_op.drop_column('own_stock')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_constraint('fk_orders_apology_coupon_id_coupons', type_='foreignkey')
         batch_op.drop_index('ix_orders_forward_requested_at')
