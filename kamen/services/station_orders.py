@@ -370,6 +370,8 @@ def deliver_callback(session, order_id, now=None):
             .values(station_notified_status=order.status.value, station_notify_next_at=None)
             .execution_options(synchronize_session=False)
         )
+    if not ok:
+        log.warning("callback %s of order %s to station %s failed: %s", attempt, order.order_no, station.app_id, answer)
     after = "" if ok or delay is None else f"，{delay} 秒后重试"
     if not ok and delay is None:
         after = "，已停止重试（分站仍可查询订单）"
