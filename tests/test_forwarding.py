@@ -178,6 +178,10 @@ def test_partial_delivers_what_came_and_refunds_the_rest(app, client, simulator,
     assert note(order).count("卡密：") == 2
     page = client.get(f"/order/{order.order_no}").text
     assert "2/3" in page and "已退款" in page
+    from kamen.services import order_reports
+
+    totals = order_reports.period_totals(db.session, order_reports.OrderFilters())
+    assert totals.revenue == order.amount - order.refund_amount  # the refunded part is not income
 
 
 def test_price_above_the_limit_is_never_paid(app, client, simulator, fulu_supplier, channel, clock):
