@@ -55,7 +55,7 @@ def main():
         wait_ready(supplier, "/_bench/orders")
         floor = run_floor(supplier.url, args.orders, args.workers)
         app, product_id = prepare(supplier.url)
-        workers = [subprocess.Popen([str(Path(sys.executable).with_name("rq")), "worker", "-w", "jobs.worker.AppWorker",
+        workers = [subprocess.Popen([str(Path(sys.executable).with_name("rq")), "worker", "-w", args.worker_class,
                                      "--url", args.redis_url, queue_name], cwd=ROOT, env=env,
                                     stdout=open(tmp / f"worker{i}.log", "w"), stderr=subprocess.STDOUT)
                    for i in range(args.workers)]
@@ -81,6 +81,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1000, help="paid orders to forward (default 1000)")
     parser.add_argument("--workers", type=int, default=4, help="rq worker processes (default 4)")
+    parser.add_argument("--worker-class", default="jobs.worker.AppWorker",
+                        help="rq worker class (default jobs.worker.AppWorker, what deploy/ runs)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds to wait for every delivery")
     parser.add_argument("--redis-url", default=os.environ.get("KAMEN_BENCH_REDIS", "redis://127.0.0.1:6379/1"))
     parser.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

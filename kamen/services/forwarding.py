@@ -153,13 +153,21 @@ def begin(session, order_id):
 
 
 def request_job(session, order_id, touch=True):
-    """Ask for the order's forwarding job (one id per order: a second ask while it waits is the same job).
+    """Ask for the order's forwarding job. The payment's ask has the order's own job id
+    (``kamen-forward-<order no>``: unique across shops sharing a Redis, and one job per order
+    while it waits); a later ask (the tick restarting a lost job, 重发) gets the time too, so it
+    never reuses the hash of an earlier job that Redis is about to expire. Two jobs for one
+    order are harmless: the attempt rows let one place it.
     ``touch``: record the time of asking (``begin`` already did, in the payment's transaction)."""
+    order_no = session.scalar(sa.select(Order.order_no).where(Order.id == order_id))
+    job_id = f"kamen-forward-{order_no}"
     if touch:
-        session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=now())
+        at = now()
+        session.execute(sa.update(Order).where(Order.id == order_id).values(forward_requested_at=at)
                         .execution_options(synchronize_session=False))
         session.commit()
-    return queue.enqueue("jobs.forwarding.forward_order", order_id, job_id=f"kamen-forward-{order_id}")
+        job_id += f"-{int(at.timestamp())}"
+    return queue.enqueue("jobs.forwarding.forward_order", order_id, job_id=job_id)
 
 
 def callback_url(supplier_id):

@@ -93,7 +93,8 @@ def totals(session, conditions):
         sa.select(
             sa.func.count(),
             sa.func.count().filter(earning),
-            sa.func.coalesce(sa.func.sum(Order.amount).filter(earning), 0),
+            # A partial delivery gave part of the money back (refund_amount).
+            sa.func.coalesce(sa.func.sum(Order.amount - sa.func.coalesce(Order.refund_amount, 0)).filter(earning), 0),
             sa.func.coalesce(sa.func.sum(Order.cost).filter(earning), 0),
         ).where(*conditions)
     ).one()
