@@ -41,10 +41,14 @@ class Server:
                 self.proc.wait()
 
 
-def start_gunicorn(app_spec, cwd, env, log, workers=2, threads=1):
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_gunicorn(app_spec, cwd, env, log, workers=2, threads=1, port=None):
+    port = port or free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
          "--error-logfile", str(log), app_spec],

@@ -24,9 +24,11 @@ class AppWorker(Worker):
     def __init__(self, *args, **kwargs):
         self._app = preload_app()  # first: a misconfigured worker stops here, with the reason
         import jobs.demopay  # noqa: F401  (what the schedule's jobs run, imported once here, not per horse)
+        import jobs.forwarding  # noqa: F401
         import jobs.imports  # noqa: F401
         import jobs.maintenance  # noqa: F401
         import jobs.orders  # noqa: F401
+        import jobs.station_orders  # noqa: F401
         import jobs.sync  # noqa: F401
         from sqlalchemy.orm import configure_mappers
 

@@ -112,6 +112,12 @@ class Config:
         # Its address as buyers and merchants reach it (mapi.php's payurl);
         # empty: the address each request came in on.
         self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
+        # The shop's own address as suppliers reach it (order callbacks sent from jobs,
+        # which have no request to take it from); empty: callbacks are only known
+        # inside a request, and results come by polling.
+        self.PUBLIC_URL = env.get("KAMEN_PUBLIC_URL", "")
+        # Seconds to wait for a supplier's answer to an order or query (then: result unknown, query later).
+        self.FORWARD_TIMEOUT_SECONDS = float(env.get("KAMEN_FORWARD_TIMEOUT", "10"))
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
         if not self.SECRET_KEY:

@@ -71,6 +71,7 @@ class NotifyReceiver:
     url: str
     answers: list = field(default_factory=lambda: ["success"])
     requests: list = field(default_factory=list)  # (path, [(key, value), …]) in arrival order
+    posts: list = field(default_factory=list)  # (path with query, {header: value}, body bytes) of POSTs
     release: threading.Event = field(default_factory=threading.Event)
 
     def fields(self, n=-1):
@@ -88,7 +89,17 @@ def notify_receiver():
             parts = urlsplit(self.path)
             with lock:
                 receiver.requests.append((parts.path, parse_qsl(parts.query, keep_blank_values=True)))
-                n = len(receiver.requests)
+            self._answer()
+
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with lock:
+                receiver.posts.append((self.path, dict(self.headers.items()), body))
+            self._answer()
+
+        def _answer(self):
+            with lock:
+                n = len(receiver.requests) + len(receiver.posts)
                 answer = receiver.answers[min(n, len(receiver.answers)) - 1]
             if answer is None:
                 receiver.release.wait(timeout=60)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import ApiToken, ImportBatch, ImportRow, Notification, Product, StockMode, Supplier, SyncRun
-from kamen.models import Coupon, DeliveryType, LaunchCheck, LaunchRun, Order, SupplierKind
+from kamen.models import AttemptStatus, Coupon, DeliveryType, ForwardAttempt, LaunchCheck, LaunchRun, Order, ProductSource, SupplierKind
 from kamen.services import api_tokens, ordering, stations
 from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.products import INLINE_FIELDS
@@ -109,6 +109,12 @@ def hostile_world(auth, client):
     order_no = ordering.create_order(db.session, ordering.BuyRequest(
         product_id=topup.id, quantity="1", contact="13800138000", ip="127.0.0.1", fields={"account": HOSTILE[:40]}))
     order = db.session.scalar(sa.select(Order).filter_by(order_no=order_no))
+    source = ProductSource(product_id=product.id, source_id=topup.id, position=1)
+    db.session.add(source)
+    # A supplier's answers end up on the order page's 一键代发 table.
+    db.session.add(ForwardAttempt(order_id=order.id, attempt_no=1, supplier_id=supplier.id, code=HOSTILE[:64],
+                                  idempotency_key=order_no, supplier_order_id=HOSTILE[:64],
+                                  status=AttemptStatus.FAILED, max_unit_cost=Decimal("1"), message=HOSTILE))
     channel = make_channel()
     channel.name = HOSTILE[:60]
     coupon = Coupon(code="HOSTILE1", value=Decimal("1"), note=HOSTILE[:200])
@@ -127,7 +133,7 @@ def hostile_world(auth, client):
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
-        "station_id": station.id, "token_id": token.id,
+        "station_id": station.id, "token_id": token.id, "source_row_id": source.id,
         "order_id": order.id, "channel_id": channel.id, "test_id": launch.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }

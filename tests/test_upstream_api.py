@@ -1,15 +1,14 @@
 """The upstream API as a 分站 sees it: signed requests, refusals, pages."""
 import json
 import time
-from decimal import Decimal
 
 import pytest
 
 from kamen.extensions import db
 from kamen.models import Product
 from kamen.services import stations
-from kamen.services.demo import seed_demo
 from kamen.suppliers.kamen_signing import sign_headers, signature
+from tests.upstream_helpers import make_station
 
 
 def test_documented_signature_example():
@@ -27,9 +26,7 @@ def test_documented_signature_example():
 
 @pytest.fixture
 def station(app):
-    seed_demo(db.session)
-    row, secret = stations.create_station(db.session, "分站", Decimal("5"), Decimal("0.10"))
-    return {"app_id": row.app_id, "secret": secret}
+    return make_station()
 
 
 def _get(client, station, target, **kwargs):

@@ -2,6 +2,7 @@
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.launch import LaunchCheck, LaunchRun
+from kamen.models.forwarding import OPEN_ATTEMPTS, AttemptStatus, ForwardAttempt, ProductSource
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
@@ -22,6 +23,7 @@ from kamen.models.users import AdminUser, LoginAttempt
 
 __all__ = [
     "AdminUser",
+    "AttemptStatus",
     "ApiToken",
     "CardCode",
     "CardCodeUpload",
@@ -32,6 +34,7 @@ __all__ = [
     "DemoPayTrade",
     "DemoTradeStatus",
     "DownstreamStation",
+    "ForwardAttempt",
     "ImportBatch",
     "ImportRow",
     "LaunchCheck",
@@ -40,6 +43,7 @@ __all__ = [
     "LookupAttempt",
     "MappingTemplate",
     "Notification",
+    "OPEN_ATTEMPTS",
     "Order",
     "OrderEvent",
     "OrderStatus",
@@ -47,6 +51,7 @@ __all__ = [
     "PAY_TYPES",
     "PaymentChannel",
     "Product",
+    "ProductSource",
     "Reservation",
     "Setting",
     "StockMode",

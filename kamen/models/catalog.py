@@ -80,6 +80,11 @@ class Product(db.Model):
 
     stock_mode: Mapped[StockMode] = mapped_column(enum_column(StockMode), default=StockMode.SYNCED)
     stock: Mapped[int] = mapped_column(default=0)
+    # A product with extra sources (ProductSource): its own supplier's count (the sync
+    # writes it); ``stock`` is then that plus the extra sources' counts. None: no extra sources.
+    own_stock: Mapped[int | None]
+    # The order forwarding tries the sources in: "priority" (as listed) or "cheapest".
+    source_order: Mapped[str] = mapped_column(sa.String(8), default="priority", server_default="priority")
     low_stock_threshold: Mapped[int | None]
     delivery_type: Mapped[DeliveryType] = mapped_column(enum_column(DeliveryType), default=DeliveryType.CARD)
     # What the buyer must fill in: [{"key", "label", "pattern", "hint"}].

@@ -22,6 +22,9 @@ class OrderStatus(LabeledEnum):
     DELIVERED = ("delivered", "已发货")
     EXPIRED = ("expired", "已过期")
     CANCELLED = ("cancelled", "已取消")
+    FORWARDING = ("forwarding", "已支付，货源处理中")
+    UNCERTAIN = ("uncertain", "货源结果未知，待核实")
+    MANUAL = ("manual", "待人工处理")
     UNFULFILLABLE = ("unfulfillable", "已支付，无法发货")
     REFUNDED = ("refunded", "已退款")
 
@@ -78,14 +81,35 @@ class Order(db.Model):
     delivery_note: Mapped[str] = mapped_column(sa.Text, default="")
     refund_reason: Mapped[str | None] = mapped_column(sa.String(200))
     refunded_at: Mapped[datetime | None]
+    # Part of a PARTIAL delivery given back (the rest of the order was delivered).
+    refund_amount: Mapped[Decimal | None] = mapped_column(Money)
+    # 一键代发: when the forwarding job was last asked for (the sweeper asks again
+    # for an order whose job never ran), and the apology coupon of an oversold order.
+    forward_requested_at: Mapped[datetime | None] = mapped_column(index=True)
+    apology_coupon_id: Mapped[int | None] = mapped_column(sa.ForeignKey("coupons.id"))
+
+    # Bought by a 分站 through the upstream API (paid from its balance): its own
+    # order number (idempotency key), and where to tell it about the final state.
+    station_id: Mapped[int | None] = mapped_column(sa.ForeignKey("downstream_stations.id"), index=True)
+    station_order_no: Mapped[str | None] = mapped_column(sa.String(64))
+    station_notify_url: Mapped[str | None] = mapped_column(sa.String(500))
+    # The callback is due from station_notify_next_at once the order is final;
+    # station_notified_status is the final status the station acknowledged.
+    station_notify_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    station_notify_next_at: Mapped[datetime | None] = mapped_column(index=True)
+    station_notified_status: Mapped[str | None] = mapped_column(sa.String(16))
 
     product: Mapped["Product"] = relationship()  # noqa: F821
     channel: Mapped["PaymentChannel | None"] = relationship()
-    coupon: Mapped["Coupon | None"] = relationship()
+    coupon: Mapped["Coupon | None"] = relationship(foreign_keys=[coupon_id])
+    apology_coupon: Mapped["Coupon | None"] = relationship(foreign_keys=[apology_coupon_id])
+    station: Mapped["DownstreamStation | None"] = relationship()  # noqa: F821
 
     __table_args__ = (
         # One gateway payment pays one order, ever.
         sa.UniqueConstraint("channel_id", "trade_no", name="uq_orders_channel_trade_no"),
+        # A 分站's order number names one order here, ever (its retries find the first).
+        sa.UniqueConstraint("station_id", "station_order_no", name="uq_orders_station_order_no"),
         sa.CheckConstraint("quantity > 0", name="quantity_positive"),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
     )

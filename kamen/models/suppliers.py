@@ -57,6 +57,9 @@ class Supplier(db.Model):
     # balance_alerted keeps it to one alert until the balance recovers.
     balance_alert_below: Mapped[Decimal | None] = mapped_column(Money)
     balance_alerted: Mapped[bool] = mapped_column(default=False)
+    # 一键代发: the most a unit may cost at ordering time, as percent above the
+    # cost the shop priced with; a supplier asking more is refused (never paid).
+    order_price_drift_percent: Mapped[Decimal] = mapped_column(Percent, default=Decimal("5"))
 
     last_sync_at: Mapped[datetime | None]  # last successful sync (incremental resumes here)
     last_full_sync_at: Mapped[datetime | None]

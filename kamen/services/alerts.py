@@ -130,15 +130,30 @@ def _send_webhook(config, title, lines):
         raise RuntimeError(f"机器人返回错误 {body.get('errcode')}：{body.get('errmsg')}")
 
 
+def send_mail(session, to, subject, lines):
+    """A message to someone other than the admin (a buyer), through the alert settings' SMTP
+    server. False when no SMTP server is set; raises when sending fails."""
+    config = settings.get(session, "alerts")
+    if not config.get("smtp_host"):
+        return False
+    _smtp_send(config, to, subject, lines)
+    return True
+
+
 def _send_email(config, title, lines):
     to, host = config.get("email_to"), config.get("smtp_host")
     if not to or not host:
         return
+    _smtp_send(config, to, f"[kamen] {title}", [title, ""] + lines)
+
+
+def _smtp_send(config, to, subject, lines):
+    host = config["smtp_host"]
     message = EmailMessage()
-    message["Subject"] = f"[kamen] {title}"
+    message["Subject"] = subject
     message["From"] = config.get("smtp_user") or "kamen@localhost"
     message["To"] = to
-    message.set_content("\n".join([title, ""] + lines))
+    message.set_content("\n".join(lines))
     check_host(host, "SMTP 服务器")
     smtp_cls = smtplib.SMTP_SSL if config.get("smtp_ssl") else smtplib.SMTP
     with smtp_cls(host, int(config.get("smtp_port") or 25), timeout=10) as smtp:

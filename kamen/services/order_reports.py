@@ -4,12 +4,17 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
 
 from kamen.models import Order, OrderStatus
 from kamen.timeutil import from_local, to_local, utcnow
 
 # Money that stays with the shop: paid orders not refunded.
-EARNING = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+EARNING = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE, OrderStatus.FORWARDING,
+           OrderStatus.UNCERTAIN, OrderStatus.MANUAL)
+# 待人工处理: paid orders waiting for a person (hand delivery, a supplier that failed or went silent).
+TODO = "todo"
+TODO_STATUSES = (OrderStatus.PAID, OrderStatus.MANUAL, OrderStatus.UNCERTAIN, OrderStatus.UNFULFILLABLE)
 
 
 @dataclass
@@ -24,7 +29,7 @@ class OrderFilters:
     @classmethod
     def from_args(cls, args):
         return cls(
-            status=args.get("status", "") if args.get("status") in {s.value for s in OrderStatus} else "",
+            status=args.get("status", "") if args.get("status") in {s.value for s in OrderStatus} | {TODO} else "",
             product=args.get("product", "").strip()[:60],
             contact=args.get("contact", "").strip()[:64],
             order_no=args.get("order_no", "").strip().upper()[:32],
@@ -34,7 +39,9 @@ class OrderFilters:
 
     def where(self):
         conditions = []
-        if self.status:
+        if self.status == TODO:
+            conditions.append(Order.status.in_(TODO_STATUSES))
+        elif self.status:
             conditions.append(Order.status == OrderStatus(self.status))
         if self.product:
             conditions.append(Order.product_name.contains(self.product, autoescape=True))
@@ -56,9 +63,14 @@ def _date(text):
         return None
 
 
+def todo_count(session):
+    return session.scalar(sa.select(sa.func.count()).select_from(Order).where(Order.status.in_(TODO_STATUSES)))
+
+
 def order_page(session, filters, page=1, per_page=50):
     query = sa.select(Order).where(*filters.where())
     total = session.scalar(sa.select(sa.func.count()).select_from(Order).where(*filters.where()))
+    query = query.options(joinedload(Order.station))  # station orders are marked with their 分站
     rows = session.scalars(query.order_by(Order.id.desc()).limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
     return rows, total
 
@@ -81,7 +93,8 @@ def totals(session, conditions):
         sa.select(
             sa.func.count(),
             sa.func.count().filter(earning),
-            sa.func.coalesce(sa.func.sum(Order.amount).filter(earning), 0),
+            # A partial delivery gave part of the money back (refund_amount).
+            sa.func.coalesce(sa.func.sum(Order.amount - sa.func.coalesce(Order.refund_amount, 0)).filter(earning), 0),
             sa.func.coalesce(sa.func.sum(Order.cost).filter(earning), 0),
         ).where(*conditions)
     ).one()

@@ -40,7 +40,9 @@ _hasher = PasswordHasher()
 
 # Statuses an unpaid order can be paid from (a late payment after expiry too).
 PAYABLE = (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.CANCELLED)
-REFUNDABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+REFUNDABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE, OrderStatus.MANUAL)
+# Waiting for the admin to deliver by hand.
+HAND_DELIVERABLE = (OrderStatus.PAID, OrderStatus.UNFULFILLABLE, OrderStatus.MANUAL)
 
 
 class OrderRefused(ValueError):
@@ -285,7 +287,7 @@ def apply_payment(session, order_id, channel_id, trade_no, money, via, raw):
     ``money`` was already checked against the order's amount. Duplicates (the
     gateway retries, a query racing the notify) only add a timeline row."""
     at = now()
-    label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回"}.get(via, via)
+    label = {"notify": "支付通知", "query": "查询支付", "return": "支付返回", "balance": "分站余额支付"}.get(via, via)
     money = Decimal(money).quantize(CENT)
     values = dict(paid_at=at, trade_no=trade_no or None, paid_amount=money, channel_id=channel_id, next_query_at=None)
     order = session.get(Order, order_id)  # usually already loaded by the caller: no query
@@ -300,7 +302,7 @@ def _apply(session, order_id, held, values, label, money, trade_no, via, raw):
         status = _fulfil(session, held)
         _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, status)
+        return PaymentOutcome(True, _after_commit(session, order_id, status))
     if transition(session, Order, order_id, (OrderStatus.EXPIRED, OrderStatus.CANCELLED), OrderStatus.PAID, **values):
         record(session, order_id, "paid", f"{label}：订单已过期后收到付款 ¥{money}", raw)
         try:  # reserve() changes nothing when it refuses
@@ -317,7 +319,7 @@ def _apply(session, order_id, held, values, label, money, trade_no, via, raw):
         status = _fulfil(session, held)
         _count_sale(session, held)
         session.commit()
-        return PaymentOutcome(True, status)
+        return PaymentOutcome(True, _after_commit(session, order_id, status))
     order = session.get(Order, order_id)
     status, paid_twice = order.status, bool(trade_no and order.trade_no and trade_no != order.trade_no)
     note = f"{label}：重复通知，订单已是“{status.label}”"
@@ -353,15 +355,28 @@ def _count_sale(session, held):
     session.execute(_COUNT_SALE, {"pid": held.product_id, "n": held.quantity})
 
 
+def _after_commit(session, order_id, status):
+    """A forwarded order's job is asked for once the order is committed (the job reads it)."""
+    if status is OrderStatus.FORWARDING:
+        from kamen.services import forwarding
+
+        forwarding.request_job(session, order_id, touch=False)
+    return status
+
+
 def _fulfil(session, held):
-    """Card codes go out at once; anything else waits for fulfilment (by hand until forwarding lands)."""
+    """Card codes go out at once; supplier goods are forwarded (一键代发); the rest waits for the admin."""
     if held.reservation is Reservation.CODES:
         sold = reservations.sell_reserved_codes(session, held.order_id)
         if transition(session, Order, held.order_id, OrderStatus.PAID, OrderStatus.DELIVERED, delivered_at=now()):
             record(session, held.order_id, "delivered", f"已自动发货：{sold} 张卡密")
             return OrderStatus.DELIVERED
         return OrderStatus.PAID
-    record(session, held.order_id, "awaiting", "已支付，等待发货")
+    from kamen.services import forwarding
+
+    if forwarding.is_forwardable(session, held.product_id) and forwarding.begin(session, held.order_id):
+        return OrderStatus.FORWARDING
+    record(session, held.order_id, "awaiting", "已支付，待人工发货")
     return OrderStatus.PAID
 
 
@@ -377,12 +392,15 @@ def deliver_by_hand(session, order_id, text):
         raise OrderRefused("请填写发货内容（卡密或说明）")
     if len(text) > 20000:
         raise OrderRefused("发货内容太长")
-    if not transition(session, Order, order_id, (OrderStatus.PAID, OrderStatus.UNFULFILLABLE),
+    if not transition(session, Order, order_id, HAND_DELIVERABLE,
                       OrderStatus.DELIVERED, delivered_at=now(), delivery_note=secretbox.encrypt(text)):
         session.rollback()
         raise OrderRefused("只有已支付、未发货的订单可以手动发货")
     record(session, order_id, "delivered", "管理员手动发货")
     session.commit()
+    from kamen.services import station_orders
+
+    station_orders.notify_soon(session.get(Order, order_id))
 
 
 def refund(session, order_id, reason):
@@ -390,17 +408,25 @@ def refund(session, order_id, reason):
     reason = (reason or "").strip()
     if not reason:
         raise OrderRefused("请填写退款原因")
+    from kamen.services import station_orders  # it builds on this module
+
     order = session.get(Order, order_id)
-    was = order.status
+    was, at = order.status, now()
     if not transition(session, Order, order_id, REFUNDABLE, OrderStatus.REFUNDED,
-                      refund_reason=reason[:200], refunded_at=now()):
+                      refund_reason=reason[:200], refunded_at=at, **station_orders.refund_values(order, at)):
         session.rollback()
         raise OrderRefused("该订单当前状态不能退款")
     released = 0
     if was is OrderStatus.PAID:  # paid, nothing delivered: the stock it held goes back
         released = reservations.release(session, order_id, order.product_id, order.reservation, order.quantity)
-    record(session, order_id, "refunded", f"已退款：{reason[:200]}", {"from": was.value, "released": released})
+    message = f"已退款：{reason[:200]}"
+    if order.station_id is not None:  # a 分站 paid from its balance: the money goes back there, atomically
+        credited = station_orders.credit_refund(session, order)
+        message = f"已退款：¥{credited} 退回分站余额。{reason[:200]}"
+    record(session, order_id, "refunded", message, {"from": was.value, "released": released})
     session.commit()
+    session.refresh(order)
+    station_orders.notify_soon(order)
 
 
 # -- reading ---------------------------------------------------------------------

@@ -17,6 +17,13 @@ DEFAULTS = {
     "launch_test": {
         "keep_failed_unlisted": True,  # goods that fail 上线测试 are taken off sale
     },
+    "forwarding": {
+        # A supplier order with no result after this long: one alert, the order shows 结果未知.
+        "unknown_alert_minutes": 30,
+        # Oversold orders (no source could fill them): refunded, plus this apology coupon.
+        "apology_coupon_amount": "5.00",
+        "apology_coupon_days": 30,
+    },
     "housekeeping": {
         "import_keep_days": 30,  # uploaded price lists and staged rows are deleted after this
     },

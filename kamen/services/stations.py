@@ -61,13 +61,10 @@ def top_up(session, station, amount_text):
     return station.balance
 
 
-def secret_for(session, app_id):
+def secret_of(station):
     """A station's secret, disabled or not: a disabled station's signed request
     is then answered 403 station_disabled, as documented, not "unknown app"."""
-    station = session.scalar(sa.select(DownstreamStation).filter_by(app_id=app_id))
-    if station is None:
-        return None
-    return decrypt(station.secret_encrypted)
+    return None if station is None else decrypt(station.secret_encrypted)
 
 
 def nonce_seen(session, app_id, nonce):
@@ -163,6 +160,21 @@ def stock_levels(session, codes, default_threshold):
     return {code: found.get(code, {"level": "OUT", "qty": 0}) for code in codes}
 
 
+SEEN_EVERY_SECONDS = 60
+
+
 def touch(session, station):
-    station.last_seen_at = utcnow()
+    """Note that the station called, at most once a minute: every order also updates the
+    station's row (its balance), and a write per request would queue them behind each other."""
+    at = utcnow()
+    if station.last_seen_at is not None and at - station.last_seen_at < timedelta(seconds=SEEN_EVERY_SECONDS):
+        return
+    session.execute(
+        sa.update(DownstreamStation)
+        .where(DownstreamStation.id == station.id,
+               sa.or_(DownstreamStation.last_seen_at.is_(None),
+                      DownstreamStation.last_seen_at < at - timedelta(seconds=SEEN_EVERY_SECONDS)))
+        .values(last_seen_at=at)
+        .execution_options(synchronize_session=False)
+    )
     session.commit()

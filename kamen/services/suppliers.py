@@ -1,4 +1,6 @@
 """Suppliers in the back office. The shop's own goods belong to a built-in manual supplier."""
+from decimal import Decimal
+
 import sqlalchemy as sa
 
 from kamen import outbound
@@ -7,6 +9,7 @@ from kamen.services import categories, supplier_kinds
 from kamen.secretbox import encrypt
 
 OWN_SUPPLIER_CODE = "self"
+DEFAULT_ORDER_DRIFT = Decimal("5")
 
 
 def default_supplier(session):
@@ -27,6 +30,7 @@ SETTINGS_FIELDS = (
     "name", "code", "kind", "base_url", "app_id", "markup_percent", "markup_fixed", "markup_step", "min_margin",
     "auto_list", "default_category_id", "sync_interval_minutes", "nightly_sync_at", "auto_delist_at_zero",
     "recheck_hours", "is_active", "price_jump_percent", "balance_alert_below", "verify_reply_sign",
+    "order_price_drift_percent",
 )
 
 
@@ -54,6 +58,10 @@ def save_supplier(session, supplier, values, secret=None):
         raise SupplierInvalid("核对提醒间隔至少 1 小时（0 会每分钟提醒一次）")
     if values["price_jump_percent"] <= 0:
         raise SupplierInvalid("供货价变动确认线应大于 0%")
+    if values.get("order_price_drift_percent") is None:  # left empty: the usual 5 %
+        values["order_price_drift_percent"] = DEFAULT_ORDER_DRIFT
+    if not 0 <= values["order_price_drift_percent"] <= 100:
+        raise SupplierInvalid("下单进价最多高出的比例应在 0% 到 100% 之间")
     if supplier is None:
         supplier = Supplier()
         session.add(supplier)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import RedisError
 
+from kamen import queue
 from kamen.models import ImportBatch, LaunchRun, SyncRun
 from kamen.services import background, launch_test, sync_dispatch, syncing
 from kamen.services.importing import batches
@@ -64,6 +65,9 @@ def sweep_embedded(session, every_seconds=60):
     if state["at"] is not None and now - state["at"] < every_seconds:
         return None
     state["at"] = now
+    # No schedule polls suppliers about forwarded orders either: a background thread does.
+    queue.enqueue("jobs.forwarding.poll_orders")
+    queue.enqueue("jobs.station_orders.enqueue_due_callbacks")  # and the callbacks due to 分站
     return sweep(session)
 
 

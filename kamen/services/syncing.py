@@ -16,7 +16,7 @@ from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, S
 from kamen.money import format_money
 from kamen.search_keys import search_key
 from kamen.secretbox import decrypt
-from kamen.services import alerts, background, settings
+from kamen.services import alerts, background, settings, sources
 from kamen.services.categories import name_lookup
 from kamen.services.pricing import Markup, is_price_jump, price_problem
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
@@ -61,9 +61,11 @@ def sale_price_for(supplier, cost):
     return supplier_markup(supplier).apply(cost)
 
 
-def adapter_for_supplier(supplier):
+def adapter_for_supplier(supplier, callback_url=None, timeout=None):
     secret = decrypt(supplier.secret_encrypted)
     config = {
+        "callback_url": callback_url,
+        "timeout": timeout,
         "base_url": supplier.base_url,
         "app_key": supplier.app_id,
         "app_id": supplier.app_id,
@@ -314,6 +316,8 @@ def _apply_page(session, supplier, run, page, notes):
         session.execute(sa.insert(Product), inserts)
     if updates:
         session.execute(sa.update(Product), updates)
+        # Shop products that these fill as extra sources: their stock is a sum.
+        sources.refresh_users_of(session, [u["id"] for u in updates if "stock" in u or "is_listed" in u])
     run.pages += 1
     run.seen += len(items) + len(rejected)
     run.created += len(inserts)
@@ -427,13 +431,19 @@ def _changes(supplier, product, item, categories):
         changes["buyer_fields"] = _buyer_fields(item)  # the supplier checks them when we order
     changes.update(_cost_changes(supplier, product, item.cost_price))
     held = changes.get("pending_cost", product.pending_cost)
+    others = 0
     if product.stock_mode is StockMode.SYNCED:
         stock = _stock_of(item)
+        if product.own_stock is not None:  # extra sources fill it too (kamen.services.sources)
+            if product.own_stock != stock:
+                changes["own_stock"] = stock
+            others = sources.extra_stock(sa.orm.object_session(product), product.id)
+            stock += others
         if product.stock != stock:
             changes["stock"] = stock
     else:  # our own card codes, or unlimited top-up: the supplier's count is not ours
         stock = 1 if product.stock_mode is StockMode.UNLIMITED else product.stock
-    sellable = item.available and (stock > 0 or not supplier.auto_delist_at_zero)
+    sellable = (item.available or others > 0) and (stock > 0 or not supplier.auto_delist_at_zero)
     if held is not None and product.sale_price <= held:
         sellable = False  # held: the old price no longer covers the new cost
     if product.is_listed and not sellable:

@@ -9,6 +9,9 @@ from a Supplier row). Keys:
 - ``timeout``: seconds, optional (default 10)
 - ``time_zone``: Fulu only, the supplier's clock (default Asia/Shanghai)
 - ``verify_reply_sign``: Fulu only, refuse replies whose sign is wrong (default True)
+- ``callback_url``: the absolute URL of kamen's order callback for this supplier
+  (``/api/suppliers/<id>/callback``), for adapters that send a notify URL; None
+  when kamen does not know its own address
 """
 from kamen.suppliers.acgfaka import AcgFakaAdapter
 from kamen.suppliers.base import SupplierAdapter, SupplierError
@@ -27,7 +30,12 @@ def _required(config, *keys):
 
 
 def adapter_for(kind, config) -> SupplierAdapter:
-    kind = getattr(kind, "value", kind)
+    adapter = _build(getattr(kind, "value", kind), config)
+    adapter.callback_url = config.get("callback_url") or None
+    return adapter
+
+
+def _build(kind, config):
     timeout = config.get("timeout")
     if kind == "fulu":
         base_url, app_key, secret = _required(config, "base_url", "app_key", "secret")

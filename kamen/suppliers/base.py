@@ -158,6 +158,8 @@ class Ambiguous(SupplierError):
 
 class SupplierAdapter(ABC):
     kind: str
+    # Where the supplier should send order notifications (set by adapter_for; None: unknown).
+    callback_url: str | None = None
     # False: list_products ignores updated_after and always returns everything.
     supports_updated_after = False
 

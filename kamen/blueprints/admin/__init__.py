@@ -56,6 +56,7 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     payment_channels,
     products,
     settings,
+    sources,
     stations,
     storefront,
     suppliers,

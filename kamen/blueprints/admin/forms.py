@@ -209,8 +209,15 @@ class SupplierForm(FlaskForm):
     price_jump_percent = MoneyField("供货价变动确认线 %", required=True, default=Decimal("30"))
     recheck_hours = WholeField("手工货源核对提醒间隔（小时）", required=True, default=8)
     balance_alert_below = MoneyField("余额低于（元）时告警")
+    order_price_drift_percent = MoneyField("下单进价最多高出 %", default=Decimal("5"))
     verify_reply_sign = BooleanField("校验货源回复签名（仅当货源文档说明其签名方式不同时才关闭）", default=True)
     is_active = BooleanField("启用", default=True)
+
+
+class ForwardingSettingsForm(FlaskForm):
+    unknown_alert_minutes = WholeField("货源多久没有结果就提醒（分钟）", required=True, default=30)
+    apology_coupon_amount = MoneyField("缺货致歉优惠券金额（元，0 表示不送）", required=True, default=Decimal("5"))
+    apology_coupon_days = WholeField("优惠券有效天数", required=True, default=30)
 
 
 class StationForm(FlaskForm):

@@ -4,7 +4,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import PAY_TYPES, Order, OrderStatus
-from kamen.services import order_reports, ordering, payments
+from kamen.services import forwarding, order_reports, ordering, payments
 from kamen.services.ordering import OrderRefused
 
 
@@ -18,6 +18,7 @@ def orders():
     return render_template(
         "admin/orders.html", rows=rows, total=total, page=page, pages=max((total + per_page - 1) // per_page, 1),
         filters=filters, totals=order_reports.period_totals(db.session, filters), statuses=OrderStatus,
+        todo_count=order_reports.todo_count(db.session),
     )
 
 
@@ -28,20 +29,22 @@ def _order_or_404(order_id):
 @bp.get("/orders/<int:order_id>")
 def order_detail(order_id):
     order = _order_or_404(order_id)
+    attempts = forwarding.attempts_of(db.session, order.id)
     return render_template(
         "admin/order_detail.html", order=order, events=ordering.timeline(db.session, order.id),
         codes_count=len(ordering.delivered_codes(db.session, order)), statuses=OrderStatus, pay_types=PAY_TYPES,
+        attempts=attempts, actions=forwarding.admin_actions(db.session, order, attempts),
     )
 
 
 def _act(order_id, action, done):
     _order_or_404(order_id)
     try:
-        action()
-    except OrderRefused as exc:
+        message = action()
+    except (OrderRefused, forwarding.ForwardRefused) as exc:
         flash(str(exc), "error")
     else:
-        flash(done, "success")
+        flash(message if isinstance(message, str) else done, "success")
     return redirect(url_for("admin.order_detail", order_id=order_id))
 
 
@@ -53,8 +56,10 @@ def order_deliver(order_id):
 
 @bp.post("/orders/<int:order_id>/refund")
 def order_refund(order_id):
-    return _act(order_id, lambda: ordering.refund(db.session, order_id, request.form.get("reason", "")),
-                "已记录退款。请在支付平台后台完成实际退款（易支付 V1 没有退款接口）。")
+    done = "已记录退款。请在支付平台后台完成实际退款（易支付 V1 没有退款接口）。"
+    if _order_or_404(order_id).station_id is not None:
+        done = "已退款：货款已退回分站余额，并会通知分站。"
+    return _act(order_id, lambda: ordering.refund(db.session, order_id, request.form.get("reason", "")), done)
 
 
 @bp.post("/orders/<int:order_id>/cancel")
@@ -71,3 +76,25 @@ def order_query(order_id):
     _order_or_404(order_id)
     flash(payments.query_payment(db.session, order_id), "info")
     return redirect(url_for("admin.order_detail", order_id=order_id))
+
+
+@bp.post("/orders/<int:order_id>/forward/query")
+def order_forward_query(order_id):
+    return _act(order_id, lambda: forwarding.query_now(db.session, order_id), "已向货源查询。")
+
+
+@bp.post("/orders/<int:order_id>/forward/manual")
+def order_forward_manual(order_id):
+    return _act(order_id, lambda: forwarding.take_over(db.session, order_id, request.form.get("note", "")),
+                "已改为人工处理：不再自动查询货源。货源之后若确认发货，仍会自动发给买家。")
+
+
+@bp.post("/orders/<int:order_id>/forward/next")
+def order_forward_next(order_id):
+    def resend():
+        handle = forwarding.resend_next(db.session, order_id)
+        if handle.paused:
+            return "已重发，后台任务暂停中，恢复后自动向下一个货源下单。"
+        return None
+
+    return _act(order_id, resend, "已向下一个货源重新下单，结果会显示在下方时间线。")

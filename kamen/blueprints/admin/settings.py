@@ -3,10 +3,10 @@ import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
-from kamen.blueprints.admin.forms import AlertSettingsForm
+from kamen.blueprints.admin.forms import AlertSettingsForm, ForwardingSettingsForm
 from kamen.extensions import db
 from kamen.models import ApiToken
-from kamen.services import alerts, api_tokens, settings
+from kamen.services import alerts, api_tokens, forwarding, settings
 
 
 @bp.route("/settings/alerts", methods=["GET", "POST"])
@@ -21,6 +21,20 @@ def alert_settings():
     return render_template("admin/alert_settings.html", form=form, secret_states=alerts.secret_states(db.session)), (
         400 if form.errors else 200
     )
+
+
+@bp.route("/settings/forwarding", methods=["GET", "POST"])
+def forwarding_settings():
+    form = ForwardingSettingsForm(data=forwarding.forwarding_settings(db.session))
+    if form.validate_on_submit():
+        try:
+            forwarding.save_settings(db.session, {name: getattr(form, name).data for name in forwarding.SETTING_FIELDS})
+        except forwarding.ForwardRefused as exc:
+            form.form_errors.append(str(exc))
+        else:
+            flash("代发设置已保存。", "success")
+            return redirect(url_for("admin.forwarding_settings"))
+    return render_template("admin/forwarding_settings.html", form=form), 400 if form.errors or form.form_errors else 200
 
 
 @bp.post("/settings/alerts/test")

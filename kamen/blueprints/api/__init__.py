@@ -1,6 +1,7 @@
-"""Machine-facing endpoints: the upstream API for 分站 and the import API for scripts.
+"""Machine-facing endpoints: the upstream API for 分站, the import API for scripts and
+suppliers' order callbacks.
 
-Both authenticate every request themselves (signatures, tokens), so CSRF,
+All authenticate every request themselves (signatures, tokens), so CSRF,
 which protects browser sessions, does not apply here.
 """
 from flask import Blueprint
@@ -10,4 +11,4 @@ from kamen.extensions import csrf
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
-from kamen.blueprints.api import imports, upstream  # noqa: E402,F401
+from kamen.blueprints.api import imports, supplier_callbacks, upstream  # noqa: E402,F401

@@ -8,7 +8,8 @@ from flask import g, jsonify, request
 from kamen.blueprints.api import bp
 from kamen.config import low_stock_threshold
 from kamen.extensions import db
-from kamen.services import stations
+from kamen.services import station_orders, stations
+from kamen.services.station_orders import StationOrderRefused, StationOrderRequest
 from kamen.suppliers.kamen_signing import VerificationError, request_target, verify
 from kamen.suppliers.kamen_upstream import MAX_PAGE_SIZE, MAX_STOCK_CODES, error_body
 from kamen.suppliers.parsing import BadValue, utc_datetime
@@ -24,19 +25,25 @@ def _error(status, code, message):
 def _authenticate():
     if not request.path.startswith(PREFIX):
         return None
+    found = {}
+
+    def secret_for(app_id):
+        found["station"] = stations.station_by_app_id(db.session, app_id)
+        return stations.secret_of(found["station"])
+
     try:
-        app_id = verify(
+        verify(
             request.headers,
             request.method,
             request_target(request),
             request.get_data(),
-            lambda app_id: stations.secret_for(db.session, app_id),
+            secret_for,
             lambda app_id, nonce: stations.nonce_seen(db.session, app_id, nonce),
         )
     except VerificationError as exc:
         return _error(401, exc.code, exc.message)
-    station = stations.station_by_app_id(db.session, app_id)
-    if station is None or not station.is_active:
+    station = found["station"]
+    if not station.is_active:
         return _error(403, "station_disabled", "分站已停用，请联系主站")
     stations.touch(db.session, station)
     g.station = station
@@ -75,3 +82,22 @@ def stock():
 @bp.get(f"{PREFIX}/balance")
 def balance():
     return jsonify({"balance": str(g.station.balance), "station": g.station.name})
+
+
+@bp.post(f"{PREFIX}/orders")
+def create_order():
+    """Idempotent on the station's order number: 201 for a new order, 200 with the first one for a repeat."""
+    try:
+        req = StationOrderRequest.from_json(request.get_json(silent=True))
+        placed = station_orders.place(db.session, g.station, req, request.remote_addr)
+    except StationOrderRefused as exc:
+        return _error(exc.status, exc.code, exc.message)
+    return jsonify(station_orders.order_json(db.session, placed.order)), 201 if placed.created else 200
+
+
+@bp.get(f"{PREFIX}/orders/<order_no>")
+def order(order_no):
+    found = station_orders.find(db.session, g.station.id, order_no[:64])
+    if found is None:
+        return _error(404, "not_found", f"没有分站订单号为 {order_no[:64]} 的订单")
+    return jsonify(station_orders.order_json(db.session, found))

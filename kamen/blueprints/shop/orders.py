@@ -102,7 +102,7 @@ def _order_context(order):
         "link": url_for("shop.order_page", order_no=order.order_no, t=order_lookup.link_token(order.order_no),
                         _external=True),
         "polling": order.status is OrderStatus.PENDING and order.pay_started_at is not None
-        or order.status is OrderStatus.PAID,
+        or order.status in (OrderStatus.PAID, OrderStatus.FORWARDING, OrderStatus.UNCERTAIN, OrderStatus.MANUAL),
         "statuses": OrderStatus,
     }
 
