@@ -10,19 +10,21 @@ def every_minute():
     re-check reminders, scheduled import commits, the demo gateway's notify
     retries, expiring unpaid orders (their stock back), asking gateways about lost
     payment notifies (its own job: a slow gateway must not hold the tick) and
-    the sweeper (work whose job died or never reached Redis).
+    the sweeper (work whose job died or never reached Redis), and after-sales
+    tickets (overdue alerts, forwards and callbacks due a retry).
     One job, one fork per minute."""
     from jobs.context import app_context
 
     with app_context():
-        from jobs import demopay, imports, maintenance, orders, sync
+        from jobs import aftersales, demopay, imports, maintenance, orders, sync
         from kamen import queue
         from kamen.services import operations
 
         operations.record_cron_tick(queue.redis_connection(), queue.queue_name())
         failed = []
         steps = (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies,
-                 maintenance.sweep_jobs, orders.expire_orders, orders.enqueue_payment_queries)
+                 maintenance.sweep_jobs, orders.expire_orders, orders.enqueue_payment_queries,
+                 aftersales.tick)
         for step in steps:
             try:
                 step()

@@ -1,4 +1,13 @@
 """All models, importable from one place (Alembic and the app load this)."""
+from kamen.models.aftersales import (
+    Outcome,
+    Responsibility,
+    Ticket,
+    TicketAttachment,
+    TicketEvent,
+    TicketKind,
+    TicketStatus,
+)
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
@@ -37,6 +46,7 @@ __all__ = [
     "LookupAttempt",
     "MappingTemplate",
     "Notification",
+    "Outcome",
     "Order",
     "OrderEvent",
     "OrderStatus",
@@ -45,11 +55,17 @@ __all__ = [
     "PaymentChannel",
     "Product",
     "Reservation",
+    "Responsibility",
     "Setting",
     "StockMode",
     "Supplier",
     "SupplierKind",
     "SyncRun",
+    "Ticket",
+    "TicketAttachment",
+    "TicketEvent",
+    "TicketKind",
+    "TicketStatus",
     "Upload",
     "UploadChunk",
     "UsedNonce",

@@ -57,4 +57,5 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     settings,
     stations,
     suppliers,
+    tickets,
 )

@@ -10,4 +10,4 @@ from kamen.extensions import csrf
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
-from kamen.blueprints.api import imports, upstream  # noqa: E402,F401
+from kamen.blueprints.api import imports, tickets, upstream  # noqa: E402,F401
