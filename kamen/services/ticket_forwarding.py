@@ -28,6 +28,7 @@ from kamen.services import aftersales, background, stations
 from kamen.services.aftersales import TICKET_STATUSES_OPEN, TicketRefused, record
 from kamen.services.alerts import raise_alert
 from kamen.services.ordering import now
+from kamen.services.transitions import transition
 from kamen.suppliers.base import SupplierError
 from kamen.suppliers.kamen_signing import VerificationError, sign_headers, verify
 from kamen.suppliers.kamen_upstream import KamenUpstreamAdapter
@@ -38,6 +39,8 @@ log = logging.getLogger("kamen.aftersales")
 MAX_ATTEMPTS = 6
 CALLBACK_TIMEOUT = 10
 CALLBACK_PATH = "/api/upstream-callbacks/tickets"
+# A finished try asks for no job any more: the tick's next retry is not mistaken for one in flight.
+JOB_DONE = {"job_requested_at": None, "job_enqueued_at": None}
 
 
 def _backoff(attempts):
@@ -73,7 +76,7 @@ def forward(session, ticket_id):
         except SupplierError as exc:
             _forward_failed(session, lease, ticket, exc.message)
             return False
-        lease.beat(session, forward_state="sent", upstream_ticket_no=remote["ticket_no"],
+        lease.beat(session, forward_state="sent", upstream_ticket_no=remote["ticket_no"], **JOB_DONE,
                    upstream_status=remote["status"], forward_error="", forward_next_at=None,
                    forward_attempts=Ticket.forward_attempts + 1)
         record(session, ticket_id, "forwarded", f"已通过接口转交货源（主站工单 {remote['ticket_no']}）",
@@ -94,7 +97,7 @@ def _ticket_reply(data):
 def _forward_failed(session, lease, ticket, message):
     attempts = ticket.forward_attempts + 1
     give_up = attempts >= MAX_ATTEMPTS
-    lease.beat(session, forward_attempts=attempts, forward_error=message[:1000],
+    lease.beat(session, forward_attempts=attempts, forward_error=message[:1000], **JOB_DONE,
                forward_state="failed" if give_up else "pending",
                forward_next_at=None if give_up else now() + _backoff(attempts))
     note = "，已停止自动重试，请检查货源设置后点“重试转交”" if give_up else "，稍后自动重试"
@@ -156,24 +159,27 @@ def apply_upstream(session, ticket, remote):
         except IntegrityError:  # the callback and a query delivered it at the same time
             continue
     status = str(remote.get("status", ""))[:16]
+    closed_states = (TicketStatus.RESOLVED.value, TicketStatus.REJECTED.value)
+    newly_closed = status in closed_states and ticket.upstream_status not in closed_states
     values = {"upstream_status": status}
     codes = remote.get("reissued")
     if isinstance(codes, str) and codes.strip():
         values["supplier_codes_encrypted"] = secretbox.encrypt(codes.strip()[:20000])
-    session.execute(sa.update(Ticket).where(Ticket.id == ticket.id).values(**values)
+    ticket_id, was_open = ticket.id, ticket.is_open
+    session.execute(sa.update(Ticket).where(Ticket.id == ticket_id).values(**values)
                     .execution_options(synchronize_session=False))
-    closed = status in (TicketStatus.RESOLVED.value, TicketStatus.REJECTED.value)
-    if (added or closed) and ticket.is_open:
-        from kamen.services.transitions import transition
-
-        if transition(session, Ticket, ticket.id, TicketStatus.SUPPLIER, TicketStatus.PROCESSING):
-            outcome = remote.get("outcome") or ""
-            label = Outcome(outcome).label if outcome in {o.value for o in Outcome} else "答复"
-            note = f"货源已处理（{label}）" if closed else "货源已答复"
-            if values.get("supplier_codes_encrypted"):
-                note += "，补发的卡密已收到，请核对后发给买家"
-            record(session, ticket.id, "supplier_done" if closed else "supplier_answered", note,
-                   author="system", public=False, data={"from": "supplier", "to": "processing"})
+    moved = (added or newly_closed) and was_open and transition(
+        session, Ticket, ticket_id, TicketStatus.SUPPLIER, TicketStatus.PROCESSING)
+    data = {"from": "supplier", "to": "processing"} if moved else {}
+    if newly_closed:
+        outcome = remote.get("outcome") or ""
+        label = Outcome(outcome).label if outcome in {o.value for o in Outcome} else "已答复"
+        note = f"货源已处理（{label}）"
+        if values.get("supplier_codes_encrypted"):
+            note += "，补发的内容已收到，请核对后发给买家"
+        record(session, ticket_id, "supplier_done", note, author="system", public=False, data=data)
+    elif moved:
+        record(session, ticket_id, "supplier_answered", "货源已答复", author="system", public=False, data=data)
     session.commit()
     return added
 
@@ -358,12 +364,12 @@ def notify_station(session, ticket_id):
         except (requests.RequestException, AddressRefused) as exc:
             ok, problem = False, f"连接分站失败：{exc}"[:500]
         if ok:
-            lease.beat(session, callback_state="sent", callback_error="", callback_next_at=None)
+            lease.beat(session, callback_state="sent", callback_error="", callback_next_at=None, **JOB_DONE)
             record(session, ticket_id, "callback", "已通知分站", author="system", public=False)
         else:
             attempts = ticket.callback_attempts + 1
             give_up = attempts >= MAX_ATTEMPTS
-            lease.beat(session, callback_attempts=attempts, callback_error=problem,
+            lease.beat(session, callback_attempts=attempts, callback_error=problem, **JOB_DONE,
                        callback_state="failed" if give_up else "pending",
                        callback_next_at=None if give_up else now() + _backoff(attempts))
             record(session, ticket_id, "callback_failed", f"通知分站失败（第 {attempts} 次）：{problem}",
