@@ -313,3 +313,31 @@ def test_queue_is_sorted_by_deadline_and_filtered_by_status(app, client, auth):
     page = client.get("/admin/tickets?status=rejected").text
     assert "商品2" in page and "商品0" not in page
     assert "商品2" in client.get("/admin/tickets?status=all").text
+
+
+@pytest.mark.backends("postgresql")
+def test_double_submits_on_real_workers_open_one_ticket(app, client, db_url, tmp_path):
+    """The same form sent eight times at once to two gunicorn workers: one ticket, seven clear refusals."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from kamen.services import order_lookup
+    from tests.helpers import form_values, gunicorn_server
+
+    order = paid_order(client, make_card_product(codes=1))
+    with gunicorn_server(db_url, tmp_path, workers=2, threads=4) as base:
+        buyer = requests.Session()
+        assert buyer.get(f"{base}/order/{order.order_no}?t={order_lookup.link_token(order.order_no)}").ok
+        form = form_values(buyer.get(f"{base}/order/{order.order_no}/ticket").text)
+        data = {**form, "kind": "invalid_code", "text": "卡密无效，连点了好几次提交"}
+
+        def submit(_):
+            return buyer.post(f"{base}/order/{order.order_no}/ticket", data=data, allow_redirects=False)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(submit, range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [302] + [400] * 7, codes
+    assert all("已有处理中的售后工单" in a.text for a in answers if a.status_code == 400)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 1
