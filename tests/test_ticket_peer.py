@@ -76,13 +76,20 @@ def test_ticket_goes_to_the_main_station_and_its_answer_comes_back(app, client, 
     assert all(not e.public for e in events if e.author == "supplier")  # our admin decides what the buyer sees
     assert last_ticket().status is TicketStatus.PROCESSING and last_ticket().upstream_status == "processing"
 
+    # We pass on what the buyer added; the 主站 admin sees it on its ticket.
+    auth.login()
+    assert client.post(f"/admin/tickets/{ours.id}/to_supplier", data={"text": "买家补充：QQ号确认无误"}
+                       ).status_code == 302
+    assert "分站补充：买家补充：QQ号确认无误" in main_admin.get(f"/admin/tickets/{main_id}").text
     assert main_admin.post(f"/admin/tickets/{main_id}/reissue", data={"codes": "QB-RECHARGE-OK 流水号 778899"}
                            ).status_code == 302
     ours = last_ticket()
-    assert ours.upstream_status == "resolved"
-    auth.login()
+    assert ours.upstream_status == "resolved" and ours.forward_state == "sent"
     page = client.get(f"/admin/tickets/{ours.id}").text
     assert "QB-RECHARGE-OK 流水号 778899" in page and "货源已处理（补发卡密）" in page
+    # A message after the 主站 closed its ticket is refused there, and we say so.
+    client.post(f"/admin/tickets/{ours.id}/to_supplier", data={"text": "还有一个问题"})
+    assert "补充未送达货源" in client.get(f"/admin/tickets/{ours.id}").text and last_ticket().forward_state == "sent"
     # Our admin passes the codes on; the buyer sees them.
     client.post(f"/admin/tickets/{ours.id}/reissue", data={"codes": "QB-RECHARGE-OK 流水号 778899"})
     assert "QB-RECHARGE-OK" in client.get(f"/order/{order.order_no}/tickets/{ours.ticket_no}").text

@@ -286,7 +286,7 @@ def record(session, ticket_id, kind, message, *, author, public, data=None, sour
 # -- answering ------------------------------------------------------------------
 
 
-def _clean(text, label, limit=MAX_TEXT):
+def clean_text(text, label, limit=MAX_TEXT):
     text = (text or "").strip()
     if not text:
         raise TicketRefused(f"请填写{label}")
@@ -295,7 +295,7 @@ def _clean(text, label, limit=MAX_TEXT):
     return text
 
 
-def _load_open(session, ticket_id):
+def load_open(session, ticket_id):
     ticket = session.get(Ticket, ticket_id)
     if ticket is None:
         raise TicketRefused("工单不存在")
@@ -312,8 +312,8 @@ def _answered(session, ticket_id, at):
 
 def reply(session, ticket_id, text, *, public):
     """The admin answers the buyer (public) or notes something for admins only."""
-    text = _clean(text, "回复内容")
-    ticket = _load_open(session, ticket_id)
+    text = clean_text(text, "回复内容")
+    ticket = load_open(session, ticket_id)
     at = now()
     moved = False
     if public:
@@ -328,16 +328,16 @@ def reply(session, ticket_id, text, *, public):
 
 def buyer_reply(session, ticket_id, text):
     """The buyer adds to their open ticket."""
-    text = _clean(text, "补充说明")
-    ticket = _load_open(session, ticket_id)
+    text = clean_text(text, "补充说明")
+    ticket = load_open(session, ticket_id)
     record(session, ticket.id, "buyer_reply", text, author="buyer", public=True)
     session.commit()
 
 
 def supplier_answer(session, ticket_id, text):
     """The admin enters what a supplier without an API answered (internal)."""
-    text = _clean(text, "货源答复")
-    ticket = _load_open(session, ticket_id)
+    text = clean_text(text, "货源答复")
+    ticket = load_open(session, ticket_id)
     moved = transition(session, Ticket, ticket_id, TicketStatus.SUPPLIER, TicketStatus.PROCESSING)
     record(session, ticket.id, "supplier_reply", f"货源答复（手动录入）：{text}", author="supplier", public=False,
            data={"from": "supplier", "to": "processing"} if moved else {})
@@ -346,7 +346,7 @@ def supplier_answer(session, ticket_id, text):
 
 def mark_sent_by_hand(session, ticket_id):
     """The admin sent the prepared message to the supplier themselves."""
-    _load_open(session, ticket_id)
+    load_open(session, ticket_id)
     done = session.execute(sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.forward_state == "manual")
                            .values(forward_state="sent").execution_options(synchronize_session=False)).rowcount
     if not done:
@@ -372,8 +372,8 @@ def _close(session, ticket, new_status, outcome, message, *, data=None, **values
 
 def resolve_reissue(session, ticket_id, codes):
     """New card codes (or a delivery text) for the buyer, stored encrypted."""
-    codes = _clean(codes, "补发的卡密", MAX_CODES_TEXT)
-    ticket = _load_open(session, ticket_id)
+    codes = clean_text(codes, "补发的卡密", MAX_CODES_TEXT)
+    ticket = load_open(session, ticket_id)
     _close(session, ticket, TicketStatus.RESOLVED, Outcome.REISSUE, "已为您补发，请在下方查看新的卡密/发货内容",
            reissued_encrypted=secretbox.encrypt(codes), outcome_note="补发")
     session.commit()
@@ -382,8 +382,8 @@ def resolve_reissue(session, ticket_id, codes):
 
 def resolve_refund(session, ticket_id, reason):
     """Refund the order (ordering.refund) and close the ticket, in one commit."""
-    reason = _clean(reason, "退款原因", 200)
-    ticket = _load_open(session, ticket_id)
+    reason = clean_text(reason, "退款原因", 200)
+    ticket = load_open(session, ticket_id)
     if ticket.order_id is None:
         raise TicketRefused("分站工单没有本店订单，请在分站的余额中处理退款")
     _close(session, ticket, TicketStatus.RESOLVED, Outcome.REFUND, f"已退款：{reason}", outcome_note=reason)
@@ -403,7 +403,9 @@ def resolve_coupon(session, ticket_id, amount_text):
         raise TicketRefused(str(exc)) from None
     if amount <= 0 or amount > Decimal("10000"):
         raise TicketRefused("补偿金额须大于 0 且不超过 10000")
-    ticket = _load_open(session, ticket_id)
+    ticket = load_open(session, ticket_id)
+    if ticket.order_id is None:
+        raise TicketRefused("分站工单的买家不在本店购物，不能发本店的优惠券")
     at = now()
     days = int(config(session).get("coupon_days", 30))
     coupon = Coupon(code="SH" + "".join(secrets.choice(ORDER_NO_ALPHABET) for _ in range(10)), kind=CouponKind.AMOUNT,
@@ -419,8 +421,8 @@ def resolve_coupon(session, ticket_id, amount_text):
 
 
 def reject(session, ticket_id, reason):
-    reason = _clean(reason, "驳回理由", 300)
-    ticket = _load_open(session, ticket_id)
+    reason = clean_text(reason, "驳回理由", 300)
+    ticket = load_open(session, ticket_id)
     _close(session, ticket, TicketStatus.REJECTED, Outcome.REJECTED, f"工单已驳回：{reason}", outcome_note=reason)
     session.commit()
     _after_station_change(session, ticket_id, True)
@@ -428,8 +430,8 @@ def reject(session, ticket_id, reason):
 
 def resolve_answered(session, ticket_id, note):
     """Closed with an answer and nothing given (e.g. explained how to use the code)."""
-    note = _clean(note, "处理说明", 300)
-    ticket = _load_open(session, ticket_id)
+    note = clean_text(note, "处理说明", 300)
+    ticket = load_open(session, ticket_id)
     _close(session, ticket, TicketStatus.RESOLVED, Outcome.ANSWERED, f"已解决：{note}", outcome_note=note)
     session.commit()
     _after_station_change(session, ticket_id, True)

@@ -29,7 +29,7 @@ from kamen.services.aftersales import TICKET_STATUSES_OPEN, TicketRefused, recor
 from kamen.services.alerts import raise_alert
 from kamen.services.ordering import now
 from kamen.services.transitions import transition
-from kamen.suppliers.base import SupplierError
+from kamen.suppliers.base import Ambiguous, RateLimited, SupplierError, Transient
 from kamen.suppliers.kamen_signing import VerificationError, sign_headers, verify
 from kamen.suppliers.kamen_upstream import KamenUpstreamAdapter
 from kamen.timeutil import to_local, utcnow
@@ -59,32 +59,82 @@ def upstream_client(supplier):
 
 
 def forward(session, ticket_id):
-    """Create the ticket at the 主站 (idempotent there: the same order's open ticket comes back)."""
+    """Bring the 主站 up to date with our ticket: create it there once (idempotent there:
+    the same order's open ticket comes back), then send the admin's messages not yet sent."""
     lease = background.Lease(Ticket, ticket_id)
-    if not lease.acquire(session, [TicketStatus.SUPPLIER]):
+    if not lease.acquire(session, TICKET_STATUSES_OPEN):
         return False
     try:
         ticket = session.get(Ticket, ticket_id)
         if ticket.forward_state != "pending":
             return False
-        order = session.get(Order, ticket.order_id)
-        payload = {"order_no": order.order_no, "ticket_no": ticket.ticket_no, "kind": ticket.kind.value,
-                   "text": ticket.text, "callback_url": ticket.callback_url or None}
+        client = upstream_client(ticket.supplier)
         try:
-            data = upstream_client(ticket.supplier).call("POST", "/tickets", payload=payload)
-            remote = _ticket_reply(data)
+            if not ticket.upstream_ticket_no:
+                _create_upstream(session, lease, client, ticket)
+            for event in _unsent_messages(session, ticket_id):
+                _send_message(session, lease, client, ticket, event)
         except SupplierError as exc:
             _forward_failed(session, lease, ticket, exc.message)
             return False
-        lease.beat(session, forward_state="sent", upstream_ticket_no=remote["ticket_no"], **JOB_DONE,
-                   upstream_status=remote["status"], forward_error="", forward_next_at=None,
-                   forward_attempts=Ticket.forward_attempts + 1)
-        record(session, ticket_id, "forwarded", f"已通过接口转交货源（主站工单 {remote['ticket_no']}）",
-               author="system", public=False, data={"upstream": remote})
+        lease.beat(session, forward_state="sent", forward_error="", forward_next_at=None, forward_attempts=0,
+                   **JOB_DONE)
         session.commit()
         return True
     finally:
         lease.release(session)
+
+
+def _create_upstream(session, lease, client, ticket):
+    order = session.get(Order, ticket.order_id)
+    payload = {"order_no": order.order_no, "ticket_no": ticket.ticket_no, "kind": ticket.kind.value,
+               "text": ticket.text, "callback_url": ticket.callback_url or None}
+    remote = _ticket_reply(client.call("POST", "/tickets", payload=payload))
+    lease.beat(session, upstream_ticket_no=remote["ticket_no"], upstream_status=remote["status"])
+    record(session, ticket.id, "forwarded", f"已通过接口转交货源（主站工单 {remote['ticket_no']}）",
+           author="system", public=False, data={"upstream": remote})
+    session.commit()
+    session.refresh(ticket)
+
+
+def _unsent_messages(session, ticket_id):
+    events = session.scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket_id,
+                                                          TicketEvent.kind == "to_supplier")
+                             .order_by(TicketEvent.id)).all()
+    return [e for e in events if (e.data or {}).get("state") == "pending"]
+
+
+def _send_message(session, lease, client, ticket, event):
+    """One message to the 主站's ticket. Refused for good (the 主站 closed it): noted, not retried;
+    the connection failing: raised, the whole push is retried."""
+    text = event.data.get("text", "")
+    try:
+        client.call("POST", f"/tickets/{ticket.upstream_ticket_no}/replies", payload={"text": text})
+        state, note = "sent", None
+    except (Transient, RateLimited, Ambiguous):
+        raise
+    except SupplierError as exc:
+        state, note = "refused", f"补充未送达货源：{exc.message}"
+    lease.beat(session)
+    event.data = {**event.data, "state": state}
+    if note:
+        record(session, ticket.id, "to_supplier_failed", note, author="system", public=False)
+    session.commit()
+
+
+def message_upstream(session, ticket_id, text):
+    """The admin tells the 主站 more about a forwarded ticket (sent by the forwarding job)."""
+    text = aftersales.clean_text(text, "给货源的补充")
+    ticket = aftersales.load_open(session, ticket_id)
+    if ticket.supplier is None or ticket.supplier.kind is not SupplierKind.KAMEN or not ticket.forward_state:
+        raise TicketRefused("该工单不是通过接口转交的，请把补充内容直接发给货源")
+    record(session, ticket_id, "to_supplier", f"转告货源：{text}", author="admin", public=False,
+           data={"text": text, "state": "pending"})
+    session.execute(sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.forward_state != "pending")
+                    .values(forward_state="pending", forward_attempts=0, forward_next_at=now())
+                    .execution_options(synchronize_session=False))
+    session.commit()
+    request_forward(session, ticket_id)
 
 
 def _ticket_reply(data):
@@ -114,7 +164,7 @@ def retry_forward(session, ticket_id):
     """The admin's 重试转交 after the automatic tries gave up."""
     done = session.execute(
         sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.forward_state == "failed",
-                                Ticket.status == TicketStatus.SUPPLIER)
+                                Ticket.status.in_(TICKET_STATUSES_OPEN))
         .values(forward_state="pending", forward_attempts=0, forward_next_at=now())
         .execution_options(synchronize_session=False)).rowcount
     if not done:
@@ -391,7 +441,7 @@ def dispatch_due(session, at=None):
     started = 0
     due = session.scalars(sa.select(Ticket).where(
         sa.or_(sa.and_(Ticket.forward_state == "pending", Ticket.forward_next_at <= at,
-                       Ticket.status == TicketStatus.SUPPLIER),
+                       Ticket.status.in_(TICKET_STATUSES_OPEN)),
                sa.and_(Ticket.callback_state == "pending", Ticket.callback_next_at <= at))
     ).limit(100)).all()
     for ticket in due:

@@ -62,6 +62,8 @@ ACTIONS = {
     "supplier_answer": (lambda t: aftersales.supplier_answer(db.session, t, _form("text")), "已记录货源答复。"),
     "forwarded": (lambda t: aftersales.mark_sent_by_hand(db.session, t), "已标记为转交货源。"),
     "retry_forward": (lambda t: ticket_forwarding.retry_forward(db.session, t), "已重新转交货源。"),
+    "to_supplier": (lambda t: ticket_forwarding.message_upstream(db.session, t, _form("text")),
+                    "已转告货源（通过接口发送，结果见下方记录）。"),
     "reissue": (lambda t: aftersales.resolve_reissue(db.session, t, _form("codes")),
                 "已补发，买家在工单和订单页可以看到新的内容。"),
     "refund": (lambda t: aftersales.resolve_refund(db.session, t, _form("reason")),
