@@ -141,3 +141,26 @@ def test_a_failed_forward_is_recorded_and_retried_then_handed_to_the_admin(app, 
     db.session.commit()
     assert client.post(f"/admin/tickets/{ticket.id}/retry_forward").status_code == 302
     assert last_ticket().forward_state == "sent" and len(_main_tickets(main_station)) == 1
+
+
+def test_forwarding_runs_on_a_real_rq_worker(app, client, main_station, redis_url, db_url):
+    import uuid
+
+    from tests.helpers import burst_worker
+
+    supplier = _supplier(main_station)
+    order = paid_order(client, _topup(supplier), f_account="123456")
+    queue_name = f"kamen-tickets-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    response = client.post(f"/order/{order.order_no}/ticket", content_type="multipart/form-data",
+                           data=ticket_form(kind="invalid_code", text="卡密无效"))
+    assert response.status_code == 302
+    ticket = last_ticket()
+    assert ticket.forward_state == "pending" and ticket.job_enqueued_at is not None  # waits in the queue
+    assert _main_tickets(main_station) == []
+    result = burst_worker(app, db_url, redis_url, queue_name)
+    assert result.returncode == 0, result.stderr
+    ticket = last_ticket()
+    assert ticket.forward_state == "sent" and ticket.job_token is None
+    [(_id, main_no, station_order_no, *_rest)] = _main_tickets(main_station)
+    assert (main_no, station_order_no) == (ticket.upstream_ticket_no, order.order_no)
