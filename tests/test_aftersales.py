@@ -86,6 +86,11 @@ def test_buyer_opens_a_ticket_follows_it_and_gets_reissued_codes(app, client, au
     assert "正在核实" in buyer_view and "核对卡密批次" not in buyer_view
     admin_view = client.get(f"/admin/tickets/{ticket.id}").text
     assert "核对卡密批次" in admin_view and "正在核实" in admin_view
+    assert ticket.ticket_no in client.get(f"/admin/orders/{order.id}").text
+    # The buyer adds to it; the admin sees it.
+    assert client.post(f"/order/{order.order_no}/tickets/{ticket.ticket_no}/reply",
+                       data={"text": "卡密截图里第二行"}).status_code == 302
+    assert "卡密截图里第二行" in client.get(f"/admin/tickets/{ticket.id}").text
 
     response = client.post(f"/admin/tickets/{ticket.id}/reissue", data={"codes": "NEW-CODE-1 PWD-999"})
     assert response.status_code == 302
@@ -96,8 +101,8 @@ def test_buyer_opens_a_ticket_follows_it_and_gets_reissued_codes(app, client, au
     assert "NEW-CODE-1 PWD-999" in client.get(f"/order/{order.order_no}").text
     # Every status change left exactly one event; the internal note stays internal.
     events = _events(ticket.id)
-    assert [e.kind for e in events] == ["created", "routed", "note", "reply", "resolved"]
-    assert [e.public for e in events] == [True, True, False, True, True]
+    assert [e.kind for e in events] == ["created", "routed", "note", "reply", "buyer_reply", "resolved"]
+    assert [e.public for e in events] == [True, True, False, True, True, True]
     assert events[3].data == {"from": "open", "to": "processing"}
     # Closed: the next problem gets a new ticket.
     assert _open(client, order, kind="other", text="另一个问题").status_code == 302

@@ -4,7 +4,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import PAY_TYPES, Order, OrderStatus
-from kamen.services import order_reports, ordering, payments
+from kamen.services import aftersales, order_reports, ordering, payments
 from kamen.services.ordering import OrderRefused
 
 
@@ -31,6 +31,7 @@ def order_detail(order_id):
     return render_template(
         "admin/order_detail.html", order=order, events=ordering.timeline(db.session, order.id),
         codes_count=len(ordering.delivered_codes(db.session, order)), statuses=OrderStatus, pay_types=PAY_TYPES,
+        tickets=aftersales.tickets_of_order(db.session, order.id),
     )
 
 
