@@ -159,7 +159,8 @@ def test_responsibility_follows_the_type_the_supplier_and_the_settings(app, clie
     auth.login()
     page = client.get(f"/admin/tickets/{ticket.id}").text
     # The prepared message carries what the supplier needs to find the order.
-    for part in (order.order_no, "QQ会员月卡", f"编码 {product.code}", "account：123456", "充值后一直没到账"):
+    assert ticket.supplier_order_key == order.order_no  # what the supplier knows it by
+    for part in (f"订单号：{order.order_no}", "QQ会员月卡", f"编码 {product.code}", "account：123456", "充值后一直没到账"):
         assert part in page
     assert client.post(f"/admin/tickets/{ticket.id}/forwarded").status_code == 302
     assert client.post(f"/admin/tickets/{ticket.id}/supplier_answer",

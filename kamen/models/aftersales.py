@@ -75,6 +75,10 @@ class Ticket(JobLease, db.Model):
     contact: Mapped[str] = mapped_column(sa.String(64), default="")
     product_name: Mapped[str] = mapped_column(sa.String(200), default="")
     supplier_id: Mapped[int | None] = mapped_column(sa.ForeignKey("suppliers.id"))
+    # What the responsible supplier knows the order by: the idempotency key it was
+    # placed with (our order number) and the supplier's own order id when known.
+    supplier_order_key: Mapped[str | None] = mapped_column(sa.String(64))
+    supplier_order_id: Mapped[str | None] = mapped_column(sa.String(64))
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     first_response_due: Mapped[datetime]

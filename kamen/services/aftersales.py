@@ -11,7 +11,6 @@ are events, public or internal. Deadlines (SLA per type) raise one alert per
 ticket per deadline from the per-minute tick.
 """
 import io
-import logging
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -49,8 +48,6 @@ from kamen.services.alerts import raise_alert
 from kamen.services.ordering import ORDER_NO_ALPHABET, OrderRefused, now
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.services.transitions import transition
-
-log = logging.getLogger("kamen.aftersales")
 
 MAX_SHOTS = 3
 SHOT_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
@@ -110,19 +107,41 @@ def _hours(text, label):
     return int(text)
 
 
-def responsibility_for(session, order, kind, cfg=None):
-    """(Responsibility, supplier or None): the configured side, the shop itself for its own goods."""
-    cfg = cfg or config(session)
-    who = Responsibility(cfg["responsibility"].get(kind.value, "shop"))
-    if who is not Responsibility.SUPPLIER:
-        return who, None
+@dataclass
+class SupplierRef:
+    """Who filled an order upstream, and what they know it by."""
+
+    supplier: object
+    order_key: str  # the idempotency key the order was placed with
+    supplier_order_id: str | None = None
+
+
+def supplier_ref(session, order):
+    """The supplier that filled ``order`` and its numbers there, or None for the shop's own goods.
+
+    Orders are filled from their product's supplier under our order number
+    (DESIGN.md flow 4); once forwarding records its attempts per order
+    (ForwardAttempt on the fwd branch), this is the accepted attempt's
+    supplier, idempotency key and supplier_order_id."""
     product = order.product
     supplier = product.supplier if product is not None else None
     local = (order.reservation is Reservation.CODES or (product is not None and product.stock_mode is StockMode.CARDS)
              or supplier is None or supplier.code == OWN_SUPPLIER_CODE)
-    if local:  # our own card codes: nobody upstream to ask
+    if local:
+        return None
+    return SupplierRef(supplier, order.order_no)
+
+
+def responsibility_for(session, order, kind, cfg=None):
+    """(Responsibility, SupplierRef or None): the configured side, the shop itself for its own goods."""
+    cfg = cfg or config(session)
+    who = Responsibility(cfg["responsibility"].get(kind.value, "shop"))
+    if who is not Responsibility.SUPPLIER:
+        return who, None
+    ref = supplier_ref(session, order)
+    if ref is None:  # our own card codes: nobody upstream to ask
         return Responsibility.SHOP, None
-    return Responsibility.SUPPLIER, supplier
+    return Responsibility.SUPPLIER, ref
 
 
 def deadlines(cfg, kind, at):
@@ -236,7 +255,8 @@ def open_ticket(session, order_id, kind, text, shots, *, callback_url=""):
         raise TicketRefused(reason)
     at = now()
     cfg = config(session)
-    who, supplier = responsibility_for(session, order, kind, cfg)
+    who, ref = responsibility_for(session, order, kind, cfg)
+    supplier = ref.supplier if ref else None
     first_due, resolve_due = deadlines(cfg, kind, at)
     forward = ""
     if supplier is not None:
@@ -246,6 +266,7 @@ def open_ticket(session, order_id, kind, text, shots, *, callback_url=""):
         status=TicketStatus.SUPPLIER if supplier is not None else TicketStatus.OPEN,
         text=text, contact=order.contact, product_name=order.product_name,
         supplier_id=supplier.id if supplier else None, created_at=at,
+        supplier_order_key=ref.order_key if ref else None, supplier_order_id=ref.supplier_order_id if ref else None,
         first_response_due=first_due, resolve_due=resolve_due,
         forward_state=forward, forward_next_at=at if forward == "pending" else None,
         callback_url=callback_url[:500] if forward == "pending" else "",

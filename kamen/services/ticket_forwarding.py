@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from kamen import secretbox
-from kamen.models import DownstreamStation, Order, Outcome, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
+from kamen.models import DownstreamStation, Outcome, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
 from kamen.outbound import AddressRefused, check_url
 from kamen.services import aftersales, background, stations
 from kamen.services.aftersales import TICKET_STATUSES_OPEN, TicketRefused, record
@@ -86,8 +86,7 @@ def forward(session, ticket_id):
 
 
 def _create_upstream(session, lease, client, ticket):
-    order = session.get(Order, ticket.order_id)
-    payload = {"order_no": order.order_no, "ticket_no": ticket.ticket_no, "kind": ticket.kind.value,
+    payload = {"order_no": ticket.supplier_order_key, "ticket_no": ticket.ticket_no, "kind": ticket.kind.value,
                "text": ticket.text, "callback_url": ticket.callback_url or None}
     remote = _ticket_reply(client.call("POST", "/tickets", payload=payload))
     lease.beat(session, upstream_ticket_no=remote["ticket_no"], upstream_status=remote["status"])
@@ -276,8 +275,11 @@ def prepared_message(session, ticket):
     """What the admin sends a supplier without an API: everything they need to find the order."""
     order = ticket.order
     code = f"（编码 {order.product.code}）" if order.product else ""
-    lines = [f"【售后】{ticket.kind.label}", f"订单号：{order.order_no}", f"商品：{order.product_name}{code}",
-             f"数量：{order.quantity}", f"下单时间：{local_dt(order.created_at)}"]
+    lines = [f"【售后】{ticket.kind.label}", f"订单号：{ticket.supplier_order_key or order.order_no}"]
+    if ticket.supplier_order_id:
+        lines.append(f"贵方订单号：{ticket.supplier_order_id}")
+    lines += [f"商品：{order.product_name}{code}", f"数量：{order.quantity}",
+              f"下单时间：{local_dt(order.created_at)}"]
     if order.paid_at:
         lines.append(f"付款时间：{local_dt(order.paid_at)}")
     for key, value in (order.buyer_fields or {}).items():

@@ -36,6 +36,8 @@ def upgrade():
     sa.Column('contact', sa.String(length=64), nullable=False),
     sa.Column('product_name', sa.String(length=200), nullable=False),
     sa.Column('supplier_id', sa.Integer(), nullable=True),
+    sa.Column('supplier_order_key', sa.String(length=64), nullable=True),
+    sa.Column('supplier_order_id', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('first_response_due', sa.DateTime(), nullable=False),
     sa.Column('resolve_due', sa.DateTime(), nullable=False),
