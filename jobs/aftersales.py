@@ -1,4 +1,5 @@
-"""After-sales jobs: forward a ticket to a kamen 主站, call a 分站 back, and the per-minute step."""
+"""After-sales jobs: forward a ticket to a kamen 主站, call a 分站 back, and the per-minute
+overdue alerts (forwards and callbacks due a retry are the sweeper's)."""
 from jobs.context import app_context
 from kamen.extensions import db
 from kamen.services import aftersales, ticket_forwarding
@@ -15,7 +16,6 @@ def notify_station(ticket_id):
 
 
 def tick():
-    """From jobs.tick.every_minute: overdue alerts, then forwards and callbacks due a retry."""
+    """From jobs.tick.every_minute: one alert per ticket per deadline passed."""
     with app_context():
-        alerted = aftersales.alert_overdue(db.session)
-        return len(alerted), ticket_forwarding.dispatch_due(db.session)
+        return aftersales.alert_overdue(db.session)

@@ -11,7 +11,7 @@ def every_minute():
     retries, expiring unpaid orders (their stock back), asking gateways about lost
     payment notifies (its own job: a slow gateway must not hold the tick) and
     the sweeper (work whose job died or never reached Redis), and after-sales
-    tickets (overdue alerts, forwards and callbacks due a retry).
+    tickets past a deadline (one alert each).
     One job, one fork per minute."""
     from jobs.context import app_context
 

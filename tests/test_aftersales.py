@@ -319,6 +319,12 @@ def test_queue_is_sorted_by_deadline_and_filtered_by_status(app, client, auth):
     page = client.get("/admin/tickets?status=rejected").text
     assert "商品2" in page and "商品0" not in page
     assert "商品2" in client.get("/admin/tickets?status=all").text
+    # Embedded mode has no schedule: the queue itself raises the overdue alerts (once).
+    clock["now"] += timedelta(hours=5)
+    client.get("/admin/tickets")
+    client.get("/admin/tickets")
+    [note] = db.session.scalars(sa.select(Notification).where(Notification.kind == "ticket_overdue")).all()
+    assert note.title == "2 个售后工单已超时" and "商品1" in note.body and "商品0" in note.body
 
 
 @pytest.mark.backends("postgresql")

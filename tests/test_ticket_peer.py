@@ -1,5 +1,6 @@
 """A 分站's ticket forwarded to a real second kamen (its 主站) over HTTP, answered in the
 主站's own back office, and the signed callback bringing the answer back."""
+from datetime import timedelta
 from decimal import Decimal
 
 import requests
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import DeliveryType, StockMode, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
 from kamen.secretbox import encrypt
-from kamen.services import order_lookup, ticket_forwarding
+from kamen.services import order_lookup, sweeper, ticket_forwarding
 from kamen.suppliers.kamen_signing import sign_headers
 from tests.helpers import AuthActions, CSRFClient, form_values, make_product
 from tests.ticket_helpers import last_ticket, paid_order, ticket_form
@@ -126,10 +127,10 @@ def test_a_failed_forward_is_recorded_and_retried_then_handed_to_the_admin(app, 
     ticket = last_ticket()
     assert ticket.forward_state == "pending" and ticket.forward_attempts == 1 and "签名错误" in ticket.forward_error
     assert _main_tickets(main_station) == []
-    for _ in range(ticket_forwarding.MAX_ATTEMPTS - 1):  # the tick's retries, each once its pause is over
-        db.session.execute(sa.update(Ticket).values(forward_next_at=sa.func.current_timestamp()))
-        db.session.commit()
-        ticket_forwarding.dispatch_due(db.session, at=ticket.created_at.replace(year=ticket.created_at.year + 1))
+    for _ in range(ticket_forwarding.MAX_ATTEMPTS - 1):  # the sweeper's retries, each once its pause is over
+        due = last_ticket().forward_next_at
+        assert sweeper.sweep(db.session, now=due - timedelta(seconds=1)).enqueued == []  # not yet
+        assert sweeper.sweep(db.session, now=due).enqueued == [("tickets", ticket.id)]
     ticket = last_ticket()
     assert ticket.forward_state == "failed" and ticket.forward_attempts == ticket_forwarding.MAX_ATTEMPTS
     auth.login()

@@ -1,6 +1,7 @@
 """The sweeper: no work is stuck because a worker died or Redis was away.
 
-Every row that waits for a job (import batches in progress, active sync runs)
+Every row that waits for a job (import batches in progress, active sync runs,
+售后 tickets due a forward or a callback)
 is looked at: a job that never reached the queue is enqueued, one that was
 lost or whose holder stopped beating is resumed (each step is idempotent:
 commit goes on by chunk, staging starts over, a sync re-reads its pages),
@@ -17,7 +18,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 
 from kamen.models import ImportBatch, SyncRun
-from kamen.services import background, sync_dispatch, syncing
+from kamen.services import background, sync_dispatch, syncing, ticket_forwarding
 from kamen.services.importing import batches
 from kamen.timeutil import utcnow
 
@@ -43,6 +44,9 @@ def sweep(session, now=None):
         runs = session.scalars(sa.select(SyncRun).where(SyncRun.status.in_(syncing.ACTIVE))).all()
         for run in runs:
             _sweep_row(session, SyncRun, run, now, swept, sync_dispatch.resume, _fail_run)
+        # 售后 forwards and 分站 callbacks: retried when due (each try ends its own job, so a dead
+        # or never-sent one is simply due again; past the last try the ticket says 失败).
+        swept.enqueued += [("tickets", t) for t in ticket_forwarding.dispatch_due(session, now)]
     except RedisError as exc:
         session.rollback()
         log.warning("sweep stopped, the queue is unreachable: %s", exc)

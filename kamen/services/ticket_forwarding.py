@@ -437,10 +437,11 @@ def notify_station(session, ticket_id):
 
 
 def dispatch_due(session, at=None):
-    """Forwards and callbacks whose retry time came, and whose job is not already on it."""
+    """Forwards and callbacks whose retry time came, and whose job is not already on it;
+    returns their ticket ids. Called by the sweeper."""
     at = at or now()
     wall = utcnow()
-    started = 0
+    started = []
     due = session.scalars(sa.select(Ticket).where(
         sa.or_(sa.and_(Ticket.forward_state == "pending", Ticket.forward_next_at <= at,
                        Ticket.status.in_(TICKET_STATUSES_OPEN)),
@@ -449,10 +450,8 @@ def dispatch_due(session, at=None):
     for ticket in due:
         if background.is_busy(ticket, wall):
             continue
-        if ticket.forward_state == "pending":
-            request_forward(session, ticket.id)
-        else:
-            request_callback(session, ticket.id)
-        started += 1
+        handle = request_forward(session, ticket.id) if ticket.forward_state == "pending" else (
+            request_callback(session, ticket.id))
+        if not handle.paused:
+            started.append(ticket.id)
     return started
-

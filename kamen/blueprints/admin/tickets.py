@@ -14,6 +14,8 @@ from kamen.services.ordering import now
 
 @bp.get("/tickets")
 def tickets():
+    if not current_app.config["REDIS_URL"]:  # embedded mode has no schedule: the queue raises its own alerts
+        aftersales.alert_overdue(db.session)
     status = request.args.get("status") or "active"
     page = request.args.get("page", 1, type=int) or 1
     per_page = current_app.config["ADMIN_PAGE_SIZE"]
