@@ -353,3 +353,15 @@ def test_double_submits_on_real_workers_open_one_ticket(app, client, db_url, tmp
     assert codes == [302] + [400] * 7, codes
     assert all("已有处理中的售后工单" in a.text for a in answers if a.status_code == 400)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 1
+
+
+def test_a_buyer_adds_details_but_cannot_flood_a_ticket(app, client):
+    order = paid_order(client, make_card_product(codes=1))
+    _open(client, order)
+    ticket = last_ticket()
+    url = f"/order/{order.order_no}/tickets/{ticket.ticket_no}/reply"
+    assert "请填写补充说明" in client.post(url, data={"text": "  "}).text
+    for i in range(aftersales.MAX_BUYER_REPLIES):
+        assert client.post(url, data={"text": f"补充 {i}"}).status_code == 302
+    refused = client.post(url, data={"text": "再补充一条"})
+    assert refused.status_code == 400 and "请等待客服答复" in refused.text

@@ -50,10 +50,13 @@ from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.services.transitions import transition
 
 MAX_SHOTS = 3
-SHOT_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+# MPO: the multi-picture JPEG some phone cameras write.
+SHOT_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif",
+                "WEBP": "image/webp"}
 SHOT_MAX_PIXELS = 40_000_000  # a phone screenshot is 3-10 megapixels
 MAX_TEXT = 2000
 MAX_CODES_TEXT = 20000
+MAX_BUYER_REPLIES = 30  # per ticket: a buyer adds details, not a chat log
 TICKET_STATUSES_OPEN = [TicketStatus(s) for s in OPEN_STATUSES]
 # Orders a buyer may open a ticket on: paid (未到账), delivered, paid but not deliverable.
 TICKETABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
@@ -161,7 +164,7 @@ class Shot:
 
 
 def shot_max_bytes():
-    return current_app.config.get("TICKET_SHOT_MAX_BYTES", 5 * 1024 * 1024)
+    return current_app.config["TICKET_SHOT_MAX_BYTES"]
 
 
 def read_shot(stream, filename):
@@ -351,6 +354,10 @@ def buyer_reply(session, ticket_id, text):
     """The buyer adds to their open ticket."""
     text = clean_text(text, "补充说明")
     ticket = load_open(session, ticket_id)
+    sent = session.scalar(sa.select(sa.func.count()).select_from(TicketEvent).where(
+        TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "buyer_reply"))
+    if sent >= MAX_BUYER_REPLIES:
+        raise TicketRefused("补充说明已经很多了，请等待客服答复")
     record(session, ticket.id, "buyer_reply", text, author="buyer", public=True)
     session.commit()
 
