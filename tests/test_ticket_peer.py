@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import DeliveryType, StockMode, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
 from kamen.secretbox import encrypt
-from kamen.services import order_lookup, sweeper, ticket_forwarding
+from kamen.services import aftersales, order_lookup, sweeper, ticket_forwarding
 from kamen.suppliers.kamen_signing import sign_headers
 from tests.helpers import AuthActions, CSRFClient, form_values, make_product
 from tests.ticket_helpers import last_ticket, paid_order, ticket_form
@@ -82,6 +82,13 @@ def test_ticket_goes_to_the_main_station_and_its_answer_comes_back(app, client, 
     assert client.post(f"/admin/tickets/{ours.id}/to_supplier", data={"text": "买家补充：QQ号确认无误"}
                        ).status_code == 302
     assert "分站补充：买家补充：QQ号确认无误" in main_admin.get(f"/admin/tickets/{main_id}").text
+    # A message whose job never ran (the queue was away) is found by the sweeper, and sent once.
+    aftersales.record(db.session, ours.id, "to_supplier", "转告货源：补发时请附流水号", author="admin", public=False,
+                      data={"text": "补发时请附流水号", "state": "pending"})
+    db.session.commit()
+    assert sweeper.sweep(db.session).enqueued == [("tickets", ours.id)]
+    assert sweeper.sweep(db.session).enqueued == []
+    assert main_admin.get(f"/admin/tickets/{main_id}").text.count("分站补充：补发时请附流水号") == 1
     assert main_admin.post(f"/admin/tickets/{main_id}/reissue", data={"codes": "QB-RECHARGE-OK 流水号 778899"}
                            ).status_code == 302
     ours = last_ticket()

@@ -66,12 +66,15 @@ def forward(session, ticket_id):
         return False
     try:
         ticket = session.get(Ticket, ticket_id)
-        if ticket.forward_state != "pending":
+        if ticket.forward_state not in ("pending", "sent"):
+            return False
+        if ticket.forward_state == "sent" and not _unsent_messages(session, ticket_id):
             return False
         client = upstream_client(ticket.supplier)
         try:
             if not ticket.upstream_ticket_no:
                 _create_upstream(session, lease, client, ticket)
+            # A message saved while this ran is found by the sweeper (an unsent message is due).
             for event in _unsent_messages(session, ticket_id):
                 _send_message(session, lease, client, ticket, event)
         except SupplierError as exc:
@@ -96,11 +99,13 @@ def _create_upstream(session, lease, client, ticket):
     session.refresh(ticket)
 
 
+def _unsent():
+    return sa.and_(TicketEvent.kind == "to_supplier", TicketEvent.data["state"].as_string() == "pending")
+
+
 def _unsent_messages(session, ticket_id):
-    events = session.scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket_id,
-                                                          TicketEvent.kind == "to_supplier")
-                             .order_by(TicketEvent.id)).all()
-    return [e for e in events if (e.data or {}).get("state") == "pending"]
+    return session.scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket_id, _unsent())
+                           .order_by(TicketEvent.id)).all()
 
 
 def _send_message(session, lease, client, ticket, event):
@@ -129,11 +134,9 @@ def message_upstream(session, ticket_id, text):
         raise TicketRefused("该工单不是通过接口转交的，请把补充内容直接发给货源")
     record(session, ticket_id, "to_supplier", f"转告货源：{text}", author="admin", public=False,
            data={"text": text, "state": "pending"})
-    session.execute(sa.update(Ticket).where(Ticket.id == ticket_id, Ticket.forward_state != "pending")
-                    .values(forward_state="pending", forward_attempts=0, forward_next_at=now())
-                    .execution_options(synchronize_session=False))
     session.commit()
-    request_forward(session, ticket_id)
+    if ticket.forward_state != "failed":  # after a failure it waits for 重试转交 with the rest
+        request_forward(session, ticket_id)
 
 
 def _ticket_reply(data):
@@ -442,16 +445,17 @@ def dispatch_due(session, at=None):
     at = at or now()
     wall = utcnow()
     started = []
-    due = session.scalars(sa.select(Ticket).where(
-        sa.or_(sa.and_(Ticket.forward_state == "pending", Ticket.forward_next_at <= at,
-                       Ticket.status.in_(TICKET_STATUSES_OPEN)),
-               sa.and_(Ticket.callback_state == "pending", Ticket.callback_next_at <= at))
+    unsent = sa.exists().where(TicketEvent.ticket_id == Ticket.id, _unsent())
+    forward_due = sa.and_(Ticket.status.in_(TICKET_STATUSES_OPEN), sa.or_(
+        sa.and_(Ticket.forward_state == "pending", Ticket.forward_next_at <= at),
+        sa.and_(Ticket.forward_state == "sent", unsent)))
+    due = session.execute(sa.select(Ticket, forward_due).where(
+        sa.or_(forward_due, sa.and_(Ticket.callback_state == "pending", Ticket.callback_next_at <= at))
     ).limit(100)).all()
-    for ticket in due:
+    for ticket, forwarding in due:
         if background.is_busy(ticket, wall):
             continue
-        handle = request_forward(session, ticket.id) if ticket.forward_state == "pending" else (
-            request_callback(session, ticket.id))
+        handle = request_forward(session, ticket.id) if forwarding else request_callback(session, ticket.id)
         if not handle.paused:
             started.append(ticket.id)
     return started
