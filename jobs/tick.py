@@ -11,13 +11,14 @@ def every_minute():
     retries, expiring unpaid orders (their stock back), asking gateways about lost
     payment notifies (its own job: a slow gateway must not hold the tick),
     上线测试 orders waiting for delivery, polling suppliers about forwarded orders
-    (its own job too), callbacks due to 分站 about their orders (a job each) and
-    the sweeper (work whose job died or never reached Redis).
+    (its own job too), callbacks due to 分站 about their orders (a job each),
+    after-sales tickets past a deadline (one alert each) and the sweeper (work
+    whose job died or never reached Redis).
     One job, one fork per minute."""
     from jobs.context import app_context
 
     with app_context():
-        from jobs import demopay, forwarding, imports, launch, maintenance, orders, station_orders, sync
+        from jobs import aftersales, demopay, forwarding, imports, launch, maintenance, orders, station_orders, sync
         from kamen import queue
         from kamen.services import operations
 
@@ -25,7 +26,8 @@ def every_minute():
         failed = []
         steps = (sync.dispatch_due_syncs, imports.dispatch_scheduled_imports, demopay.retry_notifies,
                  maintenance.sweep_jobs, orders.expire_orders, orders.enqueue_payment_queries,
-                 launch.poll_test_orders, forwarding.enqueue_polls, station_orders.enqueue_due_callbacks)
+                 launch.poll_test_orders, forwarding.enqueue_polls, station_orders.enqueue_due_callbacks,
+                 aftersales.tick)
         for step in steps:
             try:
                 step()

@@ -91,6 +91,8 @@ class Config:
         self.LOOKUP_MAX_FAILURES = _int("KAMEN_LOOKUP_MAX_FAILURES", 10)
         self.LOOKUP_LOCK_MINUTES = _int("KAMEN_LOOKUP_LOCK_MINUTES", 15)
         self.ORDER_LINK_DAYS = _int("KAMEN_ORDER_LINK_DAYS", 7)
+        # 售后 screenshots: each at most this big (and 40 megapixels, services/aftersales.py).
+        self.TICKET_SHOT_MAX_BYTES = _int("KAMEN_TICKET_SHOT_MAX_MB", 5) * 1024 * 1024
         # Behind nginx, how many proxies set X-Forwarded-For/-Proto: the login rate
         # limit must see the customer's address, not the proxy's.
         self.PROXY_COUNT = _int("KAMEN_PROXY_COUNT", 0)

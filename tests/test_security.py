@@ -127,6 +127,7 @@ def hostile_world(auth, client):
     db.session.add(LaunchCheck(run_id=launch.id, product_id=product.id, product_name=HOSTILE, why=HOSTILE[:60],
                                status="failed", problems=[HOSTILE], notes=[HOSTILE], order_no=HOSTILE[:32]))
     db.session.commit()
+    ticket, shot = _hostile_ticket(order, supplier, station)
 
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
     batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
@@ -134,9 +135,32 @@ def hostile_world(auth, client):
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
         "station_id": station.id, "token_id": token.id, "source_row_id": source.id,
-        "order_id": order.id, "channel_id": channel.id, "test_id": launch.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
+        "order_id": order.id, "channel_id": channel.id, "test_id": launch.id, "ticket_id": ticket.id, "shot_id": shot.id,
+        "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
+
+
+def _hostile_ticket(order, supplier, station):
+    """A paid order's 售后 ticket with a hostile text, a screenshot and every kind of event,
+    and a 分站's ticket (the 主站 side) next to it."""
+    import io
+
+    from kamen.models import OrderStatus, Ticket
+    from kamen.services import aftersales, ticket_forwarding
+    from tests.ticket_helpers import image_bytes
+
+    db.session.execute(sa.update(Order).where(Order.id == order.id).values(status=OrderStatus.DELIVERED))
+    db.session.commit()
+    shot = aftersales.read_shot(io.BytesIO(image_bytes()), HOSTILE)
+    ticket_no = aftersales.open_ticket(db.session, order.id, "not_received", HOSTILE, [shot])
+    ticket = aftersales.by_number(db.session, ticket_no)
+    aftersales.reply(db.session, ticket.id, HOSTILE, public=True)
+    aftersales.reply(db.session, ticket.id, HOSTILE, public=False)
+    ticket_forwarding.open_station_ticket(db.session, station, {"order_no": HOSTILE[:60], "ticket_no": HOSTILE[:30],
+                                                                "kind": "other", "text": HOSTILE})
+    attachment = aftersales.attachments(db.session, ticket.id)[0]
+    return db.session.get(Ticket, ticket.id), attachment
 
 
 def upload_for_preview(client, supplier, rows, filename="价格表.csv"):
@@ -172,6 +196,7 @@ def _admin_get_paths(app, values):
 
 # Query strings that show other states of the same pages.
 EXTRA_VIEWS = ["/admin/imports/{batch_id}?step=mapping", "/admin/imports/{batch_id}?show=error",
+               "/admin/tickets?status=all",
                "/admin/products?q=x", "/admin/products?category_id={category_id}"]
 
 
@@ -187,7 +212,7 @@ def test_every_admin_page_escapes_hostile_names_and_has_no_inline_script(app, cl
             if response.mimetype == "text/html":
                 assert_safe_html(response.get_data(as_text=True), f"{path} (htmx={htmx})")
                 rendered += 1
-    assert rendered >= 2 * len(paths) - 4  # all but the file downloads
+    assert rendered >= 2 * len(paths) - 6  # all but the file downloads and the 售后 screenshot
     # The hostile names did reach the pages (escaped), so the test looked at them.
     page = client.get("/admin/categories").get_data(as_text=True)
     assert "x&#39;);alert(1);(&#39;&#34;&gt;&lt;script&gt;" in page

@@ -1,4 +1,13 @@
 """All models, importable from one place (Alembic and the app load this)."""
+from kamen.models.aftersales import (
+    Outcome,
+    Responsibility,
+    Ticket,
+    TicketAttachment,
+    TicketEvent,
+    TicketKind,
+    TicketStatus,
+)
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.launch import LaunchCheck, LaunchRun
@@ -44,6 +53,7 @@ __all__ = [
     "MappingTemplate",
     "Notification",
     "OPEN_ATTEMPTS",
+    "Outcome",
     "Order",
     "OrderEvent",
     "OrderStatus",
@@ -53,11 +63,17 @@ __all__ = [
     "Product",
     "ProductSource",
     "Reservation",
+    "Responsibility",
     "Setting",
     "StockMode",
     "Supplier",
     "SupplierKind",
     "SyncRun",
+    "Ticket",
+    "TicketAttachment",
+    "TicketEvent",
+    "TicketKind",
+    "TicketStatus",
     "Upload",
     "UploadChunk",
     "UsedNonce",

@@ -24,6 +24,14 @@ DEFAULTS = {
         "apology_coupon_amount": "5.00",
         "apology_coupon_days": 30,
     },
+    # 售后: who answers each ticket type, and the deadlines (hours) per type.
+    "aftersales": {
+        "responsibility": {"invalid_code": "supplier", "not_received": "supplier", "wrong_account": "buyer",
+                           "other": "shop"},
+        "first_hours": {"invalid_code": 2, "not_received": 2, "wrong_account": 2, "other": 4},
+        "resolve_hours": {"invalid_code": 24, "not_received": 24, "wrong_account": 48, "other": 48},
+        "coupon_days": 30,  # how long a compensation coupon stays valid
+    },
     "housekeeping": {
         "import_keep_days": 30,  # uploaded price lists and staged rows are deleted after this
     },

@@ -1,6 +1,7 @@
 """The sweeper: no work is stuck because a worker died or Redis was away.
 
-Every row that waits for a job (import batches in progress, active sync runs)
+Every row that waits for a job (import batches in progress, active sync runs,
+售后 tickets due a forward or a callback)
 is looked at: a job that never reached the queue is enqueued, one that was
 lost or whose holder stopped beating is resumed (each step is idempotent:
 commit goes on by chunk, staging starts over, a sync re-reads its pages),
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 
 from kamen import queue
 from kamen.models import ImportBatch, LaunchRun, SyncRun
-from kamen.services import background, launch_test, sync_dispatch, syncing
+from kamen.services import background, launch_test, sync_dispatch, syncing, ticket_forwarding
 from kamen.services.importing import batches
 from kamen.timeutil import utcnow
 
@@ -47,6 +48,9 @@ def sweep(session, now=None):
         tests = session.scalars(sa.select(LaunchRun).where(LaunchRun.status.in_(("queued", "running")))).all()
         for row in tests:
             _sweep_row(session, LaunchRun, row, now, swept, launch_test.resume, _fail_launch_test)
+        # 售后 forwards and 分站 callbacks: retried when due (each try ends its own job, so a dead
+        # or never-sent one is simply due again; past the last try the ticket says 失败).
+        swept.enqueued += [("tickets", t) for t in ticket_forwarding.dispatch_due(session, now)]
     except RedisError as exc:
         session.rollback()
         log.warning("sweep stopped, the queue is unreachable: %s", exc)

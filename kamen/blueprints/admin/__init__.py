@@ -60,4 +60,5 @@ from kamen.blueprints.admin import (  # noqa: E402,F401
     stations,
     storefront,
     suppliers,
+    tickets,
 )

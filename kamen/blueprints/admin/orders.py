@@ -4,7 +4,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.extensions import db
 from kamen.models import PAY_TYPES, Order, OrderStatus
-from kamen.services import forwarding, order_reports, ordering, payments
+from kamen.services import aftersales, forwarding, order_reports, ordering, payments
 from kamen.services.ordering import OrderRefused
 
 
@@ -34,6 +34,7 @@ def order_detail(order_id):
         "admin/order_detail.html", order=order, events=ordering.timeline(db.session, order.id),
         codes_count=len(ordering.delivered_codes(db.session, order)), statuses=OrderStatus, pay_types=PAY_TYPES,
         attempts=attempts, actions=forwarding.admin_actions(db.session, order, attempts),
+        tickets=aftersales.tickets_of_order(db.session, order.id),
     )
 
 

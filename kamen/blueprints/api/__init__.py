@@ -11,4 +11,4 @@ from kamen.extensions import csrf
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
-from kamen.blueprints.api import imports, supplier_callbacks, upstream  # noqa: E402,F401
+from kamen.blueprints.api import imports, supplier_callbacks, tickets, upstream  # noqa: E402,F401

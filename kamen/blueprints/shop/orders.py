@@ -9,7 +9,7 @@ from kamen.blueprints.shop import bp
 from kamen.blueprints.shop.routes import render_product
 from kamen.extensions import csrf, db
 from kamen.models import PAY_TYPES, OrderStatus
-from kamen.services import order_lookup, ordering, payments
+from kamen.services import aftersales, order_lookup, ordering, payments
 from kamen.services.ordering import OrderRefused
 
 MY_ORDERS = "my_orders"
@@ -104,6 +104,7 @@ def _order_context(order):
         "polling": order.status is OrderStatus.PENDING and order.pay_started_at is not None
         or order.status in (OrderStatus.PAID, OrderStatus.FORWARDING, OrderStatus.UNCERTAIN, OrderStatus.MANUAL),
         "statuses": OrderStatus,
+        "tickets": aftersales.tickets_of_order(db.session, order.id),
     }
 
 
@@ -162,4 +163,6 @@ def lookup():
     except order_lookup.LookupRefused as exc:
         return render_template("shop/query.html", error=str(exc), order_no=order_no), 400
     _remember(order.order_no)
+    if request.form.get("next") == "ticket":  # 查单 → 申请售后
+        return redirect(url_for("shop.ticket_new", order_no=order.order_no))
     return redirect(url_for("shop.order_page", order_no=order.order_no))

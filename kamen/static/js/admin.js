@@ -41,4 +41,13 @@
       form.reset();
     }
   });
+
+  // <button class="copy" data-copy="text">: copy a prepared message (售后 to a supplier).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button.copy");
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.getAttribute("data-copy") || "").then(function () {
+      button.textContent = "已复制";
+    });
+  });
 })();

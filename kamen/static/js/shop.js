@@ -22,3 +22,13 @@ document.addEventListener("click", function (event) {
     done();
   }
 });
+
+// Radios that show or hide a note: <input data-shows="#id"> / <input data-hides="#id">
+// (the 充错账号 guidance on the 售后 form).
+document.addEventListener("change", function (event) {
+  var input = event.target;
+  var show = input.getAttribute("data-shows");
+  var hide = input.getAttribute("data-hides");
+  if (show) document.querySelectorAll(show).forEach(function (el) { el.hidden = !input.checked; });
+  if (hide && input.checked) document.querySelectorAll(hide).forEach(function (el) { el.hidden = true; });
+});
