@@ -106,12 +106,19 @@ def test_updates_show_old_and_new_and_need_confirmation_for_big_changes(admin):
     db.session.expire_all()
     assert db.session.scalar(sa.select(Product.cost_price).filter_by(code="QB10")) == Decimal("9.60")
 
-    # Undo is refused once the product changed again after the import.
+    # A product changed again after the import is skipped by undo; the rest is undone.
     product = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
     product.name = "改过"
     db.session.commit()
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "撤销时将跳过导入后又被修改过的商品：QB10" in page and "撤销本次导入" in page
     response = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True)
-    assert "又被修改过，不能撤销" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "跳过了 1 个导入后又被修改过的商品" in page and "撤销时跳过了导入后又被修改过的商品：QB10" in page
+    db.session.expire_all()
+    kept = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
+    assert (kept.name, kept.cost_price) == ("改过", Decimal("9.60"))  # the admin's edit stays
+    assert db.session.scalar(sa.select(Product).filter_by(code="QB30")) is None  # created by the batch: undone
 
 
 def test_saved_template_is_applied_to_the_next_file(admin):
@@ -124,7 +131,9 @@ def test_saved_template_is_applied_to_the_next_file(admin):
     second = _upload(admin, messy_csv())
     second = _fresh(second)
     assert second.template_id == template.id and "face_value" not in second.mapping
-    assert "已按保存的模板自动对应" in admin.get(f"/admin/imports/{second.id}").get_data(as_text=True)
+    # Same layout: no mapping step, straight to the preview.
+    assert second.status == "ready"
+    assert "已按上次提交时的列对应和导入设置直接校验（XX货源）" in admin.get(f"/admin/imports/{second.id}").get_data(as_text=True)
 
 
 def test_xlsx_into_one_category_and_create_only_mode(admin):

@@ -1,7 +1,7 @@
 """All models, importable from one place (Alembic and the app load this)."""
 from kamen.models.catalog import Category, DeliveryType, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
-from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
+from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportFix, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
     PAY_MODES,
@@ -32,6 +32,7 @@ __all__ = [
     "DemoTradeStatus",
     "DownstreamStation",
     "ImportBatch",
+    "ImportFix",
     "ImportRow",
     "LoginAttempt",
     "LookupAttempt",

@@ -11,7 +11,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from kamen.config import low_stock_threshold
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
 from kamen.secretbox import decrypt
@@ -261,7 +260,7 @@ def _pull(session, supplier, run, adapter, notes, beat):
 
 def _apply_page(session, supplier, run, page, notes):
     """Upsert one page in one transaction, adding alert lines to ``notes``."""
-    threshold_default = low_stock_threshold()
+    threshold_default = settings.low_stock_threshold(session)
     # A code our column cannot hold would fail the whole page on PostgreSQL.
     rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
                                 for item in page.items if len(item.code) > CODE_LENGTH]

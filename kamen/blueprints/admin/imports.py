@@ -11,7 +11,7 @@ from sqlalchemy.orm import joinedload
 from kamen.blueprints.admin import bp
 from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
-from kamen.models import Category, ImportBatch, ImportRow, Supplier
+from kamen.models import Category, DeliveryType, ImportBatch, ImportRow, MappingTemplate, Supplier
 from kamen.money import MoneyError, parse_money
 from kamen.services import pricing
 from kamen.services.background import PAUSED_MESSAGE
@@ -133,10 +133,12 @@ def _mapping_page(batch, error=None, status=200):
     for index, header in enumerate(batch.headers):
         if str(header).strip():
             columns.append({"index": index, "letter": column_letter(index), "header": header,
-                            "match": by_column.get(index)})
+                            "match": by_column.get(index),
+                            "samples": (batch.samples or [])[index] if index < len(batch.samples or []) else []})
     return render_template(
         "admin/import_batch.html", batch=batch, step="mapping", columns=columns, fields=FIELDS,
         categories=category_choices(db.session), error=error or (batch.message if batch.status == "mapping" else None),
+        same_file=staging.imported_before(db.session, batch),
     ), status
 
 
@@ -212,8 +214,19 @@ def _preview_page(batch):
     return render_template(
         "admin/import_batch.html", batch=batch, step="preview", rows=rows, total=total, page=page,
         pages=max(1, -(-total // PAGE_SIZE)), show=show, kind=kind, error_kinds=error_kinds,
-        warnings=staging.warning_count(db.session, batch), **_preview_context(batch),
+        warnings=staging.warning_count(db.session, batch), same_file=staging.imported_before(db.session, batch),
+        template=_straight_template(batch),
+        auto_fixed=db.session.scalar(sa.select(sa.func.count()).where(
+            ImportRow.batch_id == batch.id, sa.cast(ImportRow.auto_fixed, sa.Text) != "[]")),
+        **_preview_context(batch),
     )
+
+
+def _straight_template(batch):
+    """The saved layout this batch went straight to the preview with (no mapping step), or None."""
+    if not batch.template_id or not all(m["how"] == "template" for m in batch.match_info):
+        return None
+    return db.session.get(MappingTemplate, batch.template_id)
 
 
 def _preview_context(batch):
@@ -222,7 +235,24 @@ def _preview_context(batch):
         keys.append("sale_price")  # shown as computed from the markup, not editable
     categories = dict(category_choices(db.session))
     return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS,
-            "category_names": categories}
+            "category_names": categories, "shown": lambda row, key: _shown_value(row, key, categories)}
+
+
+# Fields whose normalized value the preview shows (the others are shown as typed).
+SHOWN_NORMALIZED = ("code", "name", "face_value", "tier_label", "cost_price", "market_price", "sale_price",
+                    "stock", "promo_price", "delivery_minutes")
+
+
+def _shown_value(row, key, categories):
+    """What the import will store for a cell, as the admin reads it (48.50 for "￥４８．５０")."""
+    values = row.values or {}
+    if key in SHOWN_NORMALIZED and values.get(key) is not None:
+        return str(values[key])
+    if key == "category" and values.get("category_id") is not None:
+        return categories.get(values["category_id"], row.raw.get(key, ""))
+    if key == "delivery_type" and values.get("delivery_type"):
+        return DeliveryType(values["delivery_type"]).label
+    return row.raw.get(key, "")
 
 
 def _row_or_404(batch, row_id):
@@ -341,12 +371,13 @@ def _batch_action(batch_id, action):
 def import_undo(batch_id):
     batch = _batch_or_404(batch_id)
     try:
-        committing.undo_batch(db.session, batch)
+        skipped = committing.undo_batch(db.session, batch)
     except staging.ImportInvalid as exc:
         db.session.rollback()
         flash(str(exc), "error")
     else:
-        flash("已撤销本次导入：新增的商品已删除，更新的商品已恢复原值。", "success")
+        flash("已撤销本次导入：新增的商品已删除，更新的商品已恢复原值。"
+              + (f"跳过了 {len(skipped)} 个导入后又被修改过的商品，见下方说明。" if skipped else ""), "success")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 

@@ -8,7 +8,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
 from kamen.blueprints.common import is_htmx
-from kamen.config import low_stock_threshold
+from kamen.services.settings import low_stock_threshold
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
 from kamen.services import pricing
@@ -38,7 +38,7 @@ def products():
     rows, total = product_service.admin_products(
         db.session,
         filters,
-        default_threshold=low_stock_threshold(),
+        default_threshold=low_stock_threshold(db.session),
         page=page,
         per_page=per_page,
     )

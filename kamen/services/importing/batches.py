@@ -181,7 +181,7 @@ def _auto(session, batch_id, beat):
 
 
 _STEP_WORK = {
-    "analyze": staging.analyze,
+    "analyze": staging.analyze_step,
     "stage": staging.stage,
     "commit": committing.commit_batch,
     "auto": _auto,

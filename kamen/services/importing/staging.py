@@ -6,6 +6,7 @@ take (create / update / unchanged / skip / error) and old → new per field.
 revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 """
 import gc
+import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,13 +17,15 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql
 
-from kamen.models import ImportBatch, ImportRow, MappingTemplate, Product, StockMode
+from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Product, StockMode
 from kamen.services import uploads
 from kamen.services.categories import name_lookup
 from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
-from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fingerprint, manual_map
+from kamen.services.importing.mapping import (
+    FIELDS_BY_KEY, ColumnMatch, Mapping, auto_map, header_fingerprint, manual_map,
+)
 from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
@@ -59,19 +62,48 @@ def read_limits():
 def create_batch(session, stream, filename, *, supplier, category_id=None, mode="upsert", sheet=None):
     """Store the upload (in the database) and create its batch; the file is read by ``analyze``."""
     markup = supplier_markup_defaults(supplier)
+    hashing = _HashingReader(stream)
     try:
-        upload = uploads.save(session, stream, purpose="import", filename=filename,
+        upload = uploads.save(session, hashing, purpose="import", filename=filename,
                               max_bytes=current_app.config["IMPORT_MAX_BYTES"])
     except uploads.UploadTooLarge as exc:
         session.rollback()
         raise ImportFileError(str(exc)) from exc
     batch = ImportBatch(
         supplier_id=supplier.id, category_id=category_id, filename=upload.filename, upload_id=upload.id,
-        mode=mode, sheet=sheet, status="analyzing", **markup,
+        file_hash=hashing.hexdigest(), mode=mode, sheet=sheet, status="analyzing", **markup,
     )
     session.add(batch)
     session.commit()
     return batch
+
+
+class _HashingReader:
+    """A stream that hashes what is read from it, so the upload is hashed while it is stored."""
+
+    def __init__(self, stream):
+        self._stream, self._hash = stream, hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+
+def imported_before(session, batch):
+    """The earlier batch that committed this very file (byte for byte), or None."""
+    if not batch.file_hash:
+        return None
+    return session.scalar(
+        sa.select(ImportBatch)
+        .where(ImportBatch.file_hash == batch.file_hash, ImportBatch.id != batch.id,
+               ImportBatch.supplier_id == batch.supplier_id, ImportBatch.committed_at.is_not(None))
+        .order_by(ImportBatch.committed_at.desc())
+        .limit(1)
+    )
 
 
 @contextmanager
@@ -108,6 +140,7 @@ def analyze(session, batch_id, beat=no_beat):
                 batch.sheet = None
             first = book.sheet_names[0] if book.sheet_names and batch.sheet in (None, ALL_SHEETS) else batch.sheet
             table = locate_table(book.rows(first), header_row=batch.header_row)
+            batch.samples = _samples(table, len(table.headers))
     except ImportFileError as exc:
         return fail(session, batch, str(exc), beat)
     batch.header_row = table.header_index
@@ -121,6 +154,99 @@ def analyze(session, batch_id, beat=no_beat):
     batch.message = mapping.missing_message()
     session.commit()
     return batch
+
+
+SAMPLE_ROWS = 3
+
+
+def _samples(table, width):
+    """The first few values under each column, so the admin sees what a column holds."""
+    samples = [[] for _ in range(width)]
+    seen = 0
+    for source in table.rows:
+        if source.skip:
+            continue
+        for index, cell in enumerate(source.cells[:width]):
+            text = text_of(cell)
+            if text:
+                samples[index].append(text[:40])
+        seen += 1
+        if seen >= SAMPLE_ROWS:
+            break
+    return samples
+
+
+def analyze_step(session, batch_id, beat=no_beat):
+    """The analyze job: read the header; a layout this supplier committed before
+    goes straight on to validation with the settings of that import."""
+    batch = analyze(session, batch_id, beat)
+    template = session.get(MappingTemplate, batch.template_id) if batch.template_id else None
+    if batch.status != "mapping" or template is None or batch.message:
+        return batch
+    if any(m["how"] == "fuzzy" for m in batch.match_info):
+        return batch
+    try:
+        apply_mapping(session, batch, options_from_template(session, batch, template))
+    except ImportInvalid as exc:
+        session.rollback()
+        batch = session.get(ImportBatch, batch_id)
+        batch.message = str(exc)
+        session.commit()
+        return batch
+    batch.step = "stage"
+    session.commit()
+    return stage(session, batch_id, beat)
+
+
+def options_from_template(session, batch, template):
+    """StageOptions for ``batch`` from the settings ``template`` was saved with (what still applies)."""
+    saved = template.options or {}
+    category_id = saved.get("category_id")
+    if category_id is not None and session.get(Category, category_id) is None:
+        category_id = None
+    sheet = saved.get("sheet")
+    if sheet is not None and sheet != ALL_SHEETS and sheet not in (batch.sheets or []):
+        sheet = None
+    delist = saved.get("delist_missing", "")
+    if delist == "category" and category_id is None:
+        delist = ""
+    markup = batch_markup(batch)
+    if "markup_percent" in saved:
+        markup = Markup(percent=Decimal(saved["markup_percent"]), fixed=Decimal(saved["markup_fixed"]),
+                        step=Decimal(saved["markup_step"]), min_margin=batch.supplier.min_margin)
+    return StageOptions(
+        choices={m["column"]: m["key"] for m in batch.match_info}, mode=saved.get("mode", batch.mode),
+        sheet=sheet, category_id=category_id if category_id is not None else batch.category_id,
+        delist_missing=delist, markup=markup,
+        max_price_change=Decimal(saved.get("max_price_change", batch.max_price_change)),
+    )
+
+
+def remember_layout(session, batch):
+    """On commit: keep this supplier's column mapping and import settings under the
+    file's header fingerprint, so the next file of this layout skips the mapping step."""
+    if not batch.headers or not batch.match_info:
+        return None
+    mapping = Mapping(list(batch.headers), [ColumnMatch(**m) for m in batch.match_info])
+    template = session.get(MappingTemplate, batch.template_id) if batch.template_id else None
+    if template is None or template.fingerprint != mapping.fingerprint():
+        template = find_template(session, batch.supplier_id, batch.headers)
+    if template is None:
+        stem = batch.filename.rsplit(".", 1)[0][:36]
+        template = MappingTemplate(supplier_id=batch.supplier_id,
+                                   name=f"{stem}（自动保存 {mapping.fingerprint()[:6]}）")
+    template.fingerprint = mapping.fingerprint()
+    template.columns = mapping.to_template()
+    template.header_row = batch.header_row
+    template.options = {
+        "mode": batch.mode, "category_id": batch.category_id, "delist_missing": batch.delist_missing,
+        "sheet": batch.sheet, "markup_percent": str(batch.markup_percent), "markup_fixed": str(batch.markup_fixed),
+        "markup_step": str(batch.markup_step), "max_price_change": str(batch.max_price_change),
+    }
+    session.add(template)
+    session.flush()
+    batch.template_id = template.id
+    return template
 
 
 def fail(session, batch, message, beat=no_beat):
@@ -225,6 +351,7 @@ class _Context:
         self.batch = batch
         self.min_margin = batch.supplier.min_margin
         self.categories = name_lookup(session)
+        self.fixes = remembered_fixes(session, batch.supplier_id)  # source hash -> {field: text}
         self.current = {}  # code -> (product id, {field: value})
         self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
         # A supplier's products share a handful of buyer_fields texts: decode each once.
@@ -352,14 +479,66 @@ def _flush(session, batch, rows, beat):
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
     cells = [json_cell(c) for c in source.cells]
-    raw = {key: text_of(source.cells[col]) if col < len(source.cells) else "" for key, col in batch.mapping.items()}
+    read, fixed = source.cells, []
+    if context.fixes and not source.skip:
+        fix = context.fixes.get(source_hash(cells))
+        if fix:
+            read, fixed = _patched(batch, source.cells, fix)
+    raw = {key: text_of(read[col]) if col < len(read) else "" for key, col in batch.mapping.items()}
     base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
             "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
-            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False}
+            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False,
+            "auto_fixed": fixed}
     if source.skip:
         return {**base, "action": "skip", "skip_reason": source.skip}
-    result = validator.check(source.cells, source.line)
+    result = validator.check(read, source.line)
     return {**base, **_decide(context, result, sheet_category)}
+
+
+def source_hash(cells):
+    """Identifies a supplier's row by everything it holds (cells as staged, JSON-safe)."""
+    text = json.dumps(cells, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _patched(batch, cells, fix):
+    """The row's cells with the remembered fixes of its mapped columns; (cells, fields fixed)."""
+    patched, fixed = list(cells), []
+    for field, text in fix.items():
+        column = batch.mapping.get(field)
+        if column is None:
+            continue
+        if column >= len(patched):
+            patched.extend([None] * (column + 1 - len(patched)))
+        patched[column] = text
+        fixed.append(field)
+    return patched, sorted(fixed)
+
+
+def remembered_fixes(session, supplier_id):
+    fixes = {}
+    for digest, field, text in session.execute(
+        sa.select(ImportFix.source_hash, ImportFix.field, ImportFix.text).where(ImportFix.supplier_id == supplier_id)
+    ):
+        fixes.setdefault(digest, {})[field] = text
+    return fixes
+
+
+def remember_fix(session, batch, row, field, text):
+    """Keep an inline fix for the identical row in this supplier's next files; a fix
+    back to what the file says forgets it."""
+    digest = source_hash(row.cells)
+    fix = session.scalar(sa.select(ImportFix).filter_by(supplier_id=batch.supplier_id, source_hash=digest, field=field))
+    column = batch.mapping[field]
+    original = text_of(row.cells[column]) if column < len(row.cells) else ""
+    if text == original:
+        if fix is not None:
+            session.delete(fix)
+        return
+    if fix is None:
+        session.add(ImportFix(supplier_id=batch.supplier_id, source_hash=digest, field=field, text=text))
+    else:
+        fix.text = text
 
 
 def _decide(context, result, sheet_category=None):
@@ -522,7 +701,10 @@ def revalidate_cell(session, batch, row, field, text):
         raise ImportInvalid("该批次已提交或正在处理，不能再修改")
     if field not in FIELDS_BY_KEY or field not in batch.mapping:
         raise ImportInvalid("该列未参与导入，不能修改")
-    row.raw = {**row.raw, field: text.strip()[:500]}
+    text = text.strip()[:500]
+    row.raw = {**row.raw, field: text}
+    row.auto_fixed = [f for f in row.auto_fixed or [] if f != field]
+    remember_fix(session, batch, row, field, text)
     _revalidate(session, batch, row)
     session.commit()
     return row
