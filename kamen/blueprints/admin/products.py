@@ -27,6 +27,7 @@ def _filters():
         listed=args.get("listed", ""),
         low_stock=args.get("low_stock") == "1",
         sort=args.get("sort", "updated"),
+        batch_id=args.get("batch", type=int),
     )
 
 

@@ -92,11 +92,11 @@ def write_report(session, batch, path):
 
     kind = "csv" if batch.file_kind == "csv" else "xlsx"
     rows = session.execute(
-        sa.select(ImportRow.cells, ImportRow.errors)
+        sa.select(ImportRow.cells, ImportRow.line, ImportRow.errors)
         .where(ImportRow.batch_id == batch.id, ImportRow.action == "error")
-        .order_by(ImportRow.line)
+        .order_by(ImportRow.sheet, ImportRow.line)
     )
-    report = [(cells, "；".join(e["message"] for e in errors)) for cells, errors in rows]
+    report = [(cells, line, "；".join(e["message"] for e in errors)) for cells, line, errors in rows]
     encoding = batch.csv_encoding or "utf-8-sig"
     if encoding.startswith("utf"):
         encoding = "utf-8-sig"

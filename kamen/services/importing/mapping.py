@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
+from kamen.services.importing.error_report import LINE_HEADER, REASON_HEADER
+
 
 @dataclass(frozen=True)
 class Field:
@@ -115,13 +117,17 @@ class Mapping:
         }
 
 
+# The columns the error file adds: a corrected error file maps like the supplier's own.
+REPORT_HEADERS = frozenset(normalize_header(h) for h in (LINE_HEADER, REASON_HEADER))
+
+
 def header_fingerprint(headers):
     """A stable hash of the normalized, non-empty headers.
 
     Sorted, so a supplier moving a column still gets its saved template:
     templates map header text, not positions.
     """
-    cells = sorted(h for h in (normalize_header(h) for h in headers) if h)
+    cells = sorted(h for h in (normalize_header(h) for h in headers) if h and h not in REPORT_HEADERS)
     return hashlib.sha256("\x1f".join(cells).encode()).hexdigest()[:32]
 
 
@@ -134,7 +140,7 @@ def auto_map(headers, template=None, fuzzy_cutoff=FUZZY_CUTOFF):
     mapping = Mapping(list(headers))
     normalized = [normalize_header(h) for h in headers]
     taken = set()
-    free = [i for i, h in enumerate(normalized) if h]
+    free = [i for i, h in enumerate(normalized) if h and h not in REPORT_HEADERS]
 
     def assign(column, key, how, confidence):
         mapping.matches.append(ColumnMatch(column, str(headers[column]).strip(), key, how, confidence))

@@ -8,6 +8,7 @@ revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 import gc
 import hashlib
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +25,7 @@ from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
 from kamen.services.importing.mapping import (
-    FIELDS_BY_KEY, ColumnMatch, Mapping, auto_map, header_fingerprint, manual_map,
+    FIELDS_BY_KEY, ColumnMatch, Mapping, auto_map, header_fingerprint, manual_map, normalize_header,
 )
 from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
@@ -185,8 +186,10 @@ def analyze_step(session, batch_id, beat=no_beat):
         return batch
     if any(m["how"] == "fuzzy" for m in batch.match_info):
         return batch
+    matches = batch.match_info
     try:
         apply_mapping(session, batch, options_from_template(session, batch, template))
+        batch.match_info = matches  # still "from the saved template", for the preview's note
     except ImportInvalid as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -352,6 +355,7 @@ class _Context:
         self.min_margin = batch.supplier.min_margin
         self.categories = name_lookup(session)
         self.fixes = remembered_fixes(session, batch.supplier_id)  # source hash -> {field: text}
+        self.names = SupplierNames(batch)
         self.current = {}  # code -> (product id, {field: value})
         self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
         # A supplier's products share a handful of buyer_fields texts: decode each once.
@@ -545,8 +549,9 @@ def _decide(context, result, sheet_category=None):
     """The action committing would take for one validated row, and what changes."""
     batch = context.batch
     code = result.values.get("code")
-    errors = [_issue(i) for i in result.errors]
-    warnings = [_issue(i) for i in result.warnings]
+    issue = context.names.issue
+    errors = [issue(i) for i in result.errors]
+    warnings = [issue(i) for i in result.warnings]
     existing = context.current.get(code)
     new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
     _stock_rule(new, existing[1]["stock_mode"] if existing else None)
@@ -561,7 +566,7 @@ def _decide(context, result, sheet_category=None):
         cost=merged.get("cost_price"), sale=merged.get("sale_price"), promo=merged.get("promo_price"),
         min_margin=context.min_margin)
     if problem:  # the row's prices with the product's other prices of today
-        errors.append(_issue(Issue(problem.field, problem.kind, problem.message)))
+        errors.append(issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         return {**fields, "action": "error", "error_kinds": f",{kinds},"}
@@ -587,8 +592,26 @@ def _stock_rule(new, mode_today):
         new.pop("stock", None)
 
 
-def _issue(issue):
-    return {"field": issue.field, "kind": issue.kind, "message": issue.message}
+class SupplierNames:
+    """Messages say the supplier's own column names: "进货价格式错误", not "供货价格式错误"."""
+
+    def __init__(self, batch):
+        headers = batch.headers or []
+        names = {}
+        for key, column in (batch.mapping or {}).items():
+            header = str(headers[int(column)]).strip() if int(column) < len(headers) else ""
+            label = FIELDS_BY_KEY[key].label if key in FIELDS_BY_KEY else ""
+            if header and label and normalize_header(header) != normalize_header(label):
+                names[label] = header
+        self._names = names
+        # Longest first: 面值档位 before 面值, 需同步库存 before 库存.
+        self._pattern = re.compile("|".join(re.escape(k) for k in sorted(names, key=len, reverse=True))) if names else None
+
+    def issue(self, issue):
+        message = issue.message
+        if self._pattern is not None:
+            message = self._pattern.sub(lambda m: self._names[m.group(0)], message)
+        return {"field": issue.field, "kind": issue.kind, "message": message}
 
 
 def _product_values(values, context, sheet_category, errors, *, is_new):
@@ -615,7 +638,7 @@ def _product_values(values, context, sheet_category, errors, *, is_new):
     if "category" in values:
         found = context.categories.get(values["category"].replace(" / ", "/"))
         if found is None:
-            errors.append(_issue(Issue("category", "格式错误",
+            errors.append(context.names.issue(Issue("category", "格式错误",
                                        f"分类“{values['category']}”不存在，请先在分类管理中创建，或为本次导入选择分类")))
         else:
             category_id = found
