@@ -55,7 +55,7 @@ def test_full_flow_with_inline_fix_commit_report_and_undo(admin, client):
     assert batch.status == "ready" and (batch.created, batch.failed, batch.skipped) == (2, 3, 1)
 
     page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
-    assert page.index("供货价格式错误") < page.index("腾讯Q币 30元")  # errors first
+    assert page.index("进价格式错误") < page.index("腾讯Q币 30元")  # errors first, in the supplier's column names
     assert "9.89" in page and "按加价计算" in page
 
     # Fix the bad price inline: the row is re-validated at once.
@@ -277,9 +277,12 @@ def test_scheduled_commit_waits_for_its_hour(admin, app, redis_url):
 
     batch = _upload(admin, messy_csv())
     admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    # Embedded mode runs no schedule: the preview offers no scheduled commit, and a forged one is refused.
+    assert 'name="at"' not in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
-    assert "预约提交需要开启定时任务" in response.get_data(as_text=True)
+    assert "当前没有开启定时任务，不能预约提交" in response.get_data(as_text=True)
     app.config["REDIS_URL"] = redis_url
+    assert 'name="at"' in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
     assert "已预约在 03:00 提交" in response.get_data(as_text=True)
     batch = _fresh(batch)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import ImportBatch, ImportFix, ImportRow, MappingTemplate, Notification, Product
+from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Notification, Product
 from kamen.services.suppliers import default_supplier
 from tests.helpers import make_product
 from tests.import_files import messy_csv
@@ -162,3 +162,28 @@ def test_error_file_keeps_the_suppliers_headers_and_the_original_row_number(admi
     writer.writerow(["YD50", "移动话费 50元", "48.50", "50", "100", "", "", "7", "进价格式错误"])
     again = _upload(admin, out.getvalue().encode("gbk"))
     assert again.status == "ready" and again.created == 1, again.message
+
+
+def test_standard_template_imports_cleanly_into_the_demo_shop_as_downloaded(admin):
+    from openpyxl import load_workbook
+
+    from kamen.services.demo import seed_demo
+
+    seed_demo(db.session)
+    data = admin.get("/admin/imports/template.xlsx").data
+    book = load_workbook(io.BytesIO(data))
+    sheet = book["商品"]
+    assert sheet.column_dimensions["A"].number_format == "@"  # the whole 商品编码 column is text
+    lists = {str(dv.sqref): dv.formula1 for dv in sheet.data_validations.dataValidation if dv.type == "list"}
+    assert lists["C2:C1048576"] == "'分类'!$A$1:$A$17"  # 5 top-level + 12 sub-categories of the demo shop
+    names = [row[0] for row in book["分类"].iter_rows(values_only=True)]
+    assert book["分类"].sheet_state == "hidden" and "游戏点卡/腾讯游戏" in names and "话费充值/中国电信" in names
+
+    batch = _confirm(admin, _upload(admin, data, name="kamen商品导入模板.xlsx"))
+    assert (batch.created, batch.failed, batch.skipped) == (2, 0, 0), [
+        r.errors for r in db.session.scalars(sa.select(ImportRow).filter_by(batch_id=batch.id))]
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    placed = {code: category.full_name for code, category in db.session.execute(
+        sa.select(Product.code, Category).join(Category, Product.category_id == Category.id)
+        .where(Product.code.in_(["1001", "0086-DX-ANY"])))}
+    assert placed == {"1001": "游戏点卡 / 腾讯游戏", "0086-DX-ANY": "话费充值 / 中国电信"}

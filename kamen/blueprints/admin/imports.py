@@ -5,7 +5,7 @@ import tempfile
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
 from sqlalchemy.orm import joinedload
 
 from kamen.blueprints.admin import bp
@@ -72,7 +72,8 @@ def import_keep_days():
 @bp.get("/imports/template.<kind>")
 def import_template(kind):
     if kind == "xlsx":
-        data, mime = template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        names = [name.replace(" / ", "/") for _, name in category_choices(db.session)]
+        data, mime = template_xlsx(names), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     elif kind == "csv":
         data, mime = template_csv(), "text/csv; charset=utf-8"
     else:
@@ -214,7 +215,8 @@ def _preview_page(batch):
     return render_template(
         "admin/import_batch.html", batch=batch, step="preview", rows=rows, total=total, page=page,
         pages=max(1, -(-total // PAGE_SIZE)), show=show, kind=kind, error_kinds=error_kinds,
-        warnings=staging.warning_count(db.session, batch), same_file=staging.imported_before(db.session, batch),
+        warnings=staging.warning_count(db.session, batch), schedules_on=bool(current_app.config["REDIS_URL"]),
+        same_file=staging.imported_before(db.session, batch),
         template=_straight_template(batch),
         auto_fixed=db.session.scalar(sa.select(sa.func.count()).where(
             ImportRow.batch_id == batch.id, sa.cast(ImportRow.auto_fixed, sa.Text) != "[]")),
@@ -234,10 +236,12 @@ def _preview_context(batch):
     if "sale_price" not in batch.mapping:
         keys.append("sale_price")  # shown as computed from the markup, not editable
     categories = dict(category_choices(db.session))
-    return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS,
+    return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS, "key_fields": KEY_FIELDS,
             "category_names": categories, "shown": lambda row, key: _shown_value(row, key, categories)}
 
 
+# The preview's columns a phone keeps (a cell with an error or warning shows too).
+KEY_FIELDS = ("code", "name", "cost_price", "sale_price")
 # Fields whose normalized value the preview shows (the others are shown as typed).
 SHOWN_NORMALIZED = ("code", "name", "face_value", "tier_label", "cost_price", "market_price", "sale_price",
                     "stock", "promo_price", "delivery_minutes")
