@@ -187,3 +187,16 @@ def test_standard_template_imports_cleanly_into_the_demo_shop_as_downloaded(admi
         sa.select(Product.code, Category).join(Category, Product.category_id == Category.id)
         .where(Product.code.in_(["1001", "0086-DX-ANY"])))}
     assert placed == {"1001": "游戏点卡 / 腾讯游戏", "0086-DX-ANY": "话费充值 / 中国电信"}
+
+
+def test_undo_keeps_goods_created_by_the_batch_and_edited_since(admin):
+    batch = _confirm(admin, _upload(admin, messy_csv()))
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    product = db.session.scalar(sa.select(Product).filter_by(code="QB30"))
+    admin.post(f"/admin/products/{product.id}/cell/sale_price", data={"value": "29.99"}, htmx=True)
+    page = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True).get_data(as_text=True)
+    assert "撤销时跳过了导入后又被修改过的商品：QB30" in page
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(Product.code)).all() == ["QB30"]
+    assert db.session.scalar(sa.select(Product.sale_price)) == Decimal("29.99")
+    assert _fresh(batch).status == "undone"

@@ -204,7 +204,7 @@ def analyze_step(session, batch_id, beat=no_beat):
 def options_from_template(session, batch, template):
     """StageOptions for ``batch`` from the settings ``template`` was saved with (what still applies)."""
     saved = template.options or {}
-    category_id = saved.get("category_id")
+    category_id = batch.category_id or saved.get("category_id")  # picked at this upload, else last time's
     if category_id is not None and session.get(Category, category_id) is None:
         category_id = None
     sheet = saved.get("sheet")
@@ -219,8 +219,7 @@ def options_from_template(session, batch, template):
                         step=Decimal(saved["markup_step"]), min_margin=batch.supplier.min_margin)
     return StageOptions(
         choices={m["column"]: m["key"] for m in batch.match_info}, mode=saved.get("mode", batch.mode),
-        sheet=sheet, category_id=category_id if category_id is not None else batch.category_id,
-        delist_missing=delist, markup=markup,
+        sheet=sheet, category_id=category_id, delist_missing=delist, markup=markup,
         max_price_change=Decimal(saved.get("max_price_change", batch.max_price_change)),
     )
 
