@@ -135,6 +135,10 @@ def test_low_stock_after_an_import_raises_one_notice(admin):
     # Undo still works on the products the notice marked.
     admin.post(f"/admin/imports/{again.id}/undo")
     assert db.session.scalar(sa.select(Product.stock).filter_by(code="QB30")) == 200
+    # Left blank, the threshold is the deployment's default again.
+    admin.post("/admin/settings/alerts", data={
+        "webhook_kind": "", "smtp_port": "465", "sync_failure_alert_after": "3", "low_stock_threshold": ""})
+    assert 'value="10"' in admin.get("/admin/settings/alerts").get_data(as_text=True)
 
 
 def test_report_links_to_exactly_this_batchs_goods(admin):

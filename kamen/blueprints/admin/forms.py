@@ -237,7 +237,7 @@ class AlertSettingsForm(FlaskForm):
     smtp_password = PasswordField("SMTP 密码（留空则不修改）")
     smtp_ssl = BooleanField("使用 SSL", default=True)
     sync_failure_alert_after = WholeField("同步连续失败几次后告警", required=True, default=3)
-    low_stock_threshold = WholeField("库存预警默认阈值", required=True, default=10)
+    low_stock_threshold = WholeField("库存预警默认阈值")  # blank: the deployment default
 
     def validate_webhook_url(self, field):
         _check_address(lambda: check_url(field.data, "Webhook 地址"))
