@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 
-from kamen.models import DeliveryType, StockMode, SupplierKind
+from kamen.models import DeliveryType, PriceBasis, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
 from kamen.outbound import AddressRefused, check_host, check_url
 from kamen.services import pricing
@@ -197,6 +197,8 @@ class SupplierForm(FlaskForm):
     markup_fixed = MoneyField("固定加价（元）", required=True, default=Decimal("0"), validators=[_markup_limits])
     markup_step = ChoiceField("取整", choices=[SelectChoice("0.01", "精确到分"), SelectChoice("0.1", "精确到角")])
     min_margin = MoneyField("最低利润（元）", required=True, default=Decimal("0"))
+    price_basis = ChoiceField("导入时的定价方式", default=PriceBasis.FILE.value,
+                              choices=[SelectChoice(v, label) for v, label in PriceBasis.choices()])
     auto_list = BooleanField("新商品自动上架（否则进入待审核）")
     default_category_id = ChoiceField("新商品默认分类", coerce=int)
     sync_interval_minutes = ChoiceField("自动同步", coerce=int, choices=[SelectChoice(v, label) for v, label in INTERVALS])

@@ -628,14 +628,17 @@ def _keep_accepted(old_warnings, old_has_warnings, decision):
     return decision
 
 
-def _redecide_where(session, batch, *conditions, raw_update=None):
-    """Decide again the batch's rows matching ``conditions`` (written or waiting rows
-    only: errors and skips keep their reason), ``raw_update`` merged into their cells
-    first; returns how many."""
+WRITABLE = ("create", "update", "unchanged")
+
+
+def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITABLE):
+    """Decide again the batch's rows matching ``conditions`` (by default rows that
+    would be written: errors and skips keep their reason), ``raw_update`` merged
+    into their cells first; returns how many."""
     rows = session.execute(
         sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings,
                   ImportRow.has_warnings)
-        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update", "unchanged")), *conditions)
+        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(actions), *conditions)
         .order_by(ImportRow.id)
     ).all()
     done = 0
@@ -774,6 +777,19 @@ def set_delivery(session, batch, delivery_type, preset="", *, row_ids=None, name
     recount(session, batch)
     session.commit()
     return changed
+
+
+def set_price_basis(session, batch, basis):
+    """The preview's 定价方式: every row is priced again (a duplicate code stays refused)."""
+    _editable(batch)
+    if basis not in PRICE_BASES:
+        raise ImportInvalid("定价方式无效，请刷新后重试")
+    batch.price_basis = basis
+    session.flush()
+    _redecide_where(session, batch, ~ImportRow.error_kinds.contains(",重复编码,"), actions=(*WRITABLE, "error"))
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
 
 
 def accept_warnings(session, batch, kind=""):
