@@ -404,7 +404,7 @@ def _decide(context, result, sheet_category=None):
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         return {**fields, "action": "error", "error_kinds": f",{kinds},"}
     # A written row's warning kinds, for accepting the warnings of one kind at once.
-    fields["error_kinds"] = f",{','.join(sorted({w['kind'] for w in warnings}))}," if warnings else ""
+    fields["has_warnings"], fields["error_kinds"] = _warning_state(warnings)
     if existing is None:
         if batch.mode == "update":
             return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
@@ -620,12 +620,19 @@ def redecide(session, batch, rows):
 
 
 def _keep_accepted(old_warnings, old_has_warnings, decision):
-    """Warnings the admin accepted stay accepted while the row raises no new one."""
-    if old_warnings and not old_has_warnings and decision["warnings"]:
-        accepted = {w["message"] for w in old_warnings}
-        if all(w["message"] in accepted for w in decision["warnings"]):
-            decision["has_warnings"] = False
+    """Warnings the admin accepted stay accepted (the same message on the same row)."""
+    accepted = {w["message"] for w in old_warnings or () if w.get("accepted")}
+    if accepted and decision["warnings"] and decision["action"] != "error":
+        decision["warnings"] = [{**w, "accepted": True} if w["message"] in accepted else w
+                                for w in decision["warnings"]]
+        decision["has_warnings"], decision["error_kinds"] = _warning_state(decision["warnings"])
     return decision
+
+
+def _warning_state(warnings):
+    """(has_warnings, error_kinds) of a written row: the kinds still waiting for the admin."""
+    waiting = sorted({w["kind"] for w in warnings if not w.get("accepted")})
+    return bool(waiting), f",{','.join(waiting)}," if waiting else ""
 
 
 WRITABLE = ("create", "update", "unchanged")
@@ -793,15 +800,22 @@ def set_price_basis(session, batch, basis):
 
 
 def accept_warnings(session, batch, kind=""):
-    """批量确认: the written rows' warnings (of one kind, or all) no longer hold the commit."""
+    """批量确认: the written rows' warnings of one kind (or all) no longer hold the commit;
+    a row with another kind of warning still waits for that one. Returns the rows touched."""
     _editable(batch)
-    stmt = sa.update(ImportRow).where(ImportRow.batch_id == batch.id, ImportRow.has_warnings,
-                                      ImportRow.action.in_(("create", "update")))
+    stmt = sa.select(ImportRow.id, ImportRow.warnings).where(
+        ImportRow.batch_id == batch.id, ImportRow.has_warnings, ImportRow.action.in_(("create", "update")))
     if kind:
         stmt = stmt.where(ImportRow.error_kinds.contains(f",{kind},"))
-    accepted = session.execute(stmt.values(has_warnings=False)).rowcount
+    updates = []
+    for row_id, warnings in session.execute(stmt):
+        warnings = [{**w, "accepted": True} if not kind or w["kind"] == kind else w for w in warnings]
+        has_warnings, kinds = _warning_state(warnings)
+        updates.append({"id": row_id, "warnings": warnings, "has_warnings": has_warnings, "error_kinds": kinds})
+    if updates:
+        session.execute(sa.update(ImportRow), updates)
     session.commit()
-    return accepted
+    return len(updates)
 
 
 def warning_kinds(session, batch):
