@@ -9,6 +9,7 @@ import gc
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -652,7 +653,7 @@ def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITAB
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
         if raw_update is not None:
-            chunk = [r._replace(raw={**r.raw, **raw_update}) for r in chunk]
+            chunk = [SimpleNamespace(**{**r._asdict(), "raw": {**r.raw, **raw_update}}) for r in chunk]
         decided = redecide(session, batch, chunk)
         if raw_update is not None:
             for row, decision in zip(chunk, decided):
