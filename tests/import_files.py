@@ -83,8 +83,8 @@ WEEKLY_HEADER = ["商品编号", "商品名称", "类目", "进货价", "建议�
 WEEKLY_KINDS = (  # category, name, face values
     ("游戏点卡/腾讯游戏", "腾讯Q币 {}元", (10, 20, 30, 50, 100)),
     ("话费充值/中国移动", "中国移动话费快充 {}元", (30, 50, 100, 200)),
-    ("视频会员/爱奇艺", "爱奇艺黄金会员 {}元卡", (25, 68, 198)),
-    ("礼品卡密/Steam", "Steam 钱包充值卡 {}元", (50, 100, 200)),
+    ("视频会员/爱奇艺", "爱奇艺黄金会员 直充 {}元", (25, 68, 198)),
+    ("游戏点卡/网易游戏", "网易一卡通 {}元", (50, 100, 200)),
 )
 WEEKLY_BAD = {  # row index -> (column, bad value)
     7: (3, "面议"), 41: (3, ""), 88: (1, ""), 123: (5, "-3"), 170: (3, "¥12.345"),
@@ -94,7 +94,8 @@ FULL_WIDTH = str.maketrans("0123456789.", "０１２３４５６７８９．")
 
 
 def weekly_list_rows(count=500, week=1):
-    """(rows, expected) for ``count`` goods; ``expected`` maps each good code to (category, cost)."""
+    """(rows, expected) for ``count`` goods; ``expected`` maps each good code to
+    (category, cost, 建议零售价)."""
     rows, expected = [], {}
     for i in range(count):
         category, name, faces = WEEKLY_KINDS[i % len(WEEKLY_KINDS)]
@@ -104,7 +105,7 @@ def weekly_list_rows(count=500, week=1):
         retail = f"{face:.2f}"
         shown_cost = f"¥{cost:.2f}" if i % 3 == 0 else f"{cost:.2f}".translate(FULL_WIDTH) if i % 3 == 1 else cost
         rows.append([code, f"{name.format(face)} #{i + 1}", category, shown_cost, retail, 100 + i % 50])
-        expected[code] = (category, f"{cost:.2f}")
+        expected[code] = (category, f"{cost:.2f}", retail)
     for index, (column, value) in WEEKLY_BAD.items():
         if index < count:
             rows[index][column] = value

@@ -1,4 +1,6 @@
 """批量导入 in a real browser: upload a messy file, fix a cell inline, commit, see the goods in the shop."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -19,6 +21,11 @@ def upload_messy_file(page, base, tmp_path):
     expect(page.get_by_role("heading", name="列对应", exact=True)).to_be_visible()
 
 
+def confirm_warnings(page):
+    """Tick 我已核对 … 警告 (Q币 marked up above its 面值 in the messy file)."""
+    page.get_by_label(re.compile("我已核对")).check()
+
+
 def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_path):
     auth.create()
     upload_messy_file(page, live_server, tmp_path)
@@ -37,6 +44,7 @@ def test_messy_file_fixed_inline_then_committed(auth, live_server, page, tmp_pat
     expect(page.locator(".counts")).to_contain_text("错误 2")
     expect(page.locator(".counts")).to_contain_text("新增 3")
 
+    confirm_warnings(page)
     page.get_by_role("button", name="立即提交").click()
     expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
 
@@ -51,6 +59,7 @@ def test_background_jobs_show_progress_then_the_next_step(app, auth, live_server
     upload_messy_file(page, live_server, tmp_path)
     page.get_by_role("button", name="确认并校验").click()
     expect(page.locator(".counts")).to_contain_text("错误 3")
+    confirm_warnings(page)
     page.get_by_role("button", name="立即提交").click()
     expect(page.get_by_role("heading", name="导入报告")).to_be_visible()
     expect(page.locator(".stats")).to_contain_text("2新增")
@@ -87,16 +96,13 @@ def test_first_import_and_weekly_reimport_of_a_messy_500_row_list(auth, live_ser
     import sqlalchemy as sa
 
     from kamen.extensions import db
-    from kamen.models import Category, Product
+    from kamen.models import Product
     from kamen.services.demo import seed_demo
-    from kamen.services.pricing import Markup
-    from kamen.services.suppliers import default_supplier
     from tests.helpers import ADMIN_PASSWORD, ADMIN_USER
     from tests.import_files import weekly_list_rows, weekly_list_xlsx
 
     auth.create()
     seed_demo(db.session)
-    markup = Markup(percent=default_supplier(db.session).markup_percent)
     rows, expected = weekly_list_rows(500, week=1)
     first_file = tmp_path / "XX数码货源价格表-第1周.xlsx"
     first_file.write_bytes(weekly_list_xlsx(rows))
@@ -110,13 +116,14 @@ def test_first_import_and_weekly_reimport_of_a_messy_500_row_list(auth, live_ser
 
     # The supplier's own headers are recognised; each column shows what it holds.
     for header, key in (("商品编号", "code"), ("类目", "category"), ("进货价", "cost_price"),
-                        ("建议零售价", "market_price"), ("库存", "stock")):
+                        ("建议零售价", "sale_price"), ("库存", "stock")):
         expect(page.get_by_label(f"{header} 对应的字段")).to_have_value(key)
     expect(page.locator("tr", has_text="进货价").locator(".sample").first).to_have_text("¥9.30")
     first.click(page.get_by_role("button", name="确认并校验"))
 
     # Ten bad rows, in the supplier's words; one is fixed in place (面议 → 96.00).
     expect(page.locator(".counts")).to_contain_text("错误 10")
+    expect(page.locator(".counts")).to_contain_text("警告 0")
     expect(page.locator("tr", has_text="XS00008")).to_contain_text("进货价格式错误")
     expect(page.locator("tr", has_text="XS00002").get_by_title("文件中：２８．２０")).to_have_text("28.20")
     first.click(page.get_by_role("button", name="修改第 11 行供货价"))
@@ -128,8 +135,8 @@ def test_first_import_and_weekly_reimport_of_a_messy_500_row_list(auth, live_ser
     expect(page.locator(".stats")).to_contain_text("491新增")
     print(f"\nfirst import, login → committed: {first.clicks} clicks, {first.fills} fills")
 
-    expected["XS00008"] = ("礼品卡密/Steam", "96.00")
-    _check_goods(db, sa, Product, Category, markup, expected)
+    expected["XS00008"] = ("游戏点卡/网易游戏", "96.00", "100.00")
+    _check_goods(db, sa, Product, expected)
     assert first.clicks <= 10
 
     # Next week: 48 costs moved by a cent; same layout, same bad 面议 row.
@@ -146,24 +153,37 @@ def test_first_import_and_weekly_reimport_of_a_messy_500_row_list(auth, live_ser
     expect(page.locator(".stats")).to_contain_text("48更新")
     print(f"weekly re-import, upload → committed: {again.clicks} clicks, {again.fills} fills")
 
-    expected_next["XS00008"] = ("礼品卡密/Steam", "96.00")
-    _check_goods(db, sa, Product, Category, markup, expected_next)
+    expected_next["XS00008"] = ("游戏点卡/网易游戏", "96.00", "100.00")
+    _check_goods(db, sa, Product, expected_next)
     assert again.clicks <= 5
 
 
-def _check_goods(db, sa, Product, Category, markup, expected):
-    """Every good of the list in its category at its cost; sale price = the supplier's markup on cost."""
+# category -> (delivery, what the buyer fills in, stock mode) the goods must get
+DELIVERY_BY_CATEGORY = {
+    "游戏点卡/腾讯游戏": ("topup", ["QQ号"], "synced"),
+    "话费充值/中国移动": ("topup", ["手机号"], "synced"),
+    "视频会员/爱奇艺": ("topup", ["充值账号"], "synced"),
+    "游戏点卡/网易游戏": ("card", [], "cards"),  # card codes: stock counts the codes uploaded
+}
+
+
+def _check_goods(db, sa, Product, expected):
+    """Every good of the list in its category at its cost, sold at the file's 建议零售价,
+    delivered as its kind needs (Q币 to a QQ号, 话费 to a 手机号, 一卡通 as a card code)."""
     from decimal import Decimal
 
     db.session.expire_all()
     goods = {p.code: p for p in db.session.scalars(
         sa.select(Product).where(Product.code.like("XS%")).options(sa.orm.joinedload(Product.category)))}
     assert set(goods) == set(expected)
-    for code, (category, cost) in expected.items():
+    for code, (category, cost, retail) in expected.items():
         product = goods[code]
         assert product.category.full_name.replace(" / ", "/") == category, code
-        assert product.cost_price == Decimal(cost), code
-        assert product.sale_price == markup.apply(Decimal(cost)), code
+        assert (product.cost_price, product.sale_price) == (Decimal(cost), Decimal(retail)), code
+        delivery, fields, stock_mode = DELIVERY_BY_CATEGORY[category]
+        assert product.delivery_type.value == delivery, code
+        assert [f["label"] for f in product.buyer_fields] == fields, code
+        assert product.stock_mode.value == stock_mode, code
 
 
 def test_back_office_on_a_phone(auth, live_server, phone, tmp_path):
@@ -190,6 +210,7 @@ def test_back_office_on_a_phone(auth, live_server, phone, tmp_path):
     expect(header.get_by_text("库存")).to_be_hidden()
     bar = phone.locator(".commit-form").bounding_box()
     assert bar["height"] <= 844 * 0.2, bar
+    confirm_warnings(phone)
     phone.get_by_role("button", name="立即提交").click()
     expect(phone.get_by_role("heading", name="导入报告")).to_be_visible()
 

@@ -39,6 +39,13 @@ def _confirm(admin, batch, **extra):
     return _fresh(batch)
 
 
+def _commit(admin, batch):
+    """立即提交, with the preview's warnings (markup above 面值 …) confirmed."""
+    response = admin.post(f"/admin/imports/{batch.id}/commit", data={"confirm_warnings": "1"})
+    assert response.status_code == 302
+    return _fresh(batch)
+
+
 def _fresh(batch):
     db.session.expire_all()
     return db.session.get(ImportBatch, batch.id)
@@ -55,7 +62,7 @@ def test_weekly_reimport_skips_mapping_reapplies_fixes_and_knows_the_same_file(a
     bad = _row(first, 7)
     admin.post(f"/admin/imports/{first.id}/rows/{bad.id}/cell/cost_price", data={"value": "48.50"}, htmx=True)
     assert _row(first, 7).action == "create"
-    admin.post(f"/admin/imports/{first.id}/commit")
+    _commit(admin, first)
     first = _fresh(first)
     assert first.status == "committed"
     template = db.session.scalar(sa.select(MappingTemplate))
@@ -123,13 +130,13 @@ def test_low_stock_after_an_import_raises_one_notice(admin):
     assert response.status_code == 302
     assert 'value="300"' in admin.get("/admin/settings/alerts").get_data(as_text=True)
     batch = _confirm(admin, _upload(admin, messy_csv()))
-    admin.post(f"/admin/imports/{batch.id}/commit")
+    _commit(admin, batch)
     notes = db.session.scalars(sa.select(Notification).filter_by(kind="low_stock")).all()
     assert len(notes) == 1 and "1 个商品库存不足" in notes[0].title
     assert notes[0].body == "腾讯Q币 30元（QB30）库存 200，预警数量 300"  # QB10 has 500
     # Still low after next week's import: no second notice.
     again = _upload(admin, messy_csv(rows=[["QB30", "腾讯Q币 30元", "28.80", "30", "150", "", ""]]))
-    admin.post(f"/admin/imports/{again.id}/commit")
+    _commit(admin, again)
     assert _fresh(again).status == "committed"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification)) == 1
     # Undo still works on the products the notice marked.
@@ -145,7 +152,7 @@ def test_report_links_to_exactly_this_batchs_goods(admin):
     supplier = default_supplier(db.session)
     make_product(code="OTHER", name="别的商品", supplier_id=supplier.id)
     batch = _confirm(admin, _upload(admin, messy_csv()))
-    admin.post(f"/admin/imports/{batch.id}/commit")
+    _commit(admin, batch)
     report = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     assert f'href="/admin/products?batch={batch.id}"' in report
     page = admin.get(f"/admin/products?batch={batch.id}").get_data(as_text=True)
@@ -159,7 +166,7 @@ def test_error_file_keeps_the_suppliers_headers_and_the_original_row_number(admi
     assert rows[0] == ["商品ID", "名称", "进价", "面值", "库存", "活动价", "活动结束", "原行号", "错误原因"]
     assert rows[1][0] == "YD50" and rows[1][-2] == "7" and rows[1][-1].startswith("进价格式错误")
     # The corrected error file comes back with the same layout: the two added columns are ignored.
-    admin.post(f"/admin/imports/{batch.id}/commit")
+    _commit(admin, batch)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(rows[0])
@@ -186,7 +193,7 @@ def test_standard_template_imports_cleanly_into_the_demo_shop_as_downloaded(admi
     batch = _confirm(admin, _upload(admin, data, name="kamen商品导入模板.xlsx"))
     assert (batch.created, batch.failed, batch.skipped) == (2, 0, 0), [
         r.errors for r in db.session.scalars(sa.select(ImportRow).filter_by(batch_id=batch.id))]
-    admin.post(f"/admin/imports/{batch.id}/commit")
+    _commit(admin, batch)
     placed = {code: category.full_name for code, category in db.session.execute(
         sa.select(Product.code, Category).join(Category, Product.category_id == Category.id)
         .where(Product.code.in_(["1001", "0086-DX-ANY"])))}
@@ -195,7 +202,7 @@ def test_standard_template_imports_cleanly_into_the_demo_shop_as_downloaded(admi
 
 def test_undo_keeps_goods_created_by_the_batch_and_edited_since(admin):
     batch = _confirm(admin, _upload(admin, messy_csv()))
-    admin.post(f"/admin/imports/{batch.id}/commit")
+    _commit(admin, batch)
     product = db.session.scalar(sa.select(Product).filter_by(code="QB30"))
     admin.post(f"/admin/products/{product.id}/cell/sale_price", data={"value": "29.99"}, htmx=True)
     page = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True).get_data(as_text=True)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import ApiToken, ImportBatch, ImportRow, Notification, Product, StockMode, Supplier, SyncRun
-from kamen.models import Coupon, DeliveryType, Order, SupplierKind
+from kamen.models import CategoryRule, Coupon, DeliveryType, Order, SupplierKind
 from kamen.services import api_tokens, ordering, stations
 from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.products import INLINE_FIELDS
@@ -97,6 +97,8 @@ def hostile_world(auth, client):
                   errors=[{"code": HOSTILE, "reason": HOSTILE}])
     db.session.add(run)
     db.session.add(Notification(kind="low_stock", title=HOSTILE, body=HOSTILE))
+    rule = CategoryRule(keyword=HOSTILE[:40], category_id=category.id)
+    db.session.add(rule)
     db.session.commit()
     station, _secret = stations.create_station(db.session, HOSTILE, Decimal("2"), Decimal("0"))
     token, _plain = api_tokens.create_token(db.session, HOSTILE[:60])
@@ -120,7 +122,7 @@ def hostile_world(auth, client):
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
-        "station_id": station.id, "token_id": token.id,
+        "station_id": station.id, "token_id": token.id, "rule_id": rule.id,
         "order_id": order.id, "channel_id": channel.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
@@ -159,6 +161,7 @@ def _admin_get_paths(app, values):
 
 # Query strings that show other states of the same pages.
 EXTRA_VIEWS = ["/admin/imports/{batch_id}?step=mapping", "/admin/imports/{batch_id}?show=error",
+               "/admin/imports/{batch_id}?show=waiting",
                "/admin/products?q=x", "/admin/products?category_id={category_id}"]
 
 

@@ -1,5 +1,5 @@
 """All models, importable from one place (Alembic and the app load this)."""
-from kamen.models.catalog import Category, DeliveryType, Product, StockMode
+from kamen.models.catalog import Category, CategoryRule, DeliveryType, PriceBasis, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportFix, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
@@ -25,6 +25,7 @@ __all__ = [
     "CardCode",
     "CardCodeUpload",
     "Category",
+    "CategoryRule",
     "Coupon",
     "CouponKind",
     "DeliveryType",
@@ -44,6 +45,7 @@ __all__ = [
     "PAY_MODES",
     "PAY_TYPES",
     "PaymentChannel",
+    "PriceBasis",
     "Product",
     "Reservation",
     "Setting",

@@ -41,6 +41,10 @@ class ImportBatch(JobLease, db.Model):
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
     max_price_change: Mapped[Decimal] = mapped_column(Percent, default=Decimal("30"))
+    price_basis: Mapped[str] = mapped_column(sa.String(12), default="file", server_default="file")
+    # Categories the file names that the shop lacks: {"父/子": {"rows": n, "similar": id|None,
+    # "choice": None (waiting) | "create" | category id}}; their rows wait for the choice.
+    new_categories: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     warnings_confirmed: Mapped[bool] = mapped_column(default=False)
 
     status: Mapped[str] = mapped_column(sa.String(12), default="analyzing")
@@ -89,6 +93,8 @@ class ImportRow(db.Model):
     error_kinds: Mapped[str] = mapped_column(sa.String(120), default="")  # ",格式错误,重复编码," for filtering
     changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # field -> [old, new] for updates
     code: Mapped[str | None] = mapped_column(sa.String(64))
+    # A category the shop lacks yet (a key of the batch's new_categories): the row waits for it.
+    category_path: Mapped[str | None] = mapped_column(sa.String(200))
     action: Mapped[str] = mapped_column(sa.String(10))  # create | update | unchanged | skip | error
     skip_reason: Mapped[str] = mapped_column(sa.String(200), default="")
     auto_fixed: Mapped[list] = mapped_column(sa.JSON, default=list)  # fields a remembered fix changed

@@ -1,14 +1,14 @@
 """weekly re-import: file hash, column samples, remembered fixes, template options
 
 Revision ID: 0016_reimport
-Revises: 0007_exact_money
+Revises: 0015_import_pricing
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0016_reimport"
-down_revision = "0007_exact_money"
+down_revision = "0015_import_pricing"
 branch_labels = None
 depends_on = None
 

@@ -13,7 +13,8 @@ from kamen.models import CardCode, ImportBatch, ImportRow, Product, StockMode
 from kamen.services import alerts, card_codes, settings
 from kamen.services.importing import bulk
 from kamen.services.importing.staging import (
-    PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, remember_layout, to_json, warning_count,
+    PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, remember_layout, to_json,
+    waiting_categories, warning_count,
 )
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
@@ -30,9 +31,13 @@ def request_commit(session, batch, *, confirm_warnings=False, at=None):
     resumable = batch.status in ("ready", "scheduled") or (batch.status == "cancelled" and batch.step == "commit")
     if not resumable:
         raise ImportInvalid("只有预览就绪的批次才能提交")
+    waiting = waiting_categories(batch)
+    if waiting:
+        raise ImportInvalid(f"文件中有 {len(waiting)} 个店铺还没有的分类（{'、'.join(waiting[:5])}），"
+                            "请先在预览上方选择创建或归入已有分类")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
-        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大），请勾选确认后再提交")
+        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大、售价高于面值等），请勾选确认后再提交")
     total = session.scalar(
         sa.select(sa.func.count()).where(
             ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.committed.is_(False)
@@ -118,7 +123,8 @@ def _take_over_created_codes(session, batch, beat):
     commit (a resumed or retried commit checks again)."""
     while True:
         rows = session.execute(
-            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code)
+            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings,
+                      ImportRow.has_warnings)
             .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
             .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
             .order_by(ImportRow.id)

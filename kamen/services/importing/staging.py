@@ -11,6 +11,7 @@ import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -19,8 +20,8 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql
 
 from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Product, StockMode
-from kamen.services import uploads
-from kamen.services.categories import name_lookup
+from kamen.services import delivery, uploads
+from kamen.services.categories import CategoryLookup, path_key, similar_category
 from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
@@ -30,7 +31,7 @@ from kamen.services.importing.mapping import (
 from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
-from kamen.services.pricing import Markup, price_problem
+from kamen.services.pricing import PRICE_BASES, Markup, price_problem
 from kamen.services.transitions import transition
 from kamen.timeutil import from_local
 
@@ -43,14 +44,6 @@ PRODUCT_FIELDS = (
     "name", "category_id", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
     "promo_price", "promo_start", "promo_end", "stock_mode", "delivery_type", "buyer_fields", "delivery_minutes",
 )
-ACCOUNT_FORMATS = {
-    "手机号": (r"^1[3-9]\d{9}$", "11 位手机号"),
-    "qq": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
-    "qq号": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
-    "邮箱": (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "电子邮箱"),
-}
-
-
 class ImportInvalid(ValueError):
     """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
 
@@ -122,6 +115,7 @@ def supplier_markup_defaults(supplier):
         "markup_percent": supplier.markup_percent,
         "markup_fixed": supplier.markup_fixed,
         "markup_step": supplier.markup_step,
+        "price_basis": supplier.price_basis,
     }
 
 
@@ -221,6 +215,7 @@ def options_from_template(session, batch, template):
         choices={m["column"]: m["key"] for m in batch.match_info}, mode=saved.get("mode", batch.mode),
         sheet=sheet, category_id=category_id, delist_missing=delist, markup=markup,
         max_price_change=Decimal(saved.get("max_price_change", batch.max_price_change)),
+        price_basis=saved.get("price_basis"),
     )
 
 
@@ -244,6 +239,7 @@ def remember_layout(session, batch):
         "mode": batch.mode, "category_id": batch.category_id, "delist_missing": batch.delist_missing,
         "sheet": batch.sheet, "markup_percent": str(batch.markup_percent), "markup_fixed": str(batch.markup_fixed),
         "markup_step": str(batch.markup_step), "max_price_change": str(batch.max_price_change),
+        "price_basis": batch.price_basis,
     }
     session.add(template)
     session.flush()
@@ -289,6 +285,7 @@ class StageOptions:
     markup: Markup | None = None
     max_price_change: Decimal = Decimal("30")
     template_name: str = ""
+    price_basis: str | None = None  # PriceBasis value; None keeps the batch's
 
 
 def apply_mapping(session, batch, options):
@@ -307,6 +304,8 @@ def apply_mapping(session, batch, options):
         raise ImportInvalid("“下架本分类中文件里没有的商品”需要先选择导入到的分类")
     if options.sheet is not None and options.sheet != ALL_SHEETS and options.sheet not in batch.sheets:
         raise ImportInvalid("工作表选择无效")
+    if options.price_basis is not None and options.price_basis not in PRICE_BASES:
+        raise ImportInvalid("定价方式无效，请刷新后重试")
     store_mapping(batch, mapping)
     batch.mode, batch.category_id, batch.delist_missing = options.mode, options.category_id, options.delist_missing
     if options.sheet is not None:
@@ -316,6 +315,8 @@ def apply_mapping(session, batch, options):
         batch.markup_fixed = options.markup.fixed
         batch.markup_step = options.markup.step
     batch.max_price_change = options.max_price_change
+    if options.price_basis is not None:
+        batch.price_basis = options.price_basis
     if options.template_name:
         save_template(session, batch, options.template_name, mapping)
     if not transition(session, ImportBatch, batch.id, ("mapping", "ready", "failed"), "staging", message="",
@@ -342,6 +343,12 @@ def batch_markup(batch):
                   min_margin=batch.supplier.min_margin)
 
 
+def chosen_categories(batch):
+    """New-category paths the admin already placed: path -> category id."""
+    return {path: info["choice"] for path, info in (batch.new_categories or {}).items()
+            if isinstance(info.get("choice"), int)}
+
+
 class _Context:
     """What deciding a row's action needs: the categories, and today's products for the codes at hand.
 
@@ -352,7 +359,8 @@ class _Context:
     def __init__(self, session, batch, codes=()):
         self.batch = batch
         self.min_margin = batch.supplier.min_margin
-        self.categories = name_lookup(session)
+        self.supplier_kind = batch.supplier.kind
+        self.categories = CategoryLookup(session, chosen_categories(batch))
         self.fixes = remembered_fixes(session, batch.supplier_id)  # source hash -> {field: text}
         self.names = SupplierNames(batch)
         self.current = {}  # code -> (product id, {field: value})
@@ -394,13 +402,14 @@ def stage(session, batch_id, beat=no_beat):
     columns = {k: int(v) for k, v in batch.mapping.items()}
     validator = FileValidator(
         columns, markup=batch_markup(batch), current=context.prices, max_price_change=batch.max_price_change,
+        basis=batch.price_basis,
     )
     pending, done = [], 0
     try:
         with open_batch_file(session, batch) as book, _without_cyclic_gc():
             sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
             for sheet in sheets:
-                sheet_category = context.categories.get(sheet) if batch.sheet == ALL_SHEETS else None
+                sheet_category = _sheet_category(context, batch, sheet)
                 table = locate_table(book.rows(sheet), header_row=batch.header_row)
                 place = (columns.get("code"), sheet, sheet_category, beat)
                 for source in table.rows:
@@ -417,11 +426,19 @@ def stage(session, batch_id, beat=no_beat):
         return fail(session, batch, str(exc), beat)
     if bulk.is_postgresql(session):
         bulk.refresh_statistics(session)
+    refresh_new_categories(session, batch)
     recount(session, batch)
     beat(session)
     batch.status = "ready"
     session.commit()
     return batch
+
+
+def _sheet_category(context, batch, sheet):
+    """Importing all sheets: a sheet goes into the category it is named like, or a new one of its name."""
+    if batch.sheet != ALL_SHEETS or not sheet:
+        return None
+    return context.categories.get(sheet) or path_key(sheet) or None
 
 
 def _check_total(rows, limits):
@@ -490,8 +507,8 @@ def _stage_row(batch, context, validator, source, sheet, sheet_category):
     raw = {key: text_of(read[col]) if col < len(read) else "" for key, col in batch.mapping.items()}
     base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
             "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
-            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False,
-            "auto_fixed": fixed}
+            "code": None, "category_path": None, "skip_reason": "", "product_id": None, "before": None,
+            "committed": False, "auto_fixed": fixed}
     if source.skip:
         return {**base, "action": "skip", "skip_reason": source.skip}
     result = validator.check(read, source.line)
@@ -545,17 +562,19 @@ def remember_fix(session, batch, row, field, text):
 
 
 def _decide(context, result, sheet_category=None):
-    """The action committing would take for one validated row, and what changes."""
+    """The action committing would take for one validated row, and what changes.
+
+    ``sheet_category`` is the sheet's category id, or the path of a new one."""
     batch = context.batch
     code = result.values.get("code")
     issue = context.names.issue
     errors = [issue(i) for i in result.errors]
     warnings = [issue(i) for i in result.warnings]
     existing = context.current.get(code)
-    new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
+    new, waiting = _product_values(result.values, context, sheet_category, is_new=existing is None)
     _stock_rule(new, existing[1]["stock_mode"] if existing else None)
     fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
-              "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
+              "has_warnings": bool(warnings), "product_id": None, "skip_reason": "", "category_path": None}
     if existing is None:
         merged = new
     else:
@@ -569,16 +588,17 @@ def _decide(context, result, sheet_category=None):
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         return {**fields, "action": "error", "error_kinds": f",{kinds},"}
-    fields["error_kinds"] = ""
+    # A written row's warning kinds, for accepting the warnings of one kind at once.
+    fields["has_warnings"], fields["error_kinds"] = _warning_state(warnings)
     if existing is None:
         if batch.mode == "update":
             return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
-        return {**fields, "action": "create"}
+        return {**fields, "action": "create", "category_path": waiting}
     if batch.mode == "create":
         return {**fields, "action": "skip", "skip_reason": "仅新增模式：商品已存在，跳过"}
     changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
     fields["changes"] = changes
-    return {**fields, "action": "update" if changes else "unchanged"}
+    return {**fields, "action": "update" if changes or waiting else "unchanged", "category_path": waiting}
 
 
 def _stock_rule(new, mode_today):
@@ -613,8 +633,9 @@ class SupplierNames:
         return {"field": issue.field, "kind": issue.kind, "message": message}
 
 
-def _product_values(values, context, sheet_category, errors, *, is_new):
-    """Validated import fields → Product attributes (only what the row sets)."""
+def _product_values(values, context, sheet_category, *, is_new):
+    """Validated import fields → (the Product attributes the row sets, the path of a
+    new category the row waits for, or None)."""
     out = {}
     for key in ("name", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
                 "promo_price", "delivery_minutes"):
@@ -623,39 +644,69 @@ def _product_values(values, context, sheet_category, errors, *, is_new):
     for key in TIME_FIELDS:
         if key in values:
             out[key] = from_local(values[key])
-    if "delivery_type" in values:
-        out["delivery_type"] = values["delivery_type"]
-    if "sync_stock" in values:
-        delivery = values.get("delivery_type", "card")
-        out["stock_mode"] = (
-            StockMode.SYNCED.value if values["sync_stock"]
-            else StockMode.CARDS.value if delivery == "card" else StockMode.UNLIMITED.value
-        )
-    if "account_format" in values:
-        out["buyer_fields"] = buyer_fields_for(values["account_format"])
-    category_id = context.batch.category_id or sheet_category
-    if "category" in values:
-        found = context.categories.get(values["category"].replace(" / ", "/"))
-        if found is None:
-            errors.append(context.names.issue(Issue("category", "格式错误",
-                                       f"分类“{values['category']}”不存在，请先在分类管理中创建，或为本次导入选择分类")))
-        else:
-            category_id = found
+    category_id, waiting = _category_for(values, context, sheet_category)
     if category_id is not None:
         out["category_id"] = category_id
+    _delivery_values(values, context, out, is_new=is_new)
     if is_new:
         out.setdefault("stock", 0)
         out.setdefault("stock_mode", StockMode.SYNCED.value)
         out.setdefault("delivery_type", "card")
         out.setdefault("buyer_fields", [])
         out.setdefault("delivery_minutes", 5)
-    return out
+    return out, waiting
 
 
-def buyer_fields_for(text):
-    pattern, hint = ACCOUNT_FORMATS.get(text.strip().lower(), ("", ""))
-    label = "充值账号" if pattern else text.strip()
-    return [{"key": "account", "label": label, "pattern": pattern, "hint": hint or (text.strip() if pattern else "")}]
+def _category_for(values, context, sheet_category):
+    """(category id, new path): the import's own category, else a keyword rule on
+    the name, else the file's 分类 (or the sheet's); a category the shop lacks is
+    a new path the row waits for."""
+    batch = context.batch
+    if batch.category_id:
+        return batch.category_id, None
+    lookup = context.categories
+    ruled = lookup.by_rule(values.get("name"))
+    if ruled is not None:
+        return ruled, None
+    if "category" in values:
+        found = lookup.get(values["category"])
+        return (found, None) if found is not None else (None, path_key(values["category"]) or None)
+    if isinstance(sheet_category, str):
+        found = lookup.get(sheet_category)
+        return (found, None) if found is not None else (None, sheet_category)
+    return sheet_category, None
+
+
+def _delivery_values(values, context, out, *, is_new):
+    """发货方式 / 充值账号格式 as the file (or a bulk change in the preview) says; a new
+    product without them gets the delivery its name and category imply. The stock
+    mode follows the delivery unless the file says 需同步库存."""
+    kind, fmt = values.get("delivery_type"), values.get("account_format")
+    if kind is None and fmt is None and not is_new:
+        if "sync_stock" in values:
+            out["stock_mode"] = _stock_mode(values, context, None)
+        return
+    if kind is None:
+        inferred = delivery.infer(values.get("name", ""), values.get("category", ""))
+        kind = inferred.type if fmt is None or inferred.type != "card" else "topup"
+        fields = inferred.buyer_fields if fmt is None else delivery.buyer_fields_for(fmt)
+    elif kind == "card":
+        fields = []
+    elif fmt is not None:
+        fields = delivery.buyer_fields_for(fmt)
+    else:
+        text = f"{values.get('category', '')} {values.get('name', '')}"
+        fields = delivery.PRESETS[delivery.topup_preset(text)].buyer_fields()
+    out["delivery_type"], out["buyer_fields"] = kind, fields
+    out["stock_mode"] = _stock_mode(values, context, kind)
+
+
+def _stock_mode(values, context, kind):
+    if "sync_stock" in values:
+        kind = kind or values.get("delivery_type", "card")
+        return (StockMode.SYNCED.value if values["sync_stock"]
+                else StockMode.CARDS.value if kind == "card" else StockMode.UNLIMITED.value)
+    return delivery.stock_mode_for(kind, context.supplier_kind, has_stock="stock" in values)
 
 
 def to_json(values):
@@ -719,8 +770,7 @@ def text_of(value):
 
 def revalidate_cell(session, batch, row, field, text):
     """An inline fix: change one cell, re-validate that row at once."""
-    if batch.status != "ready":
-        raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+    _editable(batch)
     if field not in FIELDS_BY_KEY or field not in batch.mapping:
         raise ImportInvalid("该列未参与导入，不能修改")
     text = text.strip()[:500]
@@ -733,12 +783,13 @@ def revalidate_cell(session, batch, row, field, text):
 
 
 def _revalidate(session, batch, row):
-    markup, limit = batch_markup(batch), batch.max_price_change
-    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit)
+    markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
+    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit, basis=basis)
     code = result.values.get("code")
     context = _Context(session, batch, codes=[code] if code else [])
     if code in context.current:
-        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit)
+        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit,
+                              basis=basis)
     if code is not None:
         clash = session.scalar(
             sa.select(ImportRow.line).where(
@@ -748,32 +799,250 @@ def _revalidate(session, batch, row):
         )
         if clash is not None:
             result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {clash} 行重复"))
-    sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
-    for name, value in _decide(context, result, sheet_category).items():
+    decided = _keep_accepted(row.warnings, row.has_warnings,
+                             _decide(context, result, _sheet_category(context, batch, row.sheet)))
+    for name, value in decided.items():
         setattr(row, name, value)
+    session.flush()
+    refresh_new_categories(session, batch)
     recount(session, batch)
 
 
 def redecide(session, batch, rows):
-    """Decide staged ``rows`` (id, raw, sheet, code) again against today's catalogue: a
-    product with their code appeared after staging (the same file committed twice, a
-    sync in between). Returns the new decisions as ImportRow column values by id."""
+    """Decide staged ``rows`` (id, raw, sheet, code, warnings, has_warnings) again against
+    today's catalogue and categories: a product with their code appeared after staging
+    (the same file committed twice, a sync in between), the admin placed a new category
+    or changed the delivery in bulk. Returns the decisions as ImportRow values by id."""
     context = _Context(session, batch, codes=[r.code for r in rows])
     current = context.prices
-    markup, limit = batch_markup(batch), batch.max_price_change
+    markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
     decided = []
     for row in rows:
-        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit)
-        sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
-        decided.append({"id": row.id, **_decide(context, result, sheet_category)})
+        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit,
+                              basis=basis)
+        decision = _decide(context, result, _sheet_category(context, batch, row.sheet))
+        decided.append({"id": row.id, **_keep_accepted(row.warnings, row.has_warnings, decision)})
     return decided
 
 
-def set_skipped(session, batch, row, skipped):
+def _keep_accepted(old_warnings, old_has_warnings, decision):
+    """Warnings the admin accepted stay accepted (the same message on the same row)."""
+    accepted = {w["message"] for w in old_warnings or () if w.get("accepted")}
+    if accepted and decision["warnings"] and decision["action"] != "error":
+        decision["warnings"] = [{**w, "accepted": True} if w["message"] in accepted else w
+                                for w in decision["warnings"]]
+        decision["has_warnings"], decision["error_kinds"] = _warning_state(decision["warnings"])
+    return decision
+
+
+def _warning_state(warnings):
+    """(has_warnings, error_kinds) of a written row: the kinds still waiting for the admin."""
+    waiting = sorted({w["kind"] for w in warnings if not w.get("accepted")})
+    return bool(waiting), f",{','.join(waiting)}," if waiting else ""
+
+
+WRITABLE = ("create", "update", "unchanged")
+
+
+def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITABLE):
+    """Decide again the batch's rows matching ``conditions`` (by default rows that
+    would be written: errors and skips keep their reason), ``raw_update`` merged
+    into their cells first; returns how many."""
+    rows = session.execute(
+        sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings,
+                  ImportRow.has_warnings)
+        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(actions), *conditions)
+        .order_by(ImportRow.id)
+    ).all()
+    done = 0
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        if raw_update is not None:
+            chunk = [SimpleNamespace(**{**r._asdict(), "raw": {**r.raw, **raw_update}}) for r in chunk]
+        decided = redecide(session, batch, chunk)
+        if raw_update is not None:
+            for row, decision in zip(chunk, decided):
+                decision["raw"] = row.raw
+        session.execute(sa.update(ImportRow), decided)
+        done += len(chunk)
+    return done
+
+
+def _editable(batch):
     if batch.status != "ready":
         raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+
+
+# -- categories the file would create --------------------------------------------
+
+def refresh_new_categories(session, batch):
+    """Count the rows waiting for each new category; keep the admin's choices.
+    Placed paths stay (their rows found them), unplaced paths nobody waits for go."""
+    counts = dict(session.execute(
+        sa.select(ImportRow.category_path, sa.func.count())
+        .where(ImportRow.batch_id == batch.id, ImportRow.category_path.is_not(None),
+               ImportRow.action.in_(("create", "update")))
+        .group_by(ImportRow.category_path)
+    ).all())
+    known = batch.new_categories or {}
+    refreshed = {}
+    for path in sorted(set(known) | set(counts)):
+        info = dict(known.get(path) or {"choice": None})
+        if "similar" not in info:
+            found = similar_category(session, path)
+            info["similar"] = list(found) if found else None
+        info["rows"] = counts.get(path, 0)
+        if info["rows"] or isinstance(info.get("choice"), int):
+            refreshed[path] = info
+    batch.new_categories = refreshed
+
+
+def waiting_categories(batch):
+    """Paths rows wait for: neither created nor mapped yet."""
+    return [path for path, info in (batch.new_categories or {}).items() if info.get("choice") is None and info["rows"]]
+
+
+def default_choices(batch):
+    """What accepting all in one click does: a near-duplicate is that category, anything else is created."""
+    return {path: (info["similar"][0] if info.get("similar") else "create")
+            for path, info in (batch.new_categories or {}).items() if path in waiting_categories(batch)}
+
+
+def place_categories(session, batch, choices):
+    """The admin's choice per new path: "create" (after the existing categories) or an
+    existing category id; the waiting rows take it. Paths not in ``choices`` keep waiting."""
+    _editable(batch)
+    from kamen.models import Category
+    from kamen.services.categories import ensure_path, forget_shop_tree, split_path
+
+    placed = {}
+    known = batch.new_categories or {}
+    for path, choice in choices.items():
+        if path not in known or choice in (None, ""):
+            continue
+        if choice == "create":
+            placed[path] = ensure_path(session, split_path(path)).id
+        else:
+            try:
+                category = session.get(Category, int(choice))
+            except (TypeError, ValueError):
+                category = None
+            if category is None:
+                session.rollback()
+                raise ImportInvalid("所选分类不存在，请刷新后重试")
+            placed[path] = category.id
+    if not placed:
+        return 0
+    batch.new_categories = {path: {**info, "choice": placed.get(path, info.get("choice"))}
+                            for path, info in known.items()}
+    session.flush()
+    moved = _redecide_where(session, batch, ImportRow.category_path.in_(list(placed)))
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+    forget_shop_tree()
+    return moved
+
+
+def refuse_waiting(session, batch):
+    """Unattended imports told not to create categories: the waiting rows fail, as before."""
+    for path in waiting_categories(batch):
+        message = f"分类“{path}”不存在，请先在分类管理中创建，或选择自动创建分类"
+        session.execute(
+            sa.update(ImportRow)
+            .where(ImportRow.batch_id == batch.id, ImportRow.category_path == path,
+                   ImportRow.action.in_(("create", "update")))
+            .values(action="error", category_path=None, error_kinds=",分类不存在,",
+                    errors=[{"field": "category", "kind": "分类不存在", "message": message}])
+        )
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+
+
+# -- delivery and warnings, in bulk ----------------------------------------------
+
+def set_delivery(session, batch, delivery_type, preset="", *, row_ids=None, name_contains=""):
+    """发货方式 (and buyer fields) for the chosen rows, or the rows whose name contains
+    a word, or all written rows; as if the file had said so. Returns how many rows."""
+    _editable(batch)
+    if delivery_type not in ("card", "topup", "manual"):
+        raise ImportInvalid("请选择发货方式")
+    if preset and preset not in delivery.PRESETS:
+        raise ImportInvalid("买家填写项无效，请刷新后重试")
+    if delivery_type != "card" and not preset:
+        raise ImportInvalid("充值到账号和人工发货需要选择买家填写什么（如手机号、QQ号）")
+    conditions = []
+    if row_ids is not None:
+        ids = [int(i) for i in row_ids if str(i).isdigit()]
+        if not ids:
+            raise ImportInvalid("请先勾选要修改的行，或填写名称包含的关键词")
+        conditions.append(ImportRow.id.in_(ids))
+    raw_update = {"delivery_type": delivery_type, "account_format": preset if delivery_type != "card" else ""}
+    if name_contains:
+        word = name_contains.strip().lower()
+        ids = [row_id for row_id, raw in session.execute(
+            sa.select(ImportRow.id, ImportRow.raw).where(ImportRow.batch_id == batch.id, *conditions))
+            if word in str(raw.get("name", "")).lower()]
+        conditions = [ImportRow.id.in_(ids)] if ids else [sa.false()]
+    changed = _redecide_where(session, batch, *conditions, raw_update=raw_update)
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+    return changed
+
+
+def set_price_basis(session, batch, basis):
+    """The preview's 定价方式: every row is priced again (a duplicate code stays refused)."""
+    _editable(batch)
+    if basis not in PRICE_BASES:
+        raise ImportInvalid("定价方式无效，请刷新后重试")
+    batch.price_basis = basis
+    session.flush()
+    _redecide_where(session, batch, ~ImportRow.error_kinds.contains(",重复编码,"), actions=(*WRITABLE, "error"))
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+
+
+def accept_warnings(session, batch, kind=""):
+    """批量确认: the written rows' warnings of one kind (or all) no longer hold the commit;
+    a row with another kind of warning still waits for that one. Returns the rows touched."""
+    _editable(batch)
+    stmt = sa.select(ImportRow.id, ImportRow.warnings).where(
+        ImportRow.batch_id == batch.id, ImportRow.has_warnings, ImportRow.action.in_(("create", "update")))
+    if kind:
+        stmt = stmt.where(ImportRow.error_kinds.contains(f",{kind},"))
+    updates = []
+    for row_id, warnings in session.execute(stmt):
+        warnings = [{**w, "accepted": True} if not kind or w["kind"] == kind else w for w in warnings]
+        has_warnings, kinds = _warning_state(warnings)
+        updates.append({"id": row_id, "warnings": warnings, "has_warnings": has_warnings, "error_kinds": kinds})
+    if updates:
+        session.execute(sa.update(ImportRow), updates)
+    session.commit()
+    return len(updates)
+
+
+def warning_kinds(session, batch):
+    """{kind: rows} of the warnings still waiting for the admin."""
+    kinds = {}
+    for joined, n in session.execute(
+        sa.select(ImportRow.error_kinds, sa.func.count())
+        .where(ImportRow.batch_id == batch.id, ImportRow.has_warnings, ImportRow.action.in_(("create", "update")))
+        .group_by(ImportRow.error_kinds)
+    ):
+        for kind in filter(None, joined.split(",")):
+            kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items()))
+
+
+def set_skipped(session, batch, row, skipped):
+    _editable(batch)
     if skipped:
-        row.action, row.skip_reason = "skip", "管理员选择跳过"
+        row.action, row.skip_reason, row.category_path = "skip", "管理员选择跳过", None
+        session.flush()
+        refresh_new_categories(session, batch)
         recount(session, batch)
     else:
         _revalidate(session, batch, row)
