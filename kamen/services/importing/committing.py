@@ -7,6 +7,8 @@ undone while nothing later has touched its products. On PostgreSQL a chunk
 is a few set-based statements (bulk.py); elsewhere the rows go through
 Python here.
 """
+import logging
+
 import sqlalchemy as sa
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product, StockMode
@@ -18,6 +20,8 @@ from kamen.services.importing.staging import (
 )
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
+
+log = logging.getLogger("kamen.imports")
 
 CHUNK = 5000
 DELETED_REASON = "商品在预览后已被删除，跳过"
@@ -84,11 +88,21 @@ def commit_batch(session, batch_id, beat=no_beat):
         _delist_missing(session, batch)
     recount(session, batch)
     _recount_card_stock(session, batch)
-    remember_layout(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
+    _remember_layout(session, batch)
     _notify_low_stock(session, batch)
     return batch
+
+
+def _remember_layout(session, batch):
+    """Keep the layout for next week's file; the goods are in whatever happens here."""
+    try:
+        remember_layout(session, batch)
+        session.commit()
+    except sa.exc.IntegrityError:  # another commit of the same new layout saved it just now
+        session.rollback()
+        log.info("import batch %s: its layout was saved by another commit", batch.id)
 
 
 def _notify_low_stock(session, batch):
