@@ -2,6 +2,7 @@
 normalized cells with the raw text on hover, column samples, 库存预警 after an import."""
 import csv
 import io
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from kamen.extensions import db
 from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Notification, Product
 from kamen.services.suppliers import default_supplier
 from tests.helpers import make_product
-from tests.import_files import messy_csv
+from tests.import_files import messy_csv, weekly_list_rows, weekly_list_xlsx
 
 
 @pytest.fixture
@@ -211,3 +212,22 @@ def test_undo_keeps_goods_created_by_the_batch_and_edited_since(admin):
     assert db.session.scalars(sa.select(Product.code)).all() == ["QB30"]
     assert db.session.scalar(sa.select(Product.sale_price)) == Decimal("29.99")
     assert _fresh(batch).status == "undone"
+
+
+def test_fixes_come_back_for_xlsx_rows_with_numbers_and_dates(admin):
+    """Numbers and dates in cells make the same row identity after the trip through the database."""
+    from kamen.services.demo import seed_demo
+
+    seed_demo(db.session)  # the list's categories
+    rows, _ = weekly_list_rows(12)
+    rows[7][3] = "面议"
+    rows[6][5] = datetime(2026, 12, 1, 8, 30)  # a stock cell Excel read as a date: an error row too
+    batch = _confirm(admin, _upload(admin, weekly_list_xlsx(rows), name="本周.xlsx"))
+    for line, field, text in ((11, "cost_price", "96.00"), (10, "stock", "120")):
+        row = _row(batch, line)
+        admin.post(f"/admin/imports/{batch.id}/rows/{row.id}/cell/{field}", data={"value": text}, htmx=True)
+    assert _fresh(batch).failed == 0
+    assert _commit(admin, batch).status == "committed"
+    again = _upload(admin, weekly_list_xlsx(rows), name="本周.xlsx")
+    assert again.status == "ready" and again.failed == 0
+    assert (_row(again, 11).auto_fixed, _row(again, 10).auto_fixed) == (["cost_price"], ["stock"])

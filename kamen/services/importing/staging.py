@@ -516,9 +516,10 @@ def _stage_row(batch, context, validator, source, sheet, sheet_category):
 
 
 def source_hash(cells):
-    """Identifies a supplier's row by everything it holds (cells as staged, JSON-safe)."""
-    text = json.dumps(cells, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Identifies a supplier's row by everything it holds. ``cells`` as staged (JSON-safe
+    scalars, whose repr survives the trip through the database), so a staged row and the
+    same row in next week's file agree; repr is half the cost of json.dumps here."""
+    return hashlib.sha256(repr(cells).encode()).hexdigest()
 
 
 def _patched(batch, cells, fix):
