@@ -62,7 +62,7 @@ def create_batch(session, stream, filename, *, supplier, category_id=None, mode=
         raise ImportFileError(str(exc)) from exc
     batch = ImportBatch(
         supplier_id=supplier.id, category_id=category_id, filename=upload.filename, upload_id=upload.id,
-        mode=mode, sheet=sheet, status="analyzing", **markup,
+        mode=mode, sheet=sheet, status="analyzing", price_basis=supplier.price_basis, **markup,
     )
     session.add(batch)
     session.commit()
@@ -84,7 +84,6 @@ def supplier_markup_defaults(supplier):
         "markup_percent": supplier.markup_percent,
         "markup_fixed": supplier.markup_fixed,
         "markup_step": supplier.markup_step,
-        "price_basis": supplier.price_basis,
     }
 
 
