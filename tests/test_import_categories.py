@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import Category, CategoryRule, ImportRow, Product
 from kamen.services.api_tokens import create_token
+from kamen.services.demo import seed_demo
 from tests.helpers import make_category
 from tests.sync_fixtures import make_supplier, simulator  # noqa: F401
 from tests.test_admin_imports import _fresh, _mapping_form, _upload, admin  # noqa: F401
@@ -171,3 +172,14 @@ def test_syncs_follow_the_keyword_rules_after_the_suppliers_own_map(app, simulat
     sync(supplier)
     got = ours(supplier)
     assert got["1003"].category_id == special.id and got["1001"].category_id != special.id
+
+
+def test_the_demo_shop_comes_with_rules_for_its_sub_categories(admin):  # noqa: F811
+    seed_demo(db.session)
+    seed_demo(db.session)  # twice: no duplicate rules
+    page = admin.get("/admin/categories").get_data(as_text=True)
+    assert "Q币" in page and "游戏点卡 / 腾讯游戏" in page
+    csv = "商品编号,商品名称,类目,进货价\nQ1,腾讯Q币 50元,游戏点卡,48.50\nM1,移动话费 100元 快充,话费充值,97.50\n"
+    rows = _rows(_staged(admin, csv))
+    assert rows["Q1"].values["category_id"] == _category("腾讯游戏").id
+    assert rows["M1"].values["category_id"] == _category("中国移动").id

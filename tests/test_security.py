@@ -120,17 +120,20 @@ def hostile_world(auth, client):
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
     batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
+    # A file naming a category the shop lacks: the preview lists it, waiting.
+    waiting = upload_for_preview(client, supplier, [["W1", "商品", "9.60", "10", "5", "", "", HOSTILE[:28]]],
+                                 header=[*HEADER, "分类"])
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
         "station_id": station.id, "token_id": token.id, "rule_id": rule.id,
         "order_id": order.id, "channel_id": channel.id, "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
-        "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
+        "waiting_batch_id": waiting.id, "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
 
 
-def upload_for_preview(client, supplier, rows, filename="价格表.csv"):
+def upload_for_preview(client, supplier, rows, filename="价格表.csv", header=HEADER):
     """A price list uploaded and mapped through the back office: its batch, at the preview."""
-    data = messy_csv(rows=rows, header=HEADER, encoding="utf-8")
+    data = messy_csv(rows=rows, header=header, encoding="utf-8")
     response = client.post("/admin/imports/new", content_type="multipart/form-data",
                            data={"supplier_id": str(supplier.id), "category_id": "",
                                  "file": (io.BytesIO(data), filename)})
@@ -161,7 +164,7 @@ def _admin_get_paths(app, values):
 
 # Query strings that show other states of the same pages.
 EXTRA_VIEWS = ["/admin/imports/{batch_id}?step=mapping", "/admin/imports/{batch_id}?show=error",
-               "/admin/imports/{batch_id}?show=waiting",
+               "/admin/imports/{batch_id}?show=waiting", "/admin/imports/{waiting_batch_id}",
                "/admin/products?q=x", "/admin/products?category_id={category_id}"]
 
 

@@ -137,8 +137,7 @@ def _take_over_created_codes(session, batch, beat):
     commit (a resumed or retried commit checks again)."""
     while True:
         rows = session.execute(
-            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings,
-                      ImportRow.has_warnings)
+            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
             .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
             .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
             .order_by(ImportRow.id)

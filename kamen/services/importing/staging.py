@@ -11,9 +11,9 @@ import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import SimpleNamespace
 from datetime import date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
@@ -44,6 +44,8 @@ PRODUCT_FIELDS = (
     "name", "category_id", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
     "promo_price", "promo_start", "promo_end", "stock_mode", "delivery_type", "buyer_fields", "delivery_minutes",
 )
+
+
 class ImportInvalid(ValueError):
     """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
 
@@ -65,7 +67,8 @@ def create_batch(session, stream, filename, *, supplier, category_id=None, mode=
         raise ImportFileError(str(exc)) from exc
     batch = ImportBatch(
         supplier_id=supplier.id, category_id=category_id, filename=upload.filename, upload_id=upload.id,
-        file_hash=hashing.hexdigest(), mode=mode, sheet=sheet, status="analyzing", **markup,
+        file_hash=hashing.hexdigest(), mode=mode, sheet=sheet, status="analyzing", price_basis=supplier.price_basis,
+        **markup,
     )
     session.add(batch)
     session.commit()
@@ -115,7 +118,6 @@ def supplier_markup_defaults(supplier):
         "markup_percent": supplier.markup_percent,
         "markup_fixed": supplier.markup_fixed,
         "markup_step": supplier.markup_step,
-        "price_basis": supplier.price_basis,
     }
 
 
@@ -800,8 +802,7 @@ def _revalidate(session, batch, row):
         )
         if clash is not None:
             result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {clash} 行重复"))
-    decided = _keep_accepted(row.warnings, row.has_warnings,
-                             _decide(context, result, _sheet_category(context, batch, row.sheet)))
+    decided = _keep_accepted(row.warnings, _decide(context, result, _sheet_category(context, batch, row.sheet)))
     for name, value in decided.items():
         setattr(row, name, value)
     session.flush()
@@ -810,7 +811,7 @@ def _revalidate(session, batch, row):
 
 
 def redecide(session, batch, rows):
-    """Decide staged ``rows`` (id, raw, sheet, code, warnings, has_warnings) again against
+    """Decide staged ``rows`` (id, raw, sheet, code, warnings) again against
     today's catalogue and categories: a product with their code appeared after staging
     (the same file committed twice, a sync in between), the admin placed a new category
     or changed the delivery in bulk. Returns the decisions as ImportRow values by id."""
@@ -822,11 +823,11 @@ def redecide(session, batch, rows):
         result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit,
                               basis=basis)
         decision = _decide(context, result, _sheet_category(context, batch, row.sheet))
-        decided.append({"id": row.id, **_keep_accepted(row.warnings, row.has_warnings, decision)})
+        decided.append({"id": row.id, **_keep_accepted(row.warnings, decision)})
     return decided
 
 
-def _keep_accepted(old_warnings, old_has_warnings, decision):
+def _keep_accepted(old_warnings, decision):
     """Warnings the admin accepted stay accepted (the same message on the same row)."""
     accepted = {w["message"] for w in old_warnings or () if w.get("accepted")}
     if accepted and decision["warnings"] and decision["action"] != "error":
@@ -850,8 +851,7 @@ def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITAB
     would be written: errors and skips keep their reason), ``raw_update`` merged
     into their cells first; returns how many."""
     rows = session.execute(
-        sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings,
-                  ImportRow.has_warnings)
+        sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
         .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(actions), *conditions)
         .order_by(ImportRow.id)
     ).all()

@@ -129,7 +129,8 @@ def _validate(raw, markup, current_for, max_price_change, basis="file"):
         if priced.price is not None:  # never below cost + the minimum margin
             sale = values["sale_price"] = priced.price
             computed = ("sale_price",)
-        warnings.extend(Issue(w.field, w.kind, w.message) for w in priced.warnings)
+        for w in priced.warnings:
+            warnings.append(Issue(w.field, w.kind, w.message))
     problem = price_problem(cost=cost, sale=sale, promo=values.get("promo_price"),
                             min_margin=markup.min_margin if markup else 0)
     if problem:
