@@ -304,7 +304,8 @@ def run_steps(env, path, supplier_code):
         with open_spreadsheet(path) as book:
             table = locate_table(book.rows())
             mapping = auto_map([str(h) for h in table.headers])
-            validator = FileValidator(mapping.columns, markup=batch_markup(ImportBatch(**supplier_markup_defaults(supplier))))
+            batch = ImportBatch(supplier=supplier, price_basis=supplier.price_basis, **supplier_markup_defaults(supplier))
+            validator = FileValidator(mapping.columns, markup=batch_markup(batch), basis=batch.price_basis)
             for source in table.rows:
                 if not source.skip:
                     validator.check(source.cells, source.line)

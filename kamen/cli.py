@@ -139,7 +139,12 @@ def retry_demo_notifies_command():
 @click.option("--confirm-warnings", is_flag=True, help="Commit rows with price-change warnings too.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the error rows (+错误原因) here.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any row has an error.")
-def import_products_command(path, supplier_code, template, mode, commit, confirm_warnings, report, strict):
+@click.option("--create-categories", is_flag=True,
+              help="Create the categories the file names that the shop lacks (otherwise their rows fail).")
+@click.option("--price-basis", type=click.Choice(["file", "markup", "cap_face", "cap_market"]), default=None,
+              help="How sale prices are set (default: the supplier's setting).")
+def import_products_command(path, supplier_code, template, mode, commit, confirm_warnings, report, strict,
+                            create_categories, price_basis):
     """批量导入 a price list from the command line; prints a JSON summary."""
     import json
     import os
@@ -155,7 +160,8 @@ def import_products_command(path, supplier_code, template, mode, commit, confirm
             raise click.ClickException(f"没有代号为 {supplier_code} 的货源")
     else:
         supplier = default_supplier(db.session)
-    options = automation.AutoOptions(mode=mode, template=template, commit=commit, confirm_warnings=confirm_warnings)
+    options = automation.AutoOptions(mode=mode, template=template, commit=commit, confirm_warnings=confirm_warnings,
+                                     create_categories=create_categories, price_basis=price_basis)
     try:
         with open(path, "rb") as stream:
             batch = automation.run_import(db.session, stream, os.path.basename(path), supplier, options)

@@ -1,7 +1,6 @@
 """Jinja filters and globals shared by shop and admin templates."""
 from flask import current_app
 
-from kamen.config import low_stock_threshold
 from kamen.money import format_money, format_plain
 from kamen.timeutil import to_local
 
@@ -15,7 +14,6 @@ def register_templating(app):
     def _shop_globals():
         return {
             "shop_name": current_app.config["SHOP_NAME"],
-            "default_threshold": low_stock_threshold(),
         }
 
 

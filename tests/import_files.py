@@ -75,3 +75,54 @@ def raw_xlsx(path, sheet_xml):
         for name, text in parts.items():
             zf.writestr(name, text)
     return path
+
+
+# A supplier's weekly list as a reseller receives it: a title row, a note row, the supplier's own
+# headers, ¥ signs and full-width digits, and ten rows that cannot be imported as they are.
+WEEKLY_HEADER = ["商品编号", "商品名称", "类目", "进货价", "建议零售价", "库存"]
+WEEKLY_KINDS = (  # category, name, face values
+    ("游戏点卡/腾讯游戏", "腾讯Q币 {}元", (10, 20, 30, 50, 100)),
+    ("话费充值/中国移动", "中国移动话费快充 {}元", (30, 50, 100, 200)),
+    ("视频会员/爱奇艺", "爱奇艺黄金会员 直充 {}元", (25, 68, 198)),
+    ("游戏点卡/网易游戏", "网易一卡通 {}元", (50, 100, 200)),
+)
+WEEKLY_BAD = {  # row index -> (column, bad value)
+    7: (3, "面议"), 41: (3, ""), 88: (1, ""), 123: (5, "-3"), 170: (3, "¥12.345"),
+    222: (4, "问客服"), 260: (3, "abc"), 311: (0, "1.23E+11"), 377: (5, "很多"), 444: (3, "-1"),
+}
+FULL_WIDTH = str.maketrans("0123456789.", "０１２３４５６７８９．")
+
+
+def weekly_list_rows(count=500, week=1):
+    """(rows, expected) for ``count`` goods; ``expected`` maps each good code to
+    (category, cost, 建议零售价)."""
+    rows, expected = [], {}
+    for i in range(count):
+        category, name, faces = WEEKLY_KINDS[i % len(WEEKLY_KINDS)]
+        face = faces[(i // len(WEEKLY_KINDS)) % len(faces)]
+        code = f"XS{i + 1:05d}"
+        cost = round(face * (0.93 + (i % 5) / 100) + (0.01 * (week - 1) if i % 10 == 0 else 0), 2)
+        retail = f"{face:.2f}"
+        shown_cost = f"¥{cost:.2f}" if i % 3 == 0 else f"{cost:.2f}".translate(FULL_WIDTH) if i % 3 == 1 else cost
+        rows.append([code, f"{name.format(face)} #{i + 1}", category, shown_cost, retail, 100 + i % 50])
+        expected[code] = (category, f"{cost:.2f}", retail)
+    for index, (column, value) in WEEKLY_BAD.items():
+        if index < count:
+            rows[index][column] = value
+            expected.pop(f"XS{index + 1:05d}", None)
+    return rows, expected
+
+
+def weekly_list_xlsx(rows):
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "本周价格"
+    sheet.append(["XX数码货源 · 本周价格表"])
+    sheet.merge_cells("A1:F1")
+    sheet.append(["说明：价格含税，随时调整；有问题联系客服QQ 10001"])
+    sheet.append(WEEKLY_HEADER)
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

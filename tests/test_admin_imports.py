@@ -55,7 +55,7 @@ def test_full_flow_with_inline_fix_commit_report_and_undo(admin, client):
     assert batch.status == "ready" and (batch.created, batch.failed, batch.skipped) == (2, 3, 1)
 
     page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
-    assert page.index("供货价格式错误") < page.index("腾讯Q币 30元")  # errors first
+    assert page.index("进价格式错误") < page.index("腾讯Q币 30元")  # errors first, in the supplier's column names
     assert "9.89" in page and "按加价计算" in page
 
     # Fix the bad price inline: the row is re-validated at once.
@@ -106,12 +106,19 @@ def test_updates_show_old_and_new_and_need_confirmation_for_big_changes(admin):
     db.session.expire_all()
     assert db.session.scalar(sa.select(Product.cost_price).filter_by(code="QB10")) == Decimal("9.60")
 
-    # Undo is refused once the product changed again after the import.
+    # A product changed again after the import is skipped by undo; the rest is undone.
     product = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
     product.name = "改过"
     db.session.commit()
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "撤销时将跳过导入后又被修改过的商品：QB10" in page and "撤销本次导入" in page
     response = admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True)
-    assert "又被修改过，不能撤销" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "跳过了 1 个导入后又被修改过的商品" in page and "撤销时跳过了导入后又被修改过的商品：QB10" in page
+    db.session.expire_all()
+    kept = db.session.scalar(sa.select(Product).filter_by(code="QB10"))
+    assert (kept.name, kept.cost_price) == ("改过", Decimal("9.60"))  # the admin's edit stays
+    assert db.session.scalar(sa.select(Product).filter_by(code="QB30")) is None  # created by the batch: undone
 
 
 def test_saved_template_is_applied_to_the_next_file(admin):
@@ -124,7 +131,9 @@ def test_saved_template_is_applied_to_the_next_file(admin):
     second = _upload(admin, messy_csv())
     second = _fresh(second)
     assert second.template_id == template.id and "face_value" not in second.mapping
-    assert "已按保存的模板自动对应" in admin.get(f"/admin/imports/{second.id}").get_data(as_text=True)
+    # Same layout: no mapping step, straight to the preview.
+    assert second.status == "ready"
+    assert "已按上次提交时的列对应和导入设置直接校验（XX货源）" in admin.get(f"/admin/imports/{second.id}").get_data(as_text=True)
 
 
 def test_xlsx_into_one_category_and_create_only_mode(admin):
@@ -268,9 +277,12 @@ def test_scheduled_commit_waits_for_its_hour(admin, app, redis_url):
 
     batch = _upload(admin, messy_csv())
     admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(_fresh(batch)))
+    # Embedded mode runs no schedule: the preview offers no scheduled commit, and a forged one is refused.
+    assert 'name="at"' not in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
-    assert "预约提交需要开启定时任务" in response.get_data(as_text=True)
+    assert "当前没有开启定时任务，不能预约提交" in response.get_data(as_text=True)
     app.config["REDIS_URL"] = redis_url
+    assert 'name="at"' in admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     response = admin.post(f"/admin/imports/{batch.id}/commit", data={"at": "03:00"}, follow_redirects=True)
     assert "已预约在 03:00 提交" in response.get_data(as_text=True)
     batch = _fresh(batch)

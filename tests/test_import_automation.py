@@ -24,10 +24,16 @@ def test_cli_validates_commits_and_reports(runner, tmp_path):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 0
 
     report = tmp_path / "errors.csv"
-    result = runner.invoke(args=["import-products", str(path), "--commit", "--strict", "--report", str(report)])
+    # The supplier's 5% markup would sell 腾讯Q币 10元 above its 面值: a warning holds the commit,
+    # unless the price is capped at 面值.
+    result = runner.invoke(args=["import-products", str(path), "--commit"])
+    assert json.loads(result.output)["status"] == "ready" and json.loads(result.output)["warnings"] == 2
+    result = runner.invoke(args=["import-products", str(path), "--commit", "--strict", "--report", str(report),
+                                 "--price-basis", "cap_face"])
     assert result.exit_code == 1  # strict: rows had errors
     assert json.loads(result.output)["status"] == "committed"
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 2
+    prices = dict(db.session.execute(sa.select(Product.code, Product.sale_price)).all())
+    assert prices == {"QB10": Decimal("10.00"), "QB30": Decimal("30.00")}
     assert "错误原因" in report.read_bytes().decode("gbk")
 
 

@@ -93,7 +93,7 @@ def test_a_create_only_batch_skips_codes_created_since_its_preview(admin):
 def _poison(batch, code="A2"):
     """A staged value the database cannot store: the commit fails unexpectedly."""
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id, code=code))
-    row.values = {**row.values, "stock": 10**20}
+    row.values = {**row.values, "delivery_minutes": 10**20}
     db.session.commit()
     return row
 
@@ -114,12 +114,12 @@ def test_an_unexpected_commit_error_fails_the_batch_logs_it_and_offers_retry(adm
     assert failures and failures[0].exc_info is not None  # logged with its traceback
 
     row = db.session.get(ImportRow, row.id)
-    row.values = {**row.values, "stock": 6}
+    row.values = {**row.values, "delivery_minutes": 6}
     db.session.commit()
     page = admin.post(f"/admin/imports/{batch.id}/retry", follow_redirects=True).get_data(as_text=True)
     batch = _fresh(batch.id)
     assert batch.status == "committed" and batch.created == 3 and "导入报告" in page
-    assert _products()["A2"].stock == 6
+    assert _products()["A2"].delivery_minutes == 6
 
 
 def test_a_failed_batch_can_be_cancelled(admin):

@@ -40,7 +40,7 @@ def test_stage_counts_are_honest(app):
     rows = {r.line: r for r in db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id))}
     assert rows[5].action == "create" and rows[5].values["sale_price"] == "9.89"
     assert rows[6].action == "unchanged"
-    assert rows[7].action == "error" and "供货价" in rows[7].errors[0]["message"]
+    assert rows[7].action == "error" and "进价格式错误" in rows[7].errors[0]["message"]
     assert rows[8].action == "error" and rows[8].errors[0]["kind"] == "重复编码"
     assert rows[9].action == "error" and rows[9].errors[0]["kind"] == "负库存"
     assert rows[10].action == "skip"  # the 合计 row

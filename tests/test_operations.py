@@ -111,6 +111,22 @@ def test_embedded_mode_says_schedules_are_off_in_plain_words(client, auth):
     assert "单机内置模式" in jobs and "REDIS_URL" not in jobs
 
 
+DEVELOPER_WORDS = ("REDIS_URL", "rq ", "worker", "jobs.cron", "README", "--supplier", "正则", "flask ")
+OPERATOR_PAGES = ("/admin/", "/admin/products", "/admin/imports", "/admin/imports/new", "/admin/suppliers",
+                  "/admin/suppliers/new", "/admin/stations", "/admin/settings/alerts", "/admin/settings/api-tokens",
+                  "/admin/categories", "/admin/orders", "/admin/coupons", "/admin/payment-channels")
+
+
+@pytest.mark.backends("sqlite")
+def test_operator_screens_say_what_the_admin_can_do_not_how_it_is_built(client, auth):
+    auth.login()
+    for url in OPERATOR_PAGES:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        page = response.get_data(as_text=True)
+        assert [w for w in DEVELOPER_WORDS if w in page] == [], url
+
+
 @pytest.mark.backends("sqlite")
 def test_job_view_needs_login(client):
     response = client.get("/admin/jobs/")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from kamen.extensions import db
 from kamen.models import ApiToken, ImportBatch, ImportRow, Notification, Product, StockMode, Supplier, SyncRun
-from kamen.models import AttemptStatus, Coupon, DeliveryType, ForwardAttempt, LaunchCheck, LaunchRun, Order, ProductSource, SupplierKind
+from kamen.models import AttemptStatus, CategoryRule, Coupon, DeliveryType, ForwardAttempt, LaunchCheck, LaunchRun, Order, ProductSource, SupplierKind
 from kamen.services import api_tokens, ordering, stations
 from kamen.services.alerts import save_settings as save_alert_settings
 from kamen.services.products import INLINE_FIELDS
@@ -97,6 +97,8 @@ def hostile_world(auth, client):
                   errors=[{"code": HOSTILE, "reason": HOSTILE}])
     db.session.add(run)
     db.session.add(Notification(kind="low_stock", title=HOSTILE, body=HOSTILE))
+    rule = CategoryRule(keyword=HOSTILE[:40], category_id=category.id)
+    db.session.add(rule)
     db.session.commit()
     station, _secret = stations.create_station(db.session, HOSTILE, Decimal("2"), Decimal("0"))
     token, _plain = api_tokens.create_token(db.session, HOSTILE[:60])
@@ -132,11 +134,14 @@ def hostile_world(auth, client):
     rows = [[HOSTILE[:30], HOSTILE, "9.60", "10", "5", "", ""], ["H2", HOSTILE, "abc", "10", "5", "", ""]]
     batch = upload_for_preview(client, supplier, rows, f"{HOSTILE}.csv")
     row = db.session.scalar(sa.select(ImportRow).filter_by(batch_id=batch.id).order_by(ImportRow.id))
+    # A file naming a category the shop lacks: the preview lists it, waiting.
+    waiting = upload_for_preview(client, supplier, [["W1", "商品", "9.60", "10", "5", "", "", HOSTILE[:28]]],
+                                 header=[*HEADER, "分类"])
     return {
         "category_id": category.id, "product_id": product.id, "supplier_id": supplier.id, "run_id": run.id,
-        "station_id": station.id, "token_id": token.id, "source_row_id": source.id,
+        "station_id": station.id, "token_id": token.id, "source_row_id": source.id, "rule_id": rule.id,
         "order_id": order.id, "channel_id": channel.id, "test_id": launch.id, "ticket_id": ticket.id, "shot_id": shot.id,
-        "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id,
+        "coupon_id": coupon.id, "batch_id": batch.id, "row_id": row.id, "waiting_batch_id": waiting.id,
         "kind": "csv", "field": {"admin.product_cell": next(iter(INLINE_FIELDS)), "admin.import_cell": "name"},
     }
 
@@ -163,9 +168,10 @@ def _hostile_ticket(order, supplier, station):
     return db.session.get(Ticket, ticket.id), attachment
 
 
-def upload_for_preview(client, supplier, rows, filename="价格表.csv"):
+
+def upload_for_preview(client, supplier, rows, filename="价格表.csv", header=HEADER):
     """A price list uploaded and mapped through the back office: its batch, at the preview."""
-    data = messy_csv(rows=rows, header=HEADER, encoding="utf-8")
+    data = messy_csv(rows=rows, header=header, encoding="utf-8")
     response = client.post("/admin/imports/new", content_type="multipart/form-data",
                            data={"supplier_id": str(supplier.id), "category_id": "",
                                  "file": (io.BytesIO(data), filename)})
@@ -197,6 +203,7 @@ def _admin_get_paths(app, values):
 # Query strings that show other states of the same pages.
 EXTRA_VIEWS = ["/admin/imports/{batch_id}?step=mapping", "/admin/imports/{batch_id}?show=error",
                "/admin/tickets?status=all",
+               "/admin/imports/{batch_id}?show=waiting", "/admin/imports/{waiting_batch_id}",
                "/admin/products?q=x", "/admin/products?category_id={category_id}"]
 
 

@@ -8,11 +8,11 @@ from kamen.models.aftersales import (
     TicketKind,
     TicketStatus,
 )
-from kamen.models.catalog import Category, DeliveryType, Product, StockMode
+from kamen.models.catalog import Category, CategoryRule, DeliveryType, PriceBasis, Product, StockMode
 from kamen.models.demopay import DemoPayTrade, DemoTradeStatus
 from kamen.models.launch import LaunchCheck, LaunchRun
 from kamen.models.forwarding import OPEN_ATTEMPTS, AttemptStatus, ForwardAttempt, ProductSource
-from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportRow, MappingTemplate
+from kamen.models.imports import ApiToken, CardCode, CardCodeUpload, ImportBatch, ImportFix, ImportRow, MappingTemplate
 from kamen.models.notifications import Notification, Setting
 from kamen.models.orders import (
     PAY_MODES,
@@ -37,6 +37,7 @@ __all__ = [
     "CardCode",
     "CardCodeUpload",
     "Category",
+    "CategoryRule",
     "Coupon",
     "CouponKind",
     "DeliveryType",
@@ -45,6 +46,7 @@ __all__ = [
     "DownstreamStation",
     "ForwardAttempt",
     "ImportBatch",
+    "ImportFix",
     "ImportRow",
     "LaunchCheck",
     "LaunchRun",
@@ -60,6 +62,7 @@ __all__ = [
     "PAY_MODES",
     "PAY_TYPES",
     "PaymentChannel",
+    "PriceBasis",
     "Product",
     "ProductSource",
     "Reservation",

@@ -23,6 +23,15 @@ class DeliveryType(LabeledEnum):
     MANUAL = ("manual", "人工发货")
 
 
+class PriceBasis(LabeledEnum):
+    """How an import (or a supplier's imports by default) sets sale prices; every
+    basis stays at or above cost + the supplier's minimum margin (pricing.py)."""
+    FILE = ("file", "按文件中的建议零售价/售价（未填写的按加价）")
+    MARKUP = ("markup", "按供货价加价")
+    CAP_FACE = ("cap_face", "按供货价加价，不高于面值")
+    CAP_MARKET = ("cap_market", "按供货价加价，不高于市场价")
+
+
 class StockState(LabeledEnum):
     IN_STOCK = ("in", "有货")
     LOW = ("low", "库存紧张")
@@ -55,6 +64,19 @@ def _insert_search_key(context):
     """Core inserts (sync, imports) get their key from the row's own name and code."""
     row = context.get_current_parameters()
     return search_key(row.get("name"), row.get("code"))
+
+
+class CategoryRule(db.Model):
+    """Goods whose name contains ``keyword`` go into ``category`` (imports and syncs)."""
+
+    __tablename__ = "category_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    keyword: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    category_id: Mapped[int] = mapped_column(sa.ForeignKey("categories.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    category: Mapped[Category] = relationship()
 
 
 class Product(db.Model):

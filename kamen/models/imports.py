@@ -20,6 +20,8 @@ class ImportBatch(JobLease, db.Model):
     supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id"), index=True)
     category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("categories.id"))  # import into one category
     filename: Mapped[str] = mapped_column(sa.String(255))
+    # sha256 of the uploaded bytes: the same file uploaded again is recognised.
+    file_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     # The file itself; None once housekeeping deleted it (the totals stay).
     upload_id: Mapped[int | None] = mapped_column(sa.ForeignKey("uploads.id", ondelete="SET NULL"))
     file_kind: Mapped[str] = mapped_column(sa.String(8), default="")  # csv | xlsx | xls
@@ -31,6 +33,7 @@ class ImportBatch(JobLease, db.Model):
     headers: Mapped[list] = mapped_column(sa.JSON, default=list)
     mapping: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # field key -> column index
     match_info: Mapped[list] = mapped_column(sa.JSON, default=list)  # [{column, header, key, how, confidence}]
+    samples: Mapped[list] = mapped_column(sa.JSON, default=list)  # per column: up to 3 values read under it
     template_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mapping_templates.id"))
     mode: Mapped[str] = mapped_column(sa.String(8), default="upsert")  # upsert | create | update
     delist_missing: Mapped[str] = mapped_column(sa.String(10), default="")  # "" | supplier | category
@@ -38,6 +41,10 @@ class ImportBatch(JobLease, db.Model):
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
     max_price_change: Mapped[Decimal] = mapped_column(Percent, default=Decimal("30"))
+    price_basis: Mapped[str] = mapped_column(sa.String(12), default="file", server_default="file")
+    # Categories the file names that the shop lacks: {"父/子": {"rows": n, "similar": id|None,
+    # "choice": None (waiting) | "create" | category id}}; their rows wait for the choice.
+    new_categories: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     warnings_confirmed: Mapped[bool] = mapped_column(default=False)
 
     status: Mapped[str] = mapped_column(sa.String(12), default="analyzing")
@@ -86,8 +93,11 @@ class ImportRow(db.Model):
     error_kinds: Mapped[str] = mapped_column(sa.String(120), default="")  # ",格式错误,重复编码," for filtering
     changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # field -> [old, new] for updates
     code: Mapped[str | None] = mapped_column(sa.String(64))
+    # A category the shop lacks yet (a key of the batch's new_categories): the row waits for it.
+    category_path: Mapped[str | None] = mapped_column(sa.String(200))
     action: Mapped[str] = mapped_column(sa.String(10))  # create | update | unchanged | skip | error
     skip_reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    auto_fixed: Mapped[list] = mapped_column(sa.JSON, default=list)  # fields a remembered fix changed
     product_id: Mapped[int | None]
     before: Mapped[dict | None] = mapped_column(sa.JSON)  # before-image, for undo
     committed: Mapped[bool] = mapped_column(default=False)
@@ -106,9 +116,27 @@ class MappingTemplate(db.Model):
     fingerprint: Mapped[str] = mapped_column(sa.String(32), index=True)
     columns: Mapped[dict] = mapped_column(sa.JSON)  # normalized header -> field key or None
     header_row: Mapped[int | None]
+    # The import settings of the batch that saved it (mode, category, markup…), reused
+    # when the next file of this layout goes straight to the preview.
+    options: Mapped[dict | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("supplier_id", "name"),)
+
+
+class ImportFix(db.Model):
+    """An admin's inline fix of a supplier's row, applied again when the identical row comes back."""
+
+    __tablename__ = "import_fixes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id", ondelete="CASCADE"))
+    source_hash: Mapped[str] = mapped_column(sa.String(64))  # sha256 of the row's cells as read
+    field: Mapped[str] = mapped_column(sa.String(20))
+    text: Mapped[str] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("supplier_id", "source_hash", "field"),)
 
 
 class CardCode(db.Model):

@@ -38,6 +38,8 @@ class Supplier(db.Model):
     markup_fixed: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     markup_step: Mapped[Decimal] = mapped_column(Step, default=Decimal("0.01"))
     min_margin: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
+    # Imports' default price basis (catalog.PriceBasis value); each import may pick another.
+    price_basis: Mapped[str] = mapped_column(sa.String(12), default="file", server_default="file")
 
     # Sync behaviour.
     auto_list: Mapped[bool] = mapped_column(default=False)

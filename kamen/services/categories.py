@@ -1,8 +1,13 @@
-"""Category writes, with the two-level rule and safe deletes."""
+"""Category writes, with the two-level rule and safe deletes; where imported and
+synced goods land (names, keyword rules, near-duplicates of existing names)."""
+import re
+import unicodedata
+
 import sqlalchemy as sa
+from rapidfuzz import fuzz
 from sqlalchemy.exc import IntegrityError
 
-from kamen.models import Category, ImportBatch, Product, Supplier
+from kamen.models import Category, CategoryRule, ImportBatch, Product, Supplier
 from kamen.services.catalog import forget_shop_tree
 
 # A batch in these states no longer reads its target category.
@@ -73,6 +78,9 @@ def _in_use(session, category):
               if cid == category.id]
     if mapped:
         return f"货源分类映射 {'、'.join(mapped[:5])} 指向它，请先修改这些映射"
+    rules = session.scalars(sa.select(CategoryRule.keyword).where(CategoryRule.category_id == category.id)).all()
+    if rules:
+        return f"分类规则“{'、'.join(rules[:5])}”指向它，请先删除这些规则"
     batches = session.scalars(
         sa.select(ImportBatch.id).where(ImportBatch.category_id == category.id,
                                         ImportBatch.status.not_in(_FINISHED_BATCH))
@@ -124,11 +132,112 @@ def ensure_path(session, path):
 
 
 def _find_or_add(session, name, parent):
+    """New categories go after their existing siblings."""
     parent_id = parent.id if parent else None
-    found = session.scalar(sa.select(Category).where(
-        Category.name == name, Category.parent_id.is_(None) if parent is None else Category.parent_id == parent_id))
+    siblings = Category.parent_id.is_(None) if parent is None else Category.parent_id == parent_id
+    found = session.scalar(sa.select(Category).where(Category.name == name, siblings))
     if found is None:
-        found = Category(name=name, parent_id=parent_id)
+        last = session.scalar(sa.select(sa.func.max(Category.sort_order)).where(siblings))
+        found = Category(name=name, parent_id=parent_id, sort_order=0 if last is None else last + 1)
         session.add(found)
         session.flush()
     return found
+
+
+_PATH_SPLIT = re.compile(r"\s*[/／>＞\\]\s*")
+
+
+def split_path(text):
+    """'游戏点卡 > 腾讯游戏' -> ('游戏点卡', '腾讯游戏'): at most two levels (deeper ones join the child)."""
+    names = [p.strip()[:NAME_LENGTH] for p in _PATH_SPLIT.split(str(text or "").strip()) if p.strip()]
+    if len(names) > 2:
+        names = [names[0], " / ".join(names[1:])[:NAME_LENGTH]]
+    return tuple(names)
+
+
+def path_key(text):
+    """The canonical "父/子" text of a category path written any way."""
+    return "/".join(split_path(text))
+
+
+def _plain(text):
+    return re.sub(r"[\s·・_\-]+", "", unicodedata.normalize("NFKC", text).lower())
+
+
+# -- keyword rules ------------------------------------------------------------
+
+class RuleInvalid(ValueError):
+    pass
+
+
+def rules(session):
+    return session.scalars(sa.select(CategoryRule).order_by(CategoryRule.keyword)).all()
+
+
+def add_rule(session, keyword, category_id):
+    keyword = unicodedata.normalize("NFKC", keyword or "").strip()
+    if not keyword:
+        raise RuleInvalid("请填写关键词，如：Q币")
+    if len(keyword) > 40:
+        raise RuleInvalid("关键词最多 40 个字")
+    if session.get(Category, category_id or 0) is None:
+        raise RuleInvalid("请选择要放入的分类")
+    taken = session.scalar(sa.select(CategoryRule).where(sa.func.lower(CategoryRule.keyword) == keyword.lower()))
+    if taken is not None:
+        raise RuleInvalid(f"已有关键词“{taken.keyword}”的规则，请先删除它")
+    rule = CategoryRule(keyword=keyword, category_id=category_id)
+    session.add(rule)
+    session.commit()
+    return rule
+
+
+def delete_rule(session, rule):
+    session.delete(rule)
+    session.commit()
+
+
+class CategoryLookup:
+    """Where goods land by name, read once per import or sync page: keyword rules
+    (the longest keyword in the product's name wins), then a category named like
+    the source's ("父/子" or, unambiguous, "子"), then ``chosen`` paths an admin
+    mapped during this import."""
+
+    def __init__(self, session, chosen=None):
+        self.names = name_lookup(session)
+        self.rules = sorted(((_plain(r.keyword), r.category_id) for r in rules(session)), key=lambda r: -len(r[0]))
+        self.chosen = dict(chosen or {})
+
+    def get(self, text):
+        """A category by its source name or path, or None."""
+        if not text:
+            return None
+        key = path_key(text)
+        return self.chosen.get(key) or self.names.get(key) or self.names.get(str(text).strip())
+
+    def by_rule(self, name):
+        plain = _plain(name or "")
+        return next((category_id for keyword, category_id in self.rules if keyword and keyword in plain), None)
+
+
+def similar_category(session, path):
+    """An existing category a new path most likely means ("腾讯 游戏" for 腾讯游戏,
+    "点卡/腾讯游戏" for 游戏点卡/腾讯游戏), as (id, full name), or None."""
+    names = split_path(path)
+    if not names:
+        return None
+    wanted_full, wanted_leaf = _plain("/".join(names)), _plain(names[-1])
+    best, best_score = None, 0
+    for category in session.scalars(sa.select(Category)):
+        full = _plain(f"{category.parent.name}/{category.name}" if category.parent_id else category.name)
+        leaf = _plain(category.name)
+        if wanted_full == full:
+            return category.id, category.full_name
+        score = max(fuzz.ratio(wanted_full, full), fuzz.ratio(wanted_leaf, leaf) if len(names) == 1 or
+                    category.parent_id else 0)
+        if wanted_leaf == leaf and (len(names) == 1 or category.parent_id):
+            score = max(score, 95)
+        if score > best_score:
+            best, best_score = category, score
+    if best is not None and best_score >= 85:
+        return best.id, best.full_name
+    return None

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 import sqlalchemy as sa
 
-from kamen.models import Category, DeliveryType, Product, StockMode
+from kamen.models import Category, CategoryRule, DeliveryType, Product, StockMode
 from kamen.services import card_codes
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
@@ -60,6 +60,11 @@ PRODUCTS = [
     ("APPLE-500", "App Store 充值卡 500元", "App Store", "500", "500元", "482.00", "500.00", "492.00", "cards", 9, "card", [], 1),
 ]
 
+# Keyword rules (分类规则) so imported and synced goods land in the sub-category customers browse.
+RULES = {"Q币": "腾讯游戏", "王者荣耀": "腾讯游戏", "和平精英": "腾讯游戏", "原神": "米哈游", "网易一卡通": "网易游戏",
+         "移动话费": "中国移动", "联通话费": "中国联通", "电信话费": "中国电信", "Steam": "Steam"}
+
+
 PINNED = ("QB10", "YD100", "IQY-M", "WZRY60")  # 置顶 in their categories and, in this order, the 推荐位
 PROMOS = {"IQY-M": "18.80", "TXSP-M": "19.50", "YD50": "49.20"}
 MODES = {"unlimited": StockMode.UNLIMITED, "synced": StockMode.SYNCED, "cards": StockMode.CARDS}
@@ -70,6 +75,7 @@ def seed_demo(session):
     """Create or refresh the demo catalog; safe to run twice."""
     supplier = default_supplier(session)
     category_ids = {name: c.id for name, c in _seed_categories(session).items()}
+    _seed_rules(session, category_ids)
     existing = {p.code: p for p in session.scalars(sa.select(Product).where(Product.supplier_id == supplier.id))}
     now = utcnow()
     for n, row in enumerate(PRODUCTS):
@@ -111,6 +117,12 @@ def _demo_codes(session, code, supplier_id, wanted):
         card_codes.upload_text(session, product, fresh)
     product.stock = card_codes.status_counts(session, product.id)[card_codes.AVAILABLE]
     session.commit()
+
+
+def _seed_rules(session, category_ids):
+    have = set(session.scalars(sa.select(CategoryRule.keyword)))
+    session.add_all(CategoryRule(keyword=k, category_id=category_ids[c]) for k, c in RULES.items() if k not in have)
+    session.flush()
 
 
 def _seed_categories(session):

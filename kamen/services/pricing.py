@@ -3,7 +3,8 @@ edit, bulk markup, import, sync): a sale or promo price is never below cost plus
 the supplier's minimum margin, a promo never above the sale price, and a markup
 stays within the same limits wherever an admin types one."""
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
 from kamen.money import CENT, MoneyError, parse_money, round_money, round_up_money
 
@@ -59,6 +60,47 @@ def price_problem(*, cost, sale, promo, min_margin):
         if promo < floor:
             return PriceProblem("promo_price", "折扣价低于成本", f"折扣价 ¥{promo} 低于{below}，会亏本")
     return None
+
+
+PRICE_BASES = ("file", "markup", "cap_face", "cap_market")  # catalog.PriceBasis values
+
+
+class ImportPrice(NamedTuple):
+    price: Decimal | None  # None: the row's own price stands (the file's, under basis "file")
+    how: str  # 文件 | 加价 | 面值封顶 | 市场价封顶 | 成本加最低利润: what the preview says
+    warnings: tuple  # PriceProblem, the admin confirms them
+
+
+def import_price(basis, markup, *, cost, suggested=None, face=None, market=None):
+    """The sale price an imported row gets under ``basis`` (PriceBasis value).
+
+    file: the file's 建议零售价/售价 as given (a price below the floor stays a
+    price_problem error), rows without one are marked up. markup: cost marked
+    up; the file's price is only a suggestion. cap_face / cap_market: marked up,
+    but not above 面值 / 市场价 when the row has one. Every basis stays at or above
+    cost + the minimum margin; a price above 面值 or 市场价 and a suggestion below
+    cost are warnings. Runs once per imported row: nothing is built unless needed."""
+    if basis == "file" and suggested is not None:
+        price, how, shown = None, "文件", suggested
+    else:
+        price, how = markup.apply(cost), "加价"
+        cap = face if basis == "cap_face" else market if basis == "cap_market" else None
+        if cap is not None and price > cap:
+            capped = cap.quantize(markup.step, rounding=ROUND_DOWN)
+            if capped >= price_floor(cost, markup.min_margin):
+                price, how = capped, "面值封顶" if basis == "cap_face" else "市场价封顶"
+            else:
+                price, how = round_up_money(price_floor(cost, markup.min_margin), markup.step), "成本加最低利润"
+        shown = price
+    warnings = ()
+    if face is not None and shown > face:
+        warnings += (PriceProblem("sale_price", "售价高于面值", f"售价 ¥{shown} 高于面值 ¥{face}，顾客会觉得买贵了"),)
+    if market is not None and shown > market:
+        warnings += (PriceProblem("sale_price", "售价高于市场价", f"售价 ¥{shown} 高于市场价 ¥{market}"),)
+    if price is not None and suggested is not None and suggested < price_floor(cost, markup.min_margin):
+        warnings += (PriceProblem("sale_price", "建议零售价低于成本",
+                                  f"文件中的建议零售价 ¥{suggested} 低于供货价 ¥{cost}，请核对供货价"),)
+    return ImportPrice(price, how, warnings)
 
 
 def check_prices(*, cost, sale, promo, min_margin):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from kamen.models import Category, Product, StockMode, Supplier
+from kamen.models import Category, ImportRow, Product, StockMode, Supplier
 from kamen.money import MoneyError, parse_money
 from kamen.services import card_codes, pricing
 from kamen.search_keys import search_words
@@ -269,6 +269,7 @@ class AdminFilters:
     listed: str = ""  # "", "1" (listed) or "0" (delisted)
     low_stock: bool = False
     sort: str = "updated"
+    batch_id: int | None = None  # the goods one import wrote (its report links here)
 
 
 def admin_products(session, filters, *, default_threshold, page, per_page):
@@ -283,6 +284,10 @@ def admin_products(session, filters, *, default_threshold, page, per_page):
         stmt = stmt.where(sa.or_(Product.category_id == filters.category_id, Product.category_id.in_(child_ids)))
     if filters.listed in ("0", "1"):
         stmt = stmt.where(Product.is_listed.is_(filters.listed == "1"))
+    if filters.batch_id:
+        stmt = stmt.where(Product.id.in_(
+            sa.select(ImportRow.product_id).where(ImportRow.batch_id == filters.batch_id, ImportRow.committed.is_(True))
+        ))
     if filters.low_stock:
         threshold = sa.func.coalesce(Product.low_stock_threshold, default_threshold)
         stmt = stmt.where(Product.stock_mode != StockMode.UNLIMITED, Product.stock <= threshold)

@@ -13,6 +13,7 @@ DEFAULTS = {
         "smtp_password": "",
         "smtp_ssl": True,
         "sync_failure_alert_after": 3,
+        "low_stock_threshold": None,  # None: the deployment's default (KAMEN_LOW_STOCK_THRESHOLD)
     },
     "launch_test": {
         "keep_failed_unlisted": True,  # goods that fail 上线测试 are taken off sale
@@ -41,6 +42,14 @@ DEFAULTS = {
 def get(session, key):
     row = session.get(Setting, key)
     return {**DEFAULTS.get(key, {}), **(row.value if row else {})}
+
+
+def low_stock_threshold(session):
+    """The shop-wide 库存预警 threshold (告警设置), for products without their own."""
+    from flask import current_app
+
+    stored = get(session, "alerts").get("low_stock_threshold")
+    return current_app.config["LOW_STOCK_THRESHOLD"] if stored is None else stored
 
 
 def put(session, key, value):

@@ -28,7 +28,7 @@ class SupplierInvalid(ValueError):
 
 SETTINGS_FIELDS = (
     "name", "code", "kind", "base_url", "app_id", "markup_percent", "markup_fixed", "markup_step", "min_margin",
-    "auto_list", "default_category_id", "sync_interval_minutes", "nightly_sync_at", "auto_delist_at_zero",
+    "price_basis", "auto_list", "default_category_id", "sync_interval_minutes", "nightly_sync_at", "auto_delist_at_zero",
     "recheck_hours", "is_active", "price_jump_percent", "balance_alert_below", "verify_reply_sign",
     "order_price_drift_percent",
 )

@@ -11,13 +11,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from kamen.config import low_stock_threshold
 from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
 from kamen.search_keys import search_key
 from kamen.secretbox import decrypt
-from kamen.services import alerts, background, settings, sources
-from kamen.services.categories import name_lookup
+from kamen.services import alerts, background, delivery, settings, sources
+from kamen.services.categories import CategoryLookup
 from kamen.services.pricing import Markup, is_price_jump, price_problem
 from kamen.services.suppliers import OWN_SUPPLIER_CODE
 from kamen.services.transitions import transition
@@ -264,7 +263,7 @@ def _pull(session, supplier, run, adapter, notes, beat):
 
 def _apply_page(session, supplier, run, page, notes):
     """Upsert one page in one transaction, adding alert lines to ``notes``."""
-    threshold_default = low_stock_threshold()
+    threshold_default = settings.low_stock_threshold(session)
     # A code our column cannot hold would fail the whole page on PostgreSQL.
     rejected = page.rejected + [RejectedItem(item.code[:CODE_LENGTH], f"商品编码超过 {CODE_LENGTH} 个字符")
                                 for item in page.items if len(item.code) > CODE_LENGTH]
@@ -345,29 +344,34 @@ def _stock_of(item):
 
 def _buyer_fields(item):
     """The supplier's own fields (acg-faka widget, Fulu template, kamen fields);
-    a top-up it describes no field for asks for the account to charge."""
+    a top-up it describes no field for asks for the account its name implies
+    (话费 → 手机号, Q币 → QQ号 …; the presets in services/delivery.py)."""
     if item.buyer_fields:
         return item.buyer_fields
     if item.delivery is Delivery.TOPUP:
-        return [{"key": "account", "label": "充值账号", "pattern": "", "hint": ""}]
+        return delivery.PRESETS[delivery.topup_preset(f"{'/'.join(item.category_path)} {item.name}")].buyer_fields()
     return []
 
 
 def category_context(session):
-    """What placing synced goods needs, read once per page: (name lookup, existing ids)."""
-    return name_lookup(session), set(session.scalars(sa.select(Category.id)))
+    """What placing synced goods needs, read once per page: (names and keyword rules, existing ids)."""
+    return CategoryLookup(session), set(session.scalars(sa.select(Category.id)))
 
 
 def _category_id(supplier, item, categories):
-    """The admin's map for the remote path first, then a category of the same
-    name ("游戏点卡/腾讯游戏" or "腾讯游戏"), then the supplier's default."""
+    """The admin's map for the remote path first, then the shop's keyword rules on
+    the name, then a category of the same name ("游戏点卡/腾讯游戏" or "腾讯游戏"),
+    then the supplier's default."""
     path = "/".join(item.category_path)
-    by_name, existing = categories
+    lookup, existing = categories
     mapped = (supplier.category_map or {}).get(path)
     if mapped and int(mapped) in existing:  # a map entry may outlive its category
         return int(mapped)
+    ruled = lookup.by_rule(item.name)
+    if ruled is not None:
+        return ruled
     if path:
-        found = by_name.get(path) or by_name.get(item.category_path[-1])
+        found = lookup.names.get(path) or lookup.names.get(item.category_path[-1])
         if found:
             return found
     return supplier.default_category_id

@@ -36,35 +36,39 @@ def test_neutralize(text, safe):
 def test_csv_report_keeps_the_admins_rows(tmp_path, read_rows):
     target = tmp_path / "errors.csv"
     rows = [
-        (["1001", "=cmd()", "abc", "-5"], "供货价格式错误：“abc”不是数字；库存不能为负数：-5"),
-        ([1002.0, "名", 9.5, BadCell("公式没有计算结果")], "公式没有计算结果"),
-        ([True, date(2026, 1, 2), datetime(2026, 1, 2, 3, 4), None], "=原因"),
+        (["1001", "=cmd()", "abc", "-5"], 4, "供货价格式错误：“abc”不是数字；库存不能为负数：-5"),
+        ([1002.0, "名", 9.5, BadCell("公式没有计算结果")], 7, "公式没有计算结果"),
+        ([True, date(2026, 1, 2), datetime(2026, 1, 2, 3, 4), None], 9, "=原因"),
+        (["1003", "短行"], 12, "供货价不能为空"),  # trailing empty cells were not read: still lined up
     ]
     write_error_report(target, "csv", HEADERS, rows)
     assert target.read_bytes().startswith(b"\xef\xbb\xbf")
     assert read_rows(target) == [
-        HEADERS + ["错误原因"],
-        ["1001", "'=cmd()", "abc", "-5", "供货价格式错误：“abc”不是数字；库存不能为负数：-5"],
-        ["1002", "名", "9.5", "", "公式没有计算结果"],
-        ["TRUE", "2026-01-02", "2026-01-02 03:04:00", "", "'=原因"],
+        HEADERS + ["原行号", "错误原因"],
+        ["1001", "'=cmd()", "abc", "-5", "4", "供货价格式错误：“abc”不是数字；库存不能为负数：-5"],
+        ["1002", "名", "9.5", "", "7", "公式没有计算结果"],
+        ["TRUE", "2026-01-02", "2026-01-02 03:04:00", "", "9", "'=原因"],
+        ["1003", "短行", "", "", "12", "供货价不能为空"],
     ]
 
 
 def test_csv_report_in_the_uploaded_encoding_and_delimiter(tmp_path):
     target = tmp_path / "errors.csv"
-    write_error_report(target, "csv", HEADERS, [(["1", "话费", "x", "1"], "错")], delimiter="\t", encoding="gb18030")
-    assert target.read_bytes().decode("gb18030").splitlines()[1] == "1\t话费\tx\t1\t错"
+    write_error_report(target, "csv", HEADERS, [(["1", "话费", "x", "1"], 2, "错")], delimiter="\t",
+                       encoding="gb18030")
+    assert target.read_bytes().decode("gb18030").splitlines()[1] == "1\t话费\tx\t1\t2\t错"
 
 
 def test_xlsx_report_keeps_types_and_never_writes_formulas(tmp_path):
     target = tmp_path / "errors.xlsx"
-    rows = [([1001.0, "=1+1", 9.5, datetime(2026, 1, 2)], "原因"), (["1002", BadCell("x"), "-3", None], "负库存")]
+    rows = [([1001.0, "=1+1", 9.5, datetime(2026, 1, 2)], 3, "原因"),
+            (["1002", BadCell("x"), "-3", None], 4, "负库存")]
     write_error_report(target, "xlsx", HEADERS, rows)
     sheet = load_workbook(target).active
     assert [[c.value for c in row] for row in sheet.iter_rows()] == [
-        HEADERS + ["错误原因"],
-        [1001, "'=1+1", 9.5, datetime(2026, 1, 2), "原因"],
-        ["1002", None, "-3", None, "负库存"],
+        HEADERS + ["原行号", "错误原因"],
+        [1001, "'=1+1", 9.5, datetime(2026, 1, 2), 3, "原因"],
+        ["1002", None, "-3", None, 4, "负库存"],
     ]
     assert sheet["B2"].data_type == "s"
 
@@ -94,13 +98,13 @@ def test_messy_gbk_file_to_error_report(tmp_path, make_csv, read_rows):
                 continue
             result = validator.check(row.cells, row.line)
             if not result.ok:
-                failed.append((row.cells, result.reason()))
+                failed.append((row.cells, row.line, result.reason()))
         kind, encoding = book.kind, book.encoding
     assert skipped == [8]
     write_error_report(tmp_path / "errors.csv", kind, table.headers, failed, encoding=encoding)
     assert read_rows(tmp_path / "errors.csv") == [
-        ["编号", "商品名称", "进价", "数量", "错误原因"],
-        ["1.23E+11", "爱奇艺", "15", "5", "商品编码“1.23E+11”被 Excel 显示成了科学计数法，原来的数字已丢失，请把该列设为“文本”格式后重新填写"],
-        ["1002", "'=HYPERLINK(\"x\")", "十五", "-1", "供货价格式错误：“十五”不是数字；库存不能为负数：-1"],
-        ["1001", "重复", "1", "1", "商品编码“1001”与第 4 行重复"],
+        ["编号", "商品名称", "进价", "数量", "原行号", "错误原因"],
+        ["1.23E+11", "爱奇艺", "15", "5", "5", "商品编码“1.23E+11”被 Excel 显示成了科学计数法，原来的数字已丢失，请把该列设为“文本”格式后重新填写"],
+        ["1002", "'=HYPERLINK(\"x\")", "十五", "-1", "6", "供货价格式错误：“十五”不是数字；库存不能为负数：-1"],
+        ["1001", "重复", "1", "1", "7", "商品编码“1001”与第 4 行重复"],
     ]

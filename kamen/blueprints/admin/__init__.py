@@ -35,9 +35,12 @@ def _sweep_embedded_jobs():
 
 @bp.context_processor
 def _admin_globals():
+    from kamen.extensions import db
     from kamen.services.products import INLINE_FIELDS
+    from kamen.services.settings import low_stock_threshold
 
-    return {"inline_fields": INLINE_FIELDS, "run_status_labels": RUN_STATUS_LABELS}
+    return {"inline_fields": INLINE_FIELDS, "run_status_labels": RUN_STATUS_LABELS,
+            "default_threshold": low_stock_threshold(db.session)}
 
 
 RUN_STATUS_LABELS = {"queued": "排队中", "running": "同步中", "succeeded": "成功", "failed": "失败"}

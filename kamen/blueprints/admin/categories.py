@@ -1,11 +1,11 @@
 """Category CRUD (two levels)."""
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import CategoryForm
 from kamen.extensions import db
-from kamen.models import Category
+from kamen.models import Category, CategoryRule
 from kamen.services import categories as category_service
 from kamen.services.catalog import category_tree
 
@@ -21,7 +21,29 @@ def _parent_choices(exclude_id=None):
 def categories():
     tree = category_tree(db.session, visible_only=False)
     counts = category_service.product_counts(db.session)
-    return render_template("admin/categories.html", tree=tree, counts=counts)
+    return render_template("admin/categories.html", tree=tree, counts=counts, rules=category_service.rules(db.session),
+                           category_options=category_service.category_choices(db.session))
+
+
+@bp.post("/categories/rules")
+def category_rule_add():
+    try:
+        rule = category_service.add_rule(db.session, request.form.get("keyword", ""),
+                                         request.form.get("category_id", type=int))
+    except category_service.RuleInvalid as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(f"已添加规则：名称含“{rule.keyword}”的商品放入“{rule.category.full_name}”。", "success")
+    return redirect(url_for("admin.categories", _anchor="category-rules"))
+
+
+@bp.post("/categories/rules/<int:rule_id>/delete")
+def category_rule_delete(rule_id):
+    rule = db.session.get(CategoryRule, rule_id) or abort(404)
+    category_service.delete_rule(db.session, rule)
+    flash("规则已删除。", "success")
+    return redirect(url_for("admin.categories", _anchor="category-rules"))
 
 
 @bp.route("/categories/new", methods=["GET", "POST"])

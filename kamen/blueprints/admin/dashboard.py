@@ -3,7 +3,7 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from kamen import queue
 from kamen.blueprints.admin import bp
-from kamen.config import low_stock_threshold
+from kamen.services.settings import low_stock_threshold
 from kamen.extensions import db
 from kamen.services import dashboard as dashboard_service
 from kamen.services import merchandising, operations
@@ -13,7 +13,7 @@ from kamen.timeutil import to_local, utcnow
 
 @bp.get("/")
 def dashboard():
-    home = dashboard_service.dashboard(db.session, low_stock_threshold())
+    home = dashboard_service.dashboard(db.session, low_stock_threshold(db.session))
     return render_template(
         "admin/dashboard.html",
         stats=home.stats,

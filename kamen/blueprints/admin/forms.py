@@ -3,13 +3,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField, HiddenField, PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 
-from kamen.models import DeliveryType, StockMode, SupplierKind
+from kamen.models import DeliveryType, PriceBasis, StockMode, SupplierKind
 from kamen.money import MoneyError, parse_money
 from kamen.outbound import AddressRefused, check_host, check_url
-from kamen.services import pricing
+from kamen.services import delivery, pricing
 from kamen.services.products import ProductInvalid, parse_whole
 
 
@@ -164,7 +167,11 @@ class ProductForm(FlaskForm):
     delivery_minutes = WholeField("预计到账（分钟）", required=True, default=5)
     min_per_order = WholeField("每单最少购买", default=1)
     max_per_order = WholeField("每单最多购买", default=100)
-    buyer_fields = TextAreaField("买家需填写")
+    buyer_presets = SelectMultipleField(
+        "买家需填写", choices=[SelectChoice(key, p.label) for key, p in delivery.PRESETS.items()],
+        widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+    )
+    buyer_fields = TextAreaField("其他填写项（高级）")
     description = TextAreaField("商品说明", validators=[Optional(), Length(max=5000, message="最多 5000 个字")])
     is_listed = BooleanField("上架", default=True)
     is_pinned = BooleanField("置顶推荐")
@@ -197,6 +204,8 @@ class SupplierForm(FlaskForm):
     markup_fixed = MoneyField("固定加价（元）", required=True, default=Decimal("0"), validators=[_markup_limits])
     markup_step = ChoiceField("取整", choices=[SelectChoice("0.01", "精确到分"), SelectChoice("0.1", "精确到角")])
     min_margin = MoneyField("最低利润（元）", required=True, default=Decimal("0"))
+    price_basis = ChoiceField("导入时的定价方式", default=PriceBasis.FILE.value,
+                              choices=[SelectChoice(v, label) for v, label in PriceBasis.choices()])
     auto_list = BooleanField("新商品自动上架（否则进入待审核）")
     default_category_id = ChoiceField("新商品默认分类", coerce=int)
     sync_interval_minutes = ChoiceField("自动同步", coerce=int, choices=[SelectChoice(v, label) for v, label in INTERVALS])
@@ -244,6 +253,7 @@ class AlertSettingsForm(FlaskForm):
     smtp_password = PasswordField("SMTP 密码（留空则不修改）")
     smtp_ssl = BooleanField("使用 SSL", default=True)
     sync_failure_alert_after = WholeField("同步连续失败几次后告警", required=True, default=3)
+    low_stock_threshold = WholeField("库存预警默认阈值")  # blank: the deployment default
 
     def validate_webhook_url(self, field):
         _check_address(lambda: check_url(field.data, "Webhook 地址"))

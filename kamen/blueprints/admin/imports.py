@@ -5,15 +5,15 @@ import tempfile
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, send_file, url_for
 from sqlalchemy.orm import joinedload
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.common import is_htmx
 from kamen.extensions import db
-from kamen.models import Category, ImportBatch, ImportRow, Supplier
+from kamen.models import Category, DeliveryType, ImportBatch, ImportRow, MappingTemplate, PriceBasis, StockMode, Supplier
 from kamen.money import MoneyError, parse_money
-from kamen.services import pricing
+from kamen.services import delivery, pricing
 from kamen.services.background import PAUSED_MESSAGE
 from kamen.services.importing import automation, batches, committing, housekeeping, staging
 from kamen.services.importing.errors import ImportFileError
@@ -72,7 +72,8 @@ def import_keep_days():
 @bp.get("/imports/template.<kind>")
 def import_template(kind):
     if kind == "xlsx":
-        data, mime = template_xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        names = [name.replace(" / ", "/") for _, name in category_choices(db.session)]
+        data, mime = template_xlsx(names), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     elif kind == "csv":
         data, mime = template_csv(), "text/csv; charset=utf-8"
     else:
@@ -124,7 +125,20 @@ def import_batch(batch_id):
     if batch.status in ("ready", "scheduled"):
         return _preview_page(batch)
     blockers = committing.undo_blockers(db.session, batch)
-    return render_template("admin/import_batch.html", batch=batch, step="report", blockers=blockers)
+    return render_template("admin/import_batch.html", batch=batch, step="report", blockers=blockers,
+                           **_written_rows(batch))
+
+
+def _written_rows(batch):
+    """The report's list: what each written row got (sale price, delivery, category), a page at a time."""
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    written = sa.select(ImportRow).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True),
+                                         ImportRow.action.in_(("create", "update")))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(written.subquery()))
+    rows = db.session.scalars(written.order_by(ImportRow.line, ImportRow.id).limit(PAGE_SIZE)
+                              .offset((page - 1) * PAGE_SIZE)).all()
+    return {"written": rows, "written_total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
+            **_preview_context(batch)}
 
 
 def _mapping_page(batch, error=None, status=200):
@@ -133,10 +147,13 @@ def _mapping_page(batch, error=None, status=200):
     for index, header in enumerate(batch.headers):
         if str(header).strip():
             columns.append({"index": index, "letter": column_letter(index), "header": header,
-                            "match": by_column.get(index)})
+                            "match": by_column.get(index),
+                            "samples": (batch.samples or [])[index] if index < len(batch.samples or []) else []})
     return render_template(
         "admin/import_batch.html", batch=batch, step="mapping", columns=columns, fields=FIELDS,
+        price_bases=PriceBasis.choices(),
         categories=category_choices(db.session), error=error or (batch.message if batch.status == "mapping" else None),
+        same_file=staging.imported_before(db.session, batch),
     ), status
 
 
@@ -166,6 +183,7 @@ def import_mapping(batch_id):
             markup=pricing.parse_markup(form),
             max_price_change=parse_money(form.get("max_price_change") or "30", field="价格变动提醒阈值"),
             template_name=form.get("template_name", "").strip()[:60],
+            price_basis=form.get("price_basis") or None,
         )
         if options.category_id is not None and db.session.get(Category, options.category_id) is None:
             raise staging.ImportInvalid("分类选择无效，请刷新后重试")
@@ -181,6 +199,7 @@ SHOW_FILTERS = {
     "all": None,
     "error": ImportRow.action == "error",
     "warning": sa.and_(ImportRow.has_warnings, ImportRow.action.in_(("create", "update"))),
+    "waiting": ImportRow.category_path.is_not(None),
     "create": ImportRow.action == "create",
     "update": ImportRow.action == "update",
     "unchanged": ImportRow.action == "unchanged",
@@ -201,6 +220,9 @@ def _preview_page(batch):
         stmt = stmt.where(SHOW_FILTERS[show])
     if kind:
         stmt = stmt.where(ImportRow.error_kinds.contains(f",{kind},"))
+    path = request.args.get("path", "")
+    if path:
+        stmt = stmt.where(ImportRow.category_path == path)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
     rows = db.session.scalars(
         stmt.order_by(ROW_ORDER, ImportRow.line, ImportRow.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
@@ -211,9 +233,23 @@ def _preview_page(batch):
     error_kinds = sorted({k for joined in kinds for k in joined.split(",") if k})
     return render_template(
         "admin/import_batch.html", batch=batch, step="preview", rows=rows, total=total, page=page,
-        pages=max(1, -(-total // PAGE_SIZE)), show=show, kind=kind, error_kinds=error_kinds,
-        warnings=staging.warning_count(db.session, batch), **_preview_context(batch),
+        pages=max(1, -(-total // PAGE_SIZE)), show=show, kind=kind, error_kinds=error_kinds, path=path,
+        warnings=staging.warning_count(db.session, batch), warning_kinds=staging.warning_kinds(db.session, batch),
+        waiting=staging.waiting_categories(batch), price_bases=PriceBasis.choices(), presets=delivery.PRESETS,
+        categories=category_choices(db.session), schedules_on=bool(current_app.config["REDIS_URL"]),
+        same_file=staging.imported_before(db.session, batch),
+        template=_straight_template(batch),
+        auto_fixed=db.session.scalar(sa.select(sa.func.count()).where(
+            ImportRow.batch_id == batch.id, sa.cast(ImportRow.auto_fixed, sa.Text) != "[]")),
+        **_preview_context(batch),
     )
+
+
+def _straight_template(batch):
+    """The saved layout this batch went straight to the preview with (no mapping step), or None."""
+    if not batch.template_id or not all(m["how"] == "template" for m in batch.match_info):
+        return None
+    return db.session.get(MappingTemplate, batch.template_id)
 
 
 def _preview_context(batch):
@@ -221,8 +257,29 @@ def _preview_context(batch):
     if "sale_price" not in batch.mapping:
         keys.append("sale_price")  # shown as computed from the markup, not editable
     categories = dict(category_choices(db.session))
-    return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS,
-            "category_names": categories}
+    return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS, "key_fields": KEY_FIELDS,
+            "category_names": categories, "shown": lambda row, key: _shown_value(row, key, categories),
+            "delivery_labels": dict(DeliveryType.choices()),
+            "stock_mode_labels": dict(StockMode.choices()), "basis_label": PriceBasis(batch.price_basis).label}
+
+
+# The preview's columns a phone keeps (a cell with an error or warning shows too).
+KEY_FIELDS = ("code", "name", "cost_price", "sale_price")
+# Fields whose normalized value the preview shows (the others are shown as typed).
+SHOWN_NORMALIZED = ("code", "name", "face_value", "tier_label", "cost_price", "market_price", "sale_price",
+                    "stock", "promo_price", "delivery_minutes")
+
+
+def _shown_value(row, key, categories):
+    """What the import will store for a cell, as the admin reads it (48.50 for "￥４８．５０")."""
+    values = row.values or {}
+    if key in SHOWN_NORMALIZED and values.get(key) is not None:
+        return str(values[key])
+    if key == "category" and values.get("category_id") is not None:
+        return categories.get(values["category_id"], row.raw.get(key, ""))
+    if key == "delivery_type" and values.get("delivery_type"):
+        return DeliveryType(values["delivery_type"]).label
+    return row.raw.get(key, "")
 
 
 def _row_or_404(batch, row_id):
@@ -277,6 +334,59 @@ def import_skip(batch_id, row_id):
     response = make_response(_render_row(batch, row))
     response.headers["HX-Trigger"] = "import-counts-changed"
     return response
+
+
+def _preview_action(batch_id, action, done):
+    """A preview-wide change (pricing, categories, delivery, warnings): flash, back to the preview."""
+    batch = _batch_or_404(batch_id)
+    try:
+        result = action(batch)
+    except staging.ImportInvalid as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        flash(done(result), "success")
+    return redirect(url_for("admin.import_batch", batch_id=batch_id, show=request.form.get("show") or None))
+
+
+@bp.post("/imports/<int:batch_id>/pricing")
+def import_pricing(batch_id):
+    basis = request.form.get("price_basis", "")
+    return _preview_action(batch_id, lambda batch: staging.set_price_basis(db.session, batch, basis),
+                           lambda _: f"已按“{PriceBasis(basis).label}”重新定价。")
+
+
+@bp.post("/imports/<int:batch_id>/categories")
+def import_categories(batch_id):
+    """Place the new categories: all as proposed in one click, or each as the admin picked."""
+    def place(batch):
+        if request.form.get("accept_all") == "1":
+            choices = staging.default_choices(batch)
+        else:
+            paths = {key[5:]: value for key, value in request.form.items() if key.startswith("path_")}
+            choices = {path: request.form.get(f"cat_{key}", "") for key, path in paths.items()}
+        return staging.place_categories(db.session, batch, choices)
+
+    return _preview_action(batch_id, place, lambda moved: f"分类已确定，{moved} 行已归入。")
+
+
+@bp.post("/imports/<int:batch_id>/warnings/accept")
+def import_accept_warnings(batch_id):
+    kind = request.form.get("kind", "")
+    return _preview_action(batch_id, lambda batch: staging.accept_warnings(db.session, batch, kind),
+                           lambda n: f"已确认 {n} 行的警告。")
+
+
+@bp.post("/imports/<int:batch_id>/delivery")
+def import_delivery(batch_id):
+    form = request.form
+    ids = form.getlist("row") if form.get("scope") == "selected" else None
+    return _preview_action(
+        batch_id,
+        lambda batch: staging.set_delivery(db.session, batch, form.get("delivery_type", ""), form.get("preset", ""),
+                                           row_ids=ids, name_contains=form.get("name_contains", "").strip()),
+        lambda n: f"已修改 {n} 行的发货方式。",
+    )
 
 
 @bp.get("/imports/<int:batch_id>/counts")
@@ -341,12 +451,13 @@ def _batch_action(batch_id, action):
 def import_undo(batch_id):
     batch = _batch_or_404(batch_id)
     try:
-        committing.undo_batch(db.session, batch)
+        skipped = committing.undo_batch(db.session, batch)
     except staging.ImportInvalid as exc:
         db.session.rollback()
         flash(str(exc), "error")
     else:
-        flash("已撤销本次导入：新增的商品已删除，更新的商品已恢复原值。", "success")
+        flash("已撤销本次导入：新增的商品已删除，更新的商品已恢复原值。"
+              + (f"跳过了 {len(skipped)} 个导入后又被修改过的商品，见下方说明。" if skipped else ""), "success")
     return redirect(url_for("admin.import_batch", batch_id=batch.id))
 
 

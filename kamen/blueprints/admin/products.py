@@ -8,10 +8,10 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.forms import ProductForm
 from kamen.blueprints.common import is_htmx
-from kamen.config import low_stock_threshold
+from kamen.services.settings import low_stock_threshold
 from kamen.extensions import db
 from kamen.models import DeliveryType, Product, StockMode, Supplier
-from kamen.services import launch_test, merchandising, pricing
+from kamen.services import delivery, launch_test, merchandising, pricing
 from kamen.services import products as product_service
 from kamen.services.catalog import category_tree
 from kamen.services.categories import category_choices
@@ -27,6 +27,7 @@ def _filters():
         listed=args.get("listed", ""),
         low_stock=args.get("low_stock") == "1",
         sort=args.get("sort", "updated"),
+        batch_id=args.get("batch", type=int),
     )
 
 
@@ -38,7 +39,7 @@ def products():
     rows, total = product_service.admin_products(
         db.session,
         filters,
-        default_threshold=low_stock_threshold(),
+        default_threshold=low_stock_threshold(db.session),
         page=page,
         per_page=per_page,
     )
@@ -181,7 +182,8 @@ def _fill_form(form, product, own_supplier):
     form.category_id.data = product.category_id or 0
     form.stock_mode.data = product.stock_mode.value
     form.delivery_type.data = product.delivery_type.value
-    form.buyer_fields.data = product_service.format_buyer_fields(product.buyer_fields)
+    form.buyer_presets.data, others = delivery.presets_of(product.buyer_fields)
+    form.buyer_fields.data = product_service.format_buyer_fields(others)
     for name in ("promo_start", "promo_end"):
         local = to_local(getattr(product, name))
         getattr(form, name).data = local.replace(tzinfo=None) if local else None
@@ -189,7 +191,22 @@ def _fill_form(form, product, own_supplier):
 
 def _as_shown(form):
     """Each field's value as the form shows it, to tell on submit what the admin changed."""
-    return {name: _shown(form[name].data) for name in product_service.FORM_FIELDS}
+    shown = {name: _shown(form[name].data) for name in product_service.FORM_FIELDS}
+    try:
+        shown["buyer_fields"] = _buyer_fields_text(form)
+    except product_service.ProductInvalid:
+        pass  # refused when saved
+    return shown
+
+
+def _buyer_fields_text(form):
+    """The picked presets, then the admin's own lines: one buyer_fields text."""
+    try:
+        fields = delivery.combine(form.buyer_presets.data or [])
+    except ValueError as exc:
+        raise product_service.ProductInvalid(str(exc), "buyer_presets") from exc
+    own = (form.buyer_fields.data or "").strip()
+    return "\n".join(filter(None, [product_service.format_buyer_fields(fields), own]))
 
 
 def _shown(value):
@@ -225,4 +242,5 @@ def _values(form):
         "stock_mode": StockMode(data["stock_mode"]),
         "delivery_type": DeliveryType(data["delivery_type"]),
         "description": data["description"] or "",
+        "buyer_fields": _buyer_fields_text(form),
     }

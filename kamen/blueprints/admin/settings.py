@@ -11,7 +11,7 @@ from kamen.services import alerts, api_tokens, forwarding, settings
 
 @bp.route("/settings/alerts", methods=["GET", "POST"])
 def alert_settings():
-    current = settings.get(db.session, "alerts")
+    current = {**settings.get(db.session, "alerts"), "low_stock_threshold": settings.low_stock_threshold(db.session)}
     form = AlertSettingsForm(data={k: v for k, v in current.items() if k not in alerts.SECRET_FIELDS})
     if form.validate_on_submit():
         values = {name: field.data for name, field in form._fields.items() if name not in ("csrf_token",)}

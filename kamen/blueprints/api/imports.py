@@ -3,6 +3,10 @@
     curl -H "Authorization: Bearer kmt_…" -F file=@price.xlsx -F supplier=self -F commit=1 \\
          https://shop.example.com/api/import/v1/products
 
+Optional fields: create_categories=1 creates the categories the file names that the
+shop lacks (a near-duplicate of an existing name is that one; without it their rows
+fail), price_basis=file|markup|cap_face|cap_market (default: the supplier's).
+
 Answers 202 with the batch and a status URL; GET that URL until status is
 committed / ready / failed. The summary is the same JSON the CLI prints.
 """
@@ -16,6 +20,7 @@ from kamen.services.api_tokens import check_token
 from kamen.services.background import PAUSED_MESSAGE
 from kamen.services.importing import automation, batches
 from kamen.services.importing.errors import ImportFileError
+from kamen.services.pricing import PRICE_BASES
 from kamen.services.suppliers import default_supplier
 
 PREFIX = "/api/import/v1"
@@ -46,9 +51,13 @@ def import_products():
     mode = request.form.get("mode", "upsert")
     if mode not in ("upsert", "create", "update"):
         return _error(400, "mode 只能是 upsert、create 或 update")
+    price_basis = request.form.get("price_basis") or None
+    if price_basis is not None and price_basis not in PRICE_BASES:
+        return _error(400, f"price_basis 只能是 {'、'.join(PRICE_BASES)}")
     options = automation.AutoOptions(
         mode=mode, template=request.form.get("template", "").strip(), commit=request.form.get("commit") == "1",
         confirm_warnings=request.form.get("confirm_warnings") == "1",
+        create_categories=request.form.get("create_categories") == "1", price_basis=price_basis,
     )
     try:
         batch, handle = batches.upload(db.session, upload.stream, upload.filename, supplier=supplier, mode=mode,

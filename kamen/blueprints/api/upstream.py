@@ -6,7 +6,7 @@ kamen_signing.py; docs/upstream-api.md has a worked example.
 from flask import g, jsonify, request
 
 from kamen.blueprints.api import bp
-from kamen.config import low_stock_threshold
+from kamen.services.settings import low_stock_threshold
 from kamen.extensions import db
 from kamen.services import station_orders, stations
 from kamen.services.station_orders import StationOrderRefused, StationOrderRequest
@@ -63,7 +63,7 @@ def products():
         return _error(400, "bad_request", f"limit 应在 1-{MAX_PAGE_SIZE} 之间")
     items, next_cursor = stations.catalog_page(
         db.session, g.station, cursor=cursor, limit=limit, updated_after=updated_after,
-        default_threshold=low_stock_threshold(),
+        default_threshold=low_stock_threshold(db.session),
     )
     return jsonify({"items": items, "next_cursor": next_cursor})
 
@@ -76,7 +76,7 @@ def stock():
         return _error(400, "bad_request", "请求体应为 {\"codes\": [商品编码…]}")
     if len(codes) > MAX_STOCK_CODES:
         return _error(400, "bad_request", f"一次最多查询 {MAX_STOCK_CODES} 个商品")
-    return jsonify({"levels": stations.stock_levels(db.session, codes, low_stock_threshold())})
+    return jsonify({"levels": stations.stock_levels(db.session, codes, low_stock_threshold(db.session))})
 
 
 @bp.get(f"{PREFIX}/balance")

@@ -20,6 +20,9 @@ class AutoOptions:
     commit: bool = False
     confirm_warnings: bool = False
     category_id: int | None = None
+    # Categories the shop lacks: create them (a near-duplicate is the existing one), or refuse their rows.
+    create_categories: bool = False
+    price_basis: str | None = None  # PriceBasis value; None: the supplier's
 
 
 def run_import(session, stream, filename, supplier, options):
@@ -48,11 +51,16 @@ def process(session, batch_id, options, beat=staging.no_beat):
     try:
         staging.apply_mapping(session, batch, staging.StageOptions(
             choices=choices, mode=options.mode, category_id=options.category_id, markup=staging.batch_markup(batch),
-            max_price_change=batch.max_price_change,
+            max_price_change=batch.max_price_change, price_basis=options.price_basis,
         ))
     except staging.ImportInvalid as exc:
         return staging.fail(session, batch, str(exc), beat)
     batch = staging.stage(session, batch.id, beat)
+    if batch.status == "ready" and staging.waiting_categories(batch):
+        if options.create_categories:
+            staging.place_categories(session, batch, staging.default_choices(batch))
+        else:
+            staging.refuse_waiting(session, batch)
     if batch.status == "ready" and options.commit:
         try:
             committing.request_commit(session, batch, confirm_warnings=options.confirm_warnings)
@@ -81,6 +89,8 @@ def summary(session, batch, max_errors=100):
             "unchanged": batch.unchanged, "skipped": batch.skipped, "failed": batch.failed,
         },
         "warnings": staging.warning_count(session, batch),
+        "price_basis": batch.price_basis,
+        "new_categories": {path: info["choice"] for path, info in (batch.new_categories or {}).items()},
         "errors": [{"line": line, "field": e["field"], "kind": e["kind"], "message": e["message"]}
                    for line, issues in errors for e in issues],
     }
@@ -92,11 +102,11 @@ def write_report(session, batch, path):
 
     kind = "csv" if batch.file_kind == "csv" else "xlsx"
     rows = session.execute(
-        sa.select(ImportRow.cells, ImportRow.errors)
+        sa.select(ImportRow.cells, ImportRow.line, ImportRow.errors)
         .where(ImportRow.batch_id == batch.id, ImportRow.action == "error")
-        .order_by(ImportRow.line)
+        .order_by(ImportRow.sheet, ImportRow.line)
     )
-    report = [(cells, "；".join(e["message"] for e in errors)) for cells, errors in rows]
+    report = [(cells, line, "；".join(e["message"] for e in errors)) for cells, line, errors in rows]
     encoding = batch.csv_encoding or "utf-8-sig"
     if encoding.startswith("utf"):
         encoding = "utf-8-sig"

@@ -70,7 +70,7 @@ def confirm_mapping(session, batch, options):
 def commit(session, batch, *, confirm_warnings=False, at=None):
     """Commit now (a job) or at ``at`` (the schedule's tick); None when scheduled."""
     if at is not None and not current_app.config["REDIS_URL"]:  # embedded mode: no schedule runs
-        raise ImportInvalid("预约提交需要开启定时任务（当前为内置模式，请联系技术人员开启）；当前可以直接提交")
+        raise ImportInvalid("当前没有开启定时任务，不能预约提交；请直接点“立即提交”")
     committing.request_commit(session, batch, confirm_warnings=confirm_warnings, at=at)
     return None if at is not None else _request(session, batch)
 
@@ -181,7 +181,7 @@ def _auto(session, batch_id, beat):
 
 
 _STEP_WORK = {
-    "analyze": staging.analyze,
+    "analyze": staging.analyze_step,
     "stage": staging.stage,
     "commit": committing.commit_batch,
     "auto": _auto,

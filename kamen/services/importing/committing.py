@@ -7,16 +7,21 @@ undone while nothing later has touched its products. On PostgreSQL a chunk
 is a few set-based statements (bulk.py); elsewhere the rows go through
 Python here.
 """
+import logging
+
 import sqlalchemy as sa
 
-from kamen.models import CardCode, ImportBatch, ImportRow, Product
-from kamen.services import card_codes, catalog
+from kamen.models import CardCode, ImportBatch, ImportRow, Product, StockMode
+from kamen.services import alerts, card_codes, catalog, settings
 from kamen.services.importing import bulk
 from kamen.services.importing.staging import (
-    PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, to_json, warning_count,
+    PRODUCT_FIELDS, ImportInvalid, no_beat, from_json, recount, redecide, remember_layout, to_json,
+    waiting_categories, warning_count,
 )
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
+
+log = logging.getLogger("kamen.imports")
 
 CHUNK = 5000
 DELETED_REASON = "商品在预览后已被删除，跳过"
@@ -30,9 +35,13 @@ def request_commit(session, batch, *, confirm_warnings=False, at=None):
     resumable = batch.status in ("ready", "scheduled") or (batch.status == "cancelled" and batch.step == "commit")
     if not resumable:
         raise ImportInvalid("只有预览就绪的批次才能提交")
+    waiting = waiting_categories(batch)
+    if waiting:
+        raise ImportInvalid(f"文件中有 {len(waiting)} 个店铺还没有的分类（{'、'.join(waiting[:5])}），"
+                            "请先在预览上方选择创建或归入已有分类")
     warned = warning_count(session, batch)
     if warned and not confirm_warnings:
-        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大），请勾选确认后再提交")
+        raise ImportInvalid(f"有 {warned} 行带警告（价格变动过大、售价高于面值等），请勾选确认后再提交")
     total = session.scalar(
         sa.select(sa.func.count()).where(
             ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")), ImportRow.committed.is_(False)
@@ -83,7 +92,44 @@ def commit_batch(session, batch_id, beat=no_beat):
     _recount_card_stock(session, batch)
     batch.status, batch.committed_at = "committed", utcnow()
     session.commit()
+    _remember_layout(session, batch)
+    _notify_low_stock(session, batch)
     return batch
+
+
+def _remember_layout(session, batch):
+    """Keep the layout for next week's file; the goods are in whatever happens here."""
+    try:
+        remember_layout(session, batch)
+        session.commit()
+    except sa.exc.IntegrityError:  # another commit of the same new layout saved it just now
+        session.rollback()
+        log.info("import batch %s: its layout was saved by another commit", batch.id)
+
+
+def _notify_low_stock(session, batch):
+    """One notice for the goods this import left at or below their 库存预警 threshold
+    (each product once, as syncs do: it is marked until its stock recovers)."""
+    threshold = sa.func.coalesce(Product.low_stock_threshold, settings.low_stock_threshold(session))
+    touched = sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
+    )
+    low = session.execute(
+        sa.select(Product.id, Product.name, Product.code, Product.stock, threshold)
+        .where(Product.id.in_(touched), Product.is_listed.is_(True), Product.stock_mode != StockMode.UNLIMITED,
+               Product.stock <= threshold, Product.low_stock_alerted.is_(False))
+        .order_by(Product.id)
+    ).all()
+    if not low:
+        return None
+    for ids in _chunks([row.id for row in low]):
+        session.execute(sa.update(Product).where(Product.id.in_(ids))
+                        # not an edit: undo still restores these products
+                        .values(low_stock_alerted=True, updated_at=Product.updated_at))
+    session.commit()
+    lines = [f"{name}（{code}）库存 {stock}，预警数量 {limit}" for _, name, code, stock, limit in low]
+    return alerts.raise_alert(
+        session, "low_stock", f"库存预警：导入 #{batch.id} 后有 {len(low)} 个商品库存不足", lines)
 
 
 def _take_over_created_codes(session, batch, beat):
@@ -93,7 +139,7 @@ def _take_over_created_codes(session, batch, beat):
     commit (a resumed or retried commit checks again)."""
     while True:
         rows = session.execute(
-            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code)
+            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
             .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
             .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
             .order_by(ImportRow.id)
@@ -201,47 +247,68 @@ def _chunks(ids, size=10_000):
     return (ids[i:i + size] for i in range(0, len(ids), size))
 
 
-def undo_blockers(session, batch):
-    """Codes of this batch's products changed after it was committed (undo would lose that)."""
+def _edited_since(batch):
+    """Products changed after the batch was committed (an edit, a sync, card codes added)."""
+    return sa.or_(
+        Product.updated_at > batch.committed_at,
+        Product.id.in_(sa.select(CardCode.product_id)),
+    )
+
+
+def undo_blockers(session, batch, limit=10):
+    """Codes of this batch's products changed after it was committed: undo skips them
+    (it would lose that change). None when the batch cannot be undone."""
     if batch.status != "committed" or batch.purged_at is not None:  # before-images cleared by housekeeping
         return None
-    changed_later = sa.or_(
-        Product.updated_at > batch.committed_at,
-        Product.id.in_(sa.select(CardCode.product_id)),  # card codes were added to it
-    )
+    return [code for _, code in _edited_products(session, batch, limit)]
+
+
+def _edited_products(session, batch, limit=None):
     touched = sa.select(ImportRow.product_id).where(ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
-    later = session.scalars(sa.select(Product.code).where(Product.id.in_(touched), changed_later).limit(10)).all()
+    stmt = sa.select(Product.id, Product.code).where(Product.id.in_(touched), _edited_since(batch)).order_by(Product.id)
+    found = session.execute(stmt.limit(limit) if limit else stmt).all()
     for ids in _chunks(batch.delisted_ids or []):
-        if len(later) >= 10:
+        if limit and len(found) >= limit:
             break
-        later += session.scalars(sa.select(Product.code).where(Product.id.in_(ids), changed_later).limit(10)).all()
-    return later[:10]
+        more = sa.select(Product.id, Product.code).where(Product.id.in_(ids), _edited_since(batch))
+        found += session.execute(more.limit(limit) if limit else more).all()
+    return found[:limit] if limit else found
 
 
 def undo_batch(session, batch):
-    """Restore before-images, delete created products, relist what was delisted; all in one transaction."""
-    blockers = undo_blockers(session, batch)
-    if blockers is None:
+    """Restore before-images, delete created products, relist what was delisted, all in one
+    transaction, except for the products changed since the import: they stay as they are.
+    Returns the codes skipped."""
+    if undo_blockers(session, batch, limit=1) is None:
         raise ImportInvalid("只有已提交的批次才能撤销")
-    if blockers:
-        raise ImportInvalid(f"以下商品在导入后又被修改过，不能撤销：{'、'.join(blockers)}")
+    edited = _edited_products(session, batch)
+    skipped = {product_id for product_id, _ in edited}
     committed = (ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
     restores = {}
     rows = session.execute(
         sa.select(ImportRow.product_id, ImportRow.before).where(*committed, ImportRow.action == "update")
     )
     for product_id, before in rows:
-        if before:
+        if before and product_id not in skipped:
             # One executemany per set of restored columns (rows of one batch mostly share it).
             restores.setdefault(tuple(sorted(before)), []).append({"id": product_id, **from_json(before)})
     for params in restores.values():
         session.execute(sa.update(Product), params)
     catalog.refresh_search_keys(session, sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "update"))
-    created = sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "create")
-    session.execute(sa.delete(Product).where(Product.id.in_(created)))
-    session.execute(sa.update(ImportRow).where(*committed).values(committed=False))
-    for ids in _chunks(batch.delisted_ids or []):
+    created = [pid for pid in session.scalars(
+        sa.select(ImportRow.product_id).where(*committed, ImportRow.action == "create")) if pid not in skipped]
+    for ids in _chunks(created):
+        session.execute(sa.delete(Product).where(Product.id.in_(ids)))
+    undone = [pid for pid in session.scalars(sa.select(ImportRow.product_id).where(*committed)) if pid not in skipped]
+    for ids in _chunks(undone):
+        session.execute(sa.update(ImportRow).where(*committed, ImportRow.product_id.in_(ids)).values(committed=False))
+    relist = [pid for pid in batch.delisted_ids or [] if pid not in skipped]
+    for ids in _chunks(relist):
         session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=True))
     batch.status, batch.undone_at = "undone", utcnow()
+    codes = [code for _, code in edited]
+    if codes:
+        shown = "、".join(codes[:20]) + (f" 等 {len(codes)} 个" if len(codes) > 20 else "")
+        batch.message = f"撤销时跳过了导入后又被修改过的商品：{shown}（保持当前数据）"
     session.commit()
-    return batch
+    return codes

@@ -1,7 +1,8 @@
-"""The error file: the admin's own rows plus a 错误原因 column, in their format.
+"""The error file: the admin's own rows plus 原行号 and 错误原因 columns, in their format.
 
 They fix the rows in place and upload the file again, so cells keep their
-original values. Text that a spreadsheet would run as a formula is
+original values under the supplier's own headers; the two added columns are
+ignored when the file comes back (mapping.REPORT_HEADERS). Text that a spreadsheet would run as a formula is
 neutralized (CSV injection): the file goes back into Excel.
 """
 import csv
@@ -13,31 +14,42 @@ from openpyxl import Workbook
 from kamen.services.importing.errors import BadCell
 
 REASON_HEADER = "错误原因"
+LINE_HEADER = "原行号"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
 def write_error_report(target, kind, headers, rows, *, delimiter=",", encoding="utf-8-sig"):
-    """Write ``rows`` of (cells, reason) under ``headers`` to the path ``target``.
+    """Write ``rows`` of (cells, line in the original file, reason) under ``headers``
+    to the path ``target``.
 
     ``kind`` is "csv" or "xlsx", the format the admin uploaded.
     """
-    header = [neutralize(str(h)) for h in headers] + [REASON_HEADER]
+    width = len(headers)
+    header = [neutralize(str(h)) for h in headers] + [LINE_HEADER, REASON_HEADER]
     if kind == "csv":
         with open(target, "w", encoding=encoding, errors="replace", newline="") as f:
             writer = csv.writer(f, delimiter=delimiter)
             writer.writerow(header)
-            for cells, reason in rows:
-                writer.writerow([_csv_cell(c) for c in cells] + [neutralize(reason)])
+            for cells, line, reason in rows:
+                writer.writerow([_csv_cell(c) for c in _fit(cells, width)] + [line, neutralize(reason)])
     elif kind == "xlsx":
         book = Workbook(write_only=True)
         sheet = book.create_sheet("错误行")
         sheet.append(header)
-        for cells, reason in rows:
-            sheet.append([_xlsx_cell(c) for c in cells] + [neutralize(reason)])
+        for cells, line, reason in rows:
+            sheet.append([_xlsx_cell(c) for c in _fit(cells, width)] + [line, neutralize(reason)])
         book.save(target)
     else:
         raise ValueError(f"unknown report kind {kind!r}")
+
+
+def _fit(cells, width):
+    """The row's cells under its headers: short rows padded so 原行号 and 错误原因 line up."""
+    cells = list(cells)
+    while len(cells) > width and cells[-1] in (None, ""):
+        cells.pop()
+    return cells + [None] * (width - len(cells))
 
 
 def neutralize(text):

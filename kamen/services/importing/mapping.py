@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
 
+from kamen.services.importing.error_report import LINE_HEADER, REASON_HEADER
+
 
 @dataclass(frozen=True)
 class Field:
@@ -24,14 +26,17 @@ FIELDS = (
     Field("cost_price", "供货价", True, (
         "进价", "进货价", "成本价", "成本", "拿货价", "批发价", "结算价", "代理价", "供应价", "采购价", "价格", "单价",
     )),
-    Field("market_price", "市场价", False, ("原价", "官方价", "建议零售价", "市场价格")),
-    Field("sale_price", "售价", False, ("销售价", "零售价", "卖价", "本站价", "商城价", "销售价格")),
+    Field("market_price", "市场价", False, ("原价", "官方价", "市场价格")),
+    # The file's price: the sale price under the 按文件 price basis, a suggestion under the others.
+    Field("sale_price", "售价", False, (
+        "建议零售价", "零售价", "建议售价", "销售价", "卖价", "本站价", "商城价", "销售价格",
+    )),
     Field("stock", "库存", False, ("数量", "库存数量", "库存数", "剩余", "可用库存", "剩余库存")),
     Field("promo_price", "折扣价", False, ("活动价", "促销价", "特价", "优惠价")),
     Field("promo_start", "活动开始", False, ("活动开始时间", "开始时间", "活动开始日期", "促销开始", "开始日期")),
     Field("promo_end", "活动结束", False, ("活动结束时间", "结束时间", "活动结束日期", "促销结束", "结束日期")),
     Field("sync_stock", "需同步库存", False, ("同步库存", "是否同步库存")),
-    Field("delivery_type", "发货方式", False, ("发货类型", "交付方式", "发货")),
+    Field("delivery_type", "发货方式", False, ("发货类型", "交付方式", "发货", "类型", "充值方式", "商品类型")),
     Field("account_format", "充值账号格式", False, ("账号格式", "充值账号", "充值账号类型", "账号类型")),
     Field("delivery_minutes", "预计到账(分钟)", False, ("到账时间", "到账时长", "预计到账时间", "发货时间")),
 )
@@ -115,13 +120,17 @@ class Mapping:
         }
 
 
+# The columns the error file adds: a corrected error file maps like the supplier's own.
+REPORT_HEADERS = frozenset(normalize_header(h) for h in (LINE_HEADER, REASON_HEADER))
+
+
 def header_fingerprint(headers):
     """A stable hash of the normalized, non-empty headers.
 
     Sorted, so a supplier moving a column still gets its saved template:
     templates map header text, not positions.
     """
-    cells = sorted(h for h in (normalize_header(h) for h in headers) if h)
+    cells = sorted(h for h in (normalize_header(h) for h in headers) if h and h not in REPORT_HEADERS)
     return hashlib.sha256("\x1f".join(cells).encode()).hexdigest()[:32]
 
 
@@ -134,7 +143,7 @@ def auto_map(headers, template=None, fuzzy_cutoff=FUZZY_CUTOFF):
     mapping = Mapping(list(headers))
     normalized = [normalize_header(h) for h in headers]
     taken = set()
-    free = [i for i, h in enumerate(normalized) if h]
+    free = [i for i, h in enumerate(normalized) if h and h not in REPORT_HEADERS]
 
     def assign(column, key, how, confidence):
         mapping.matches.append(ColumnMatch(column, str(headers[column]).strip(), key, how, confidence))

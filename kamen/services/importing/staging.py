@@ -6,27 +6,32 @@ take (create / update / unchanged / skip / error) and old → new per field.
 revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 """
 import gc
+import hashlib
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql
 
-from kamen.models import ImportBatch, ImportRow, MappingTemplate, Product, StockMode
-from kamen.services import uploads
-from kamen.services.categories import name_lookup
+from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Product, StockMode
+from kamen.services import delivery, uploads
+from kamen.services.categories import CategoryLookup, path_key, similar_category
 from kamen.services.importing import bulk
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
-from kamen.services.importing.mapping import FIELDS_BY_KEY, auto_map, header_fingerprint, manual_map
+from kamen.services.importing.mapping import (
+    FIELDS_BY_KEY, ColumnMatch, Mapping, auto_map, header_fingerprint, manual_map, normalize_header,
+)
 from kamen.services.importing.normalize import parse_code
 from kamen.services.importing.readers import ReadLimits, open_spreadsheet
 from kamen.services.importing.validate import FileValidator, Issue, validate_row
-from kamen.services.pricing import Markup, price_problem
+from kamen.services.pricing import PRICE_BASES, Markup, price_problem
 from kamen.services.transitions import transition
 from kamen.timeutil import from_local
 
@@ -39,12 +44,6 @@ PRODUCT_FIELDS = (
     "name", "category_id", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
     "promo_price", "promo_start", "promo_end", "stock_mode", "delivery_type", "buyer_fields", "delivery_minutes",
 )
-ACCOUNT_FORMATS = {
-    "手机号": (r"^1[3-9]\d{9}$", "11 位手机号"),
-    "qq": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
-    "qq号": (r"^[1-9]\d{4,11}$", "5-12 位数字"),
-    "邮箱": (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "电子邮箱"),
-}
 
 
 class ImportInvalid(ValueError):
@@ -59,19 +58,49 @@ def read_limits():
 def create_batch(session, stream, filename, *, supplier, category_id=None, mode="upsert", sheet=None):
     """Store the upload (in the database) and create its batch; the file is read by ``analyze``."""
     markup = supplier_markup_defaults(supplier)
+    hashing = _HashingReader(stream)
     try:
-        upload = uploads.save(session, stream, purpose="import", filename=filename,
+        upload = uploads.save(session, hashing, purpose="import", filename=filename,
                               max_bytes=current_app.config["IMPORT_MAX_BYTES"])
     except uploads.UploadTooLarge as exc:
         session.rollback()
         raise ImportFileError(str(exc)) from exc
     batch = ImportBatch(
         supplier_id=supplier.id, category_id=category_id, filename=upload.filename, upload_id=upload.id,
-        mode=mode, sheet=sheet, status="analyzing", **markup,
+        file_hash=hashing.hexdigest(), mode=mode, sheet=sheet, status="analyzing", price_basis=supplier.price_basis,
+        **markup,
     )
     session.add(batch)
     session.commit()
     return batch
+
+
+class _HashingReader:
+    """A stream that hashes what is read from it, so the upload is hashed while it is stored."""
+
+    def __init__(self, stream):
+        self._stream, self._hash = stream, hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+
+def imported_before(session, batch):
+    """The earlier batch that committed this very file (byte for byte), or None."""
+    if not batch.file_hash:
+        return None
+    return session.scalar(
+        sa.select(ImportBatch)
+        .where(ImportBatch.file_hash == batch.file_hash, ImportBatch.id != batch.id,
+               ImportBatch.supplier_id == batch.supplier_id, ImportBatch.committed_at.is_not(None))
+        .order_by(ImportBatch.committed_at.desc())
+        .limit(1)
+    )
 
 
 @contextmanager
@@ -108,6 +137,7 @@ def analyze(session, batch_id, beat=no_beat):
                 batch.sheet = None
             first = book.sheet_names[0] if book.sheet_names and batch.sheet in (None, ALL_SHEETS) else batch.sheet
             table = locate_table(book.rows(first), header_row=batch.header_row)
+            batch.samples = _samples(table, len(table.headers))
     except ImportFileError as exc:
         return fail(session, batch, str(exc), beat)
     batch.header_row = table.header_index
@@ -121,6 +151,102 @@ def analyze(session, batch_id, beat=no_beat):
     batch.message = mapping.missing_message()
     session.commit()
     return batch
+
+
+SAMPLE_ROWS = 3
+
+
+def _samples(table, width):
+    """The first few values under each column, so the admin sees what a column holds."""
+    samples = [[] for _ in range(width)]
+    seen = 0
+    for source in table.rows:
+        if source.skip:
+            continue
+        for index, cell in enumerate(source.cells[:width]):
+            text = text_of(cell)
+            if text:
+                samples[index].append(text[:40])
+        seen += 1
+        if seen >= SAMPLE_ROWS:
+            break
+    return samples
+
+
+def analyze_step(session, batch_id, beat=no_beat):
+    """The analyze job: read the header; a layout this supplier committed before
+    goes straight on to validation with the settings of that import."""
+    batch = analyze(session, batch_id, beat)
+    template = session.get(MappingTemplate, batch.template_id) if batch.template_id else None
+    if batch.status != "mapping" or template is None or batch.message:
+        return batch
+    if any(m["how"] == "fuzzy" for m in batch.match_info):
+        return batch
+    matches = batch.match_info
+    try:
+        apply_mapping(session, batch, options_from_template(session, batch, template))
+        batch.match_info = matches  # still "from the saved template", for the preview's note
+    except ImportInvalid as exc:
+        session.rollback()
+        batch = session.get(ImportBatch, batch_id)
+        batch.message = str(exc)
+        session.commit()
+        return batch
+    batch.step = "stage"
+    session.commit()
+    return stage(session, batch_id, beat)
+
+
+def options_from_template(session, batch, template):
+    """StageOptions for ``batch`` from the settings ``template`` was saved with (what still applies)."""
+    saved = template.options or {}
+    category_id = batch.category_id or saved.get("category_id")  # picked at this upload, else last time's
+    if category_id is not None and session.get(Category, category_id) is None:
+        category_id = None
+    sheet = saved.get("sheet")
+    if sheet is not None and sheet != ALL_SHEETS and sheet not in (batch.sheets or []):
+        sheet = None
+    delist = saved.get("delist_missing", "")
+    if delist == "category" and category_id is None:
+        delist = ""
+    markup = batch_markup(batch)
+    if "markup_percent" in saved:
+        markup = Markup(percent=Decimal(saved["markup_percent"]), fixed=Decimal(saved["markup_fixed"]),
+                        step=Decimal(saved["markup_step"]), min_margin=batch.supplier.min_margin)
+    return StageOptions(
+        choices={m["column"]: m["key"] for m in batch.match_info}, mode=saved.get("mode", batch.mode),
+        sheet=sheet, category_id=category_id, delist_missing=delist, markup=markup,
+        max_price_change=Decimal(saved.get("max_price_change", batch.max_price_change)),
+        price_basis=saved.get("price_basis"),
+    )
+
+
+def remember_layout(session, batch):
+    """On commit: keep this supplier's column mapping and import settings under the
+    file's header fingerprint, so the next file of this layout skips the mapping step."""
+    if not batch.headers or not batch.match_info:
+        return None
+    mapping = Mapping(list(batch.headers), [ColumnMatch(**m) for m in batch.match_info])
+    template = session.get(MappingTemplate, batch.template_id) if batch.template_id else None
+    if template is None or template.fingerprint != mapping.fingerprint():
+        template = find_template(session, batch.supplier_id, batch.headers)
+    if template is None:
+        stem = batch.filename.rsplit(".", 1)[0][:36]
+        template = MappingTemplate(supplier_id=batch.supplier_id,
+                                   name=f"{stem}（自动保存 {mapping.fingerprint()[:6]}）")
+    template.fingerprint = mapping.fingerprint()
+    template.columns = mapping.to_template()
+    template.header_row = batch.header_row
+    template.options = {
+        "mode": batch.mode, "category_id": batch.category_id, "delist_missing": batch.delist_missing,
+        "sheet": batch.sheet, "markup_percent": str(batch.markup_percent), "markup_fixed": str(batch.markup_fixed),
+        "markup_step": str(batch.markup_step), "max_price_change": str(batch.max_price_change),
+        "price_basis": batch.price_basis,
+    }
+    session.add(template)
+    session.flush()
+    batch.template_id = template.id
+    return template
 
 
 def fail(session, batch, message, beat=no_beat):
@@ -161,6 +287,7 @@ class StageOptions:
     markup: Markup | None = None
     max_price_change: Decimal = Decimal("30")
     template_name: str = ""
+    price_basis: str | None = None  # PriceBasis value; None keeps the batch's
 
 
 def apply_mapping(session, batch, options):
@@ -179,6 +306,8 @@ def apply_mapping(session, batch, options):
         raise ImportInvalid("“下架本分类中文件里没有的商品”需要先选择导入到的分类")
     if options.sheet is not None and options.sheet != ALL_SHEETS and options.sheet not in batch.sheets:
         raise ImportInvalid("工作表选择无效")
+    if options.price_basis is not None and options.price_basis not in PRICE_BASES:
+        raise ImportInvalid("定价方式无效，请刷新后重试")
     store_mapping(batch, mapping)
     batch.mode, batch.category_id, batch.delist_missing = options.mode, options.category_id, options.delist_missing
     if options.sheet is not None:
@@ -188,6 +317,8 @@ def apply_mapping(session, batch, options):
         batch.markup_fixed = options.markup.fixed
         batch.markup_step = options.markup.step
     batch.max_price_change = options.max_price_change
+    if options.price_basis is not None:
+        batch.price_basis = options.price_basis
     if options.template_name:
         save_template(session, batch, options.template_name, mapping)
     if not transition(session, ImportBatch, batch.id, ("mapping", "ready", "failed"), "staging", message="",
@@ -214,6 +345,12 @@ def batch_markup(batch):
                   min_margin=batch.supplier.min_margin)
 
 
+def chosen_categories(batch):
+    """New-category paths the admin already placed: path -> category id."""
+    return {path: info["choice"] for path, info in (batch.new_categories or {}).items()
+            if isinstance(info.get("choice"), int)}
+
+
 class _Context:
     """What deciding a row's action needs: the categories, and today's products for the codes at hand.
 
@@ -224,7 +361,10 @@ class _Context:
     def __init__(self, session, batch, codes=()):
         self.batch = batch
         self.min_margin = batch.supplier.min_margin
-        self.categories = name_lookup(session)
+        self.supplier_kind = batch.supplier.kind
+        self.categories = CategoryLookup(session, chosen_categories(batch))
+        self.fixes = remembered_fixes(session, batch.supplier_id)  # source hash -> {field: text}
+        self.names = SupplierNames(batch)
         self.current = {}  # code -> (product id, {field: value})
         self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
         # A supplier's products share a handful of buyer_fields texts: decode each once.
@@ -264,13 +404,14 @@ def stage(session, batch_id, beat=no_beat):
     columns = {k: int(v) for k, v in batch.mapping.items()}
     validator = FileValidator(
         columns, markup=batch_markup(batch), current=context.prices, max_price_change=batch.max_price_change,
+        basis=batch.price_basis,
     )
     pending, done = [], 0
     try:
         with open_batch_file(session, batch) as book, _without_cyclic_gc():
             sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
             for sheet in sheets:
-                sheet_category = context.categories.get(sheet) if batch.sheet == ALL_SHEETS else None
+                sheet_category = _sheet_category(context, batch, sheet)
                 table = locate_table(book.rows(sheet), header_row=batch.header_row)
                 place = (columns.get("code"), sheet, sheet_category, beat)
                 for source in table.rows:
@@ -287,11 +428,19 @@ def stage(session, batch_id, beat=no_beat):
         return fail(session, batch, str(exc), beat)
     if bulk.is_postgresql(session):
         bulk.refresh_statistics(session)
+    refresh_new_categories(session, batch)
     recount(session, batch)
     beat(session)
     batch.status = "ready"
     session.commit()
     return batch
+
+
+def _sheet_category(context, batch, sheet):
+    """Importing all sheets: a sheet goes into the category it is named like, or a new one of its name."""
+    if batch.sheet != ALL_SHEETS or not sheet:
+        return None
+    return context.categories.get(sheet) or path_key(sheet) or None
 
 
 def _check_total(rows, limits):
@@ -352,27 +501,83 @@ def _flush(session, batch, rows, beat):
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
     cells = [json_cell(c) for c in source.cells]
-    raw = {key: text_of(source.cells[col]) if col < len(source.cells) else "" for key, col in batch.mapping.items()}
+    read, fixed = source.cells, []
+    if context.fixes and not source.skip:
+        fix = context.fixes.get(source_hash(cells))
+        if fix:
+            read, fixed = _patched(batch, source.cells, fix)
+    raw = {key: text_of(read[col]) if col < len(read) else "" for key, col in batch.mapping.items()}
     base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
             "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
-            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False}
+            "code": None, "category_path": None, "skip_reason": "", "product_id": None, "before": None,
+            "committed": False, "auto_fixed": fixed}
     if source.skip:
         return {**base, "action": "skip", "skip_reason": source.skip}
-    result = validator.check(source.cells, source.line)
+    result = validator.check(read, source.line)
     return {**base, **_decide(context, result, sheet_category)}
 
 
+def source_hash(cells):
+    """Identifies a supplier's row by everything it holds. ``cells`` as staged (JSON-safe
+    scalars, whose repr survives the trip through the database), so a staged row and the
+    same row in next week's file agree; repr is half the cost of json.dumps here."""
+    return hashlib.sha256(repr(cells).encode()).hexdigest()
+
+
+def _patched(batch, cells, fix):
+    """The row's cells with the remembered fixes of its mapped columns; (cells, fields fixed)."""
+    patched, fixed = list(cells), []
+    for field, text in fix.items():
+        column = batch.mapping.get(field)
+        if column is None:
+            continue
+        if column >= len(patched):
+            patched.extend([None] * (column + 1 - len(patched)))
+        patched[column] = text
+        fixed.append(field)
+    return patched, sorted(fixed)
+
+
+def remembered_fixes(session, supplier_id):
+    fixes = {}
+    for digest, field, text in session.execute(
+        sa.select(ImportFix.source_hash, ImportFix.field, ImportFix.text).where(ImportFix.supplier_id == supplier_id)
+    ):
+        fixes.setdefault(digest, {})[field] = text
+    return fixes
+
+
+def remember_fix(session, batch, row, field, text):
+    """Keep an inline fix for the identical row in this supplier's next files; a fix
+    back to what the file says forgets it."""
+    digest = source_hash(row.cells)
+    fix = session.scalar(sa.select(ImportFix).filter_by(supplier_id=batch.supplier_id, source_hash=digest, field=field))
+    column = batch.mapping[field]
+    original = text_of(row.cells[column]) if column < len(row.cells) else ""
+    if text == original:
+        if fix is not None:
+            session.delete(fix)
+        return
+    if fix is None:
+        session.add(ImportFix(supplier_id=batch.supplier_id, source_hash=digest, field=field, text=text))
+    else:
+        fix.text = text
+
+
 def _decide(context, result, sheet_category=None):
-    """The action committing would take for one validated row, and what changes."""
+    """The action committing would take for one validated row, and what changes.
+
+    ``sheet_category`` is the sheet's category id, or the path of a new one."""
     batch = context.batch
     code = result.values.get("code")
-    errors = [_issue(i) for i in result.errors]
-    warnings = [_issue(i) for i in result.warnings]
+    issue = context.names.issue
+    errors = [issue(i) for i in result.errors]
+    warnings = [issue(i) for i in result.warnings]
     existing = context.current.get(code)
-    new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
+    new, waiting = _product_values(result.values, context, sheet_category, is_new=existing is None)
     _stock_rule(new, existing[1]["stock_mode"] if existing else None)
     fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
-              "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
+              "has_warnings": bool(warnings), "product_id": None, "skip_reason": "", "category_path": None}
     if existing is None:
         merged = new
     else:
@@ -382,20 +587,21 @@ def _decide(context, result, sheet_category=None):
         cost=merged.get("cost_price"), sale=merged.get("sale_price"), promo=merged.get("promo_price"),
         min_margin=context.min_margin)
     if problem:  # the row's prices with the product's other prices of today
-        errors.append(_issue(Issue(problem.field, problem.kind, problem.message)))
+        errors.append(issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         return {**fields, "action": "error", "error_kinds": f",{kinds},"}
-    fields["error_kinds"] = ""
+    # A written row's warning kinds, for accepting the warnings of one kind at once.
+    fields["has_warnings"], fields["error_kinds"] = _warning_state(warnings)
     if existing is None:
         if batch.mode == "update":
             return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
-        return {**fields, "action": "create"}
+        return {**fields, "action": "create", "category_path": waiting}
     if batch.mode == "create":
         return {**fields, "action": "skip", "skip_reason": "仅新增模式：商品已存在，跳过"}
     changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
     fields["changes"] = changes
-    return {**fields, "action": "update" if changes else "unchanged"}
+    return {**fields, "action": "update" if changes or waiting else "unchanged", "category_path": waiting}
 
 
 def _stock_rule(new, mode_today):
@@ -408,12 +614,31 @@ def _stock_rule(new, mode_today):
         new.pop("stock", None)
 
 
-def _issue(issue):
-    return {"field": issue.field, "kind": issue.kind, "message": issue.message}
+class SupplierNames:
+    """Messages say the supplier's own column names: "进货价格式错误", not "供货价格式错误"."""
+
+    def __init__(self, batch):
+        headers = batch.headers or []
+        names = {}
+        for key, column in (batch.mapping or {}).items():
+            header = str(headers[int(column)]).strip() if int(column) < len(headers) else ""
+            label = FIELDS_BY_KEY[key].label if key in FIELDS_BY_KEY else ""
+            if header and label and normalize_header(header) != normalize_header(label):
+                names[label] = header
+        self._names = names
+        # Longest first: 面值档位 before 面值, 需同步库存 before 库存.
+        self._pattern = re.compile("|".join(re.escape(k) for k in sorted(names, key=len, reverse=True))) if names else None
+
+    def issue(self, issue):
+        message = issue.message
+        if self._pattern is not None:
+            message = self._pattern.sub(lambda m: self._names[m.group(0)], message)
+        return {"field": issue.field, "kind": issue.kind, "message": message}
 
 
-def _product_values(values, context, sheet_category, errors, *, is_new):
-    """Validated import fields → Product attributes (only what the row sets)."""
+def _product_values(values, context, sheet_category, *, is_new):
+    """Validated import fields → (the Product attributes the row sets, the path of a
+    new category the row waits for, or None)."""
     out = {}
     for key in ("name", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
                 "promo_price", "delivery_minutes"):
@@ -422,39 +647,69 @@ def _product_values(values, context, sheet_category, errors, *, is_new):
     for key in TIME_FIELDS:
         if key in values:
             out[key] = from_local(values[key])
-    if "delivery_type" in values:
-        out["delivery_type"] = values["delivery_type"]
-    if "sync_stock" in values:
-        delivery = values.get("delivery_type", "card")
-        out["stock_mode"] = (
-            StockMode.SYNCED.value if values["sync_stock"]
-            else StockMode.CARDS.value if delivery == "card" else StockMode.UNLIMITED.value
-        )
-    if "account_format" in values:
-        out["buyer_fields"] = buyer_fields_for(values["account_format"])
-    category_id = context.batch.category_id or sheet_category
-    if "category" in values:
-        found = context.categories.get(values["category"].replace(" / ", "/"))
-        if found is None:
-            errors.append(_issue(Issue("category", "格式错误",
-                                       f"分类“{values['category']}”不存在，请先在分类管理中创建，或为本次导入选择分类")))
-        else:
-            category_id = found
+    category_id, waiting = _category_for(values, context, sheet_category)
     if category_id is not None:
         out["category_id"] = category_id
+    _delivery_values(values, context, out, is_new=is_new)
     if is_new:
         out.setdefault("stock", 0)
         out.setdefault("stock_mode", StockMode.SYNCED.value)
         out.setdefault("delivery_type", "card")
         out.setdefault("buyer_fields", [])
         out.setdefault("delivery_minutes", 5)
-    return out
+    return out, waiting
 
 
-def buyer_fields_for(text):
-    pattern, hint = ACCOUNT_FORMATS.get(text.strip().lower(), ("", ""))
-    label = "充值账号" if pattern else text.strip()
-    return [{"key": "account", "label": label, "pattern": pattern, "hint": hint or (text.strip() if pattern else "")}]
+def _category_for(values, context, sheet_category):
+    """(category id, new path): the import's own category, else a keyword rule on
+    the name, else the file's 分类 (or the sheet's); a category the shop lacks is
+    a new path the row waits for."""
+    batch = context.batch
+    if batch.category_id:
+        return batch.category_id, None
+    lookup = context.categories
+    ruled = lookup.by_rule(values.get("name"))
+    if ruled is not None:
+        return ruled, None
+    if "category" in values:
+        found = lookup.get(values["category"])
+        return (found, None) if found is not None else (None, path_key(values["category"]) or None)
+    if isinstance(sheet_category, str):
+        found = lookup.get(sheet_category)
+        return (found, None) if found is not None else (None, sheet_category)
+    return sheet_category, None
+
+
+def _delivery_values(values, context, out, *, is_new):
+    """发货方式 / 充值账号格式 as the file (or a bulk change in the preview) says; a new
+    product without them gets the delivery its name and category imply. The stock
+    mode follows the delivery unless the file says 需同步库存."""
+    kind, fmt = values.get("delivery_type"), values.get("account_format")
+    if kind is None and fmt is None and not is_new:
+        if "sync_stock" in values:
+            out["stock_mode"] = _stock_mode(values, context, None)
+        return
+    if kind is None:
+        inferred = delivery.infer(values.get("name", ""), values.get("category", ""))
+        kind = inferred.type if fmt is None or inferred.type != "card" else "topup"
+        fields = inferred.buyer_fields if fmt is None else delivery.buyer_fields_for(fmt)
+    elif kind == "card":
+        fields = []
+    elif fmt is not None:
+        fields = delivery.buyer_fields_for(fmt)
+    else:
+        text = f"{values.get('category', '')} {values.get('name', '')}"
+        fields = delivery.PRESETS[delivery.topup_preset(text)].buyer_fields()
+    out["delivery_type"], out["buyer_fields"] = kind, fields
+    out["stock_mode"] = _stock_mode(values, context, kind)
+
+
+def _stock_mode(values, context, kind):
+    if "sync_stock" in values:
+        kind = kind or values.get("delivery_type", "card")
+        return (StockMode.SYNCED.value if values["sync_stock"]
+                else StockMode.CARDS.value if kind == "card" else StockMode.UNLIMITED.value)
+    return delivery.stock_mode_for(kind, context.supplier_kind, has_stock="stock" in values)
 
 
 def to_json(values):
@@ -518,23 +773,26 @@ def text_of(value):
 
 def revalidate_cell(session, batch, row, field, text):
     """An inline fix: change one cell, re-validate that row at once."""
-    if batch.status != "ready":
-        raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+    _editable(batch)
     if field not in FIELDS_BY_KEY or field not in batch.mapping:
         raise ImportInvalid("该列未参与导入，不能修改")
-    row.raw = {**row.raw, field: text.strip()[:500]}
+    text = text.strip()[:500]
+    row.raw = {**row.raw, field: text}
+    row.auto_fixed = [f for f in row.auto_fixed or [] if f != field]
+    remember_fix(session, batch, row, field, text)
     _revalidate(session, batch, row)
     session.commit()
     return row
 
 
 def _revalidate(session, batch, row):
-    markup, limit = batch_markup(batch), batch.max_price_change
-    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit)
+    markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
+    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit, basis=basis)
     code = result.values.get("code")
     context = _Context(session, batch, codes=[code] if code else [])
     if code in context.current:
-        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit)
+        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit,
+                              basis=basis)
     if code is not None:
         clash = session.scalar(
             sa.select(ImportRow.line).where(
@@ -544,32 +802,248 @@ def _revalidate(session, batch, row):
         )
         if clash is not None:
             result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {clash} 行重复"))
-    sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
-    for name, value in _decide(context, result, sheet_category).items():
+    decided = _keep_accepted(row.warnings, _decide(context, result, _sheet_category(context, batch, row.sheet)))
+    for name, value in decided.items():
         setattr(row, name, value)
+    session.flush()
+    refresh_new_categories(session, batch)
     recount(session, batch)
 
 
 def redecide(session, batch, rows):
-    """Decide staged ``rows`` (id, raw, sheet, code) again against today's catalogue: a
-    product with their code appeared after staging (the same file committed twice, a
-    sync in between). Returns the new decisions as ImportRow column values by id."""
+    """Decide staged ``rows`` (id, raw, sheet, code, warnings) again against
+    today's catalogue and categories: a product with their code appeared after staging
+    (the same file committed twice, a sync in between), the admin placed a new category
+    or changed the delivery in bulk. Returns the decisions as ImportRow values by id."""
     context = _Context(session, batch, codes=[r.code for r in rows])
     current = context.prices
-    markup, limit = batch_markup(batch), batch.max_price_change
+    markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
     decided = []
     for row in rows:
-        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit)
-        sheet_category = context.categories.get(row.sheet) if batch.sheet == ALL_SHEETS else None
-        decided.append({"id": row.id, **_decide(context, result, sheet_category)})
+        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit,
+                              basis=basis)
+        decision = _decide(context, result, _sheet_category(context, batch, row.sheet))
+        decided.append({"id": row.id, **_keep_accepted(row.warnings, decision)})
     return decided
 
 
-def set_skipped(session, batch, row, skipped):
+def _keep_accepted(old_warnings, decision):
+    """Warnings the admin accepted stay accepted (the same message on the same row)."""
+    accepted = {w["message"] for w in old_warnings or () if w.get("accepted")}
+    if accepted and decision["warnings"] and decision["action"] != "error":
+        decision["warnings"] = [{**w, "accepted": True} if w["message"] in accepted else w
+                                for w in decision["warnings"]]
+        decision["has_warnings"], decision["error_kinds"] = _warning_state(decision["warnings"])
+    return decision
+
+
+def _warning_state(warnings):
+    """(has_warnings, error_kinds) of a written row: the kinds still waiting for the admin."""
+    waiting = sorted({w["kind"] for w in warnings if not w.get("accepted")})
+    return bool(waiting), f",{','.join(waiting)}," if waiting else ""
+
+
+WRITABLE = ("create", "update", "unchanged")
+
+
+def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITABLE):
+    """Decide again the batch's rows matching ``conditions`` (by default rows that
+    would be written: errors and skips keep their reason), ``raw_update`` merged
+    into their cells first; returns how many."""
+    rows = session.execute(
+        sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
+        .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(actions), *conditions)
+        .order_by(ImportRow.id)
+    ).all()
+    done = 0
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        if raw_update is not None:
+            chunk = [SimpleNamespace(**{**r._asdict(), "raw": {**r.raw, **raw_update}}) for r in chunk]
+        decided = redecide(session, batch, chunk)
+        if raw_update is not None:
+            for row, decision in zip(chunk, decided):
+                decision["raw"] = row.raw
+        session.execute(sa.update(ImportRow), decided)
+        done += len(chunk)
+    return done
+
+
+def _editable(batch):
     if batch.status != "ready":
         raise ImportInvalid("该批次已提交或正在处理，不能再修改")
+
+
+# -- categories the file would create --------------------------------------------
+
+def refresh_new_categories(session, batch):
+    """Count the rows waiting for each new category; keep the admin's choices.
+    Placed paths stay (their rows found them), unplaced paths nobody waits for go."""
+    counts = dict(session.execute(
+        sa.select(ImportRow.category_path, sa.func.count())
+        .where(ImportRow.batch_id == batch.id, ImportRow.category_path.is_not(None),
+               ImportRow.action.in_(("create", "update")))
+        .group_by(ImportRow.category_path)
+    ).all())
+    known = batch.new_categories or {}
+    refreshed = {}
+    for path in sorted(set(known) | set(counts)):
+        info = dict(known.get(path) or {"choice": None})
+        if "similar" not in info:
+            found = similar_category(session, path)
+            info["similar"] = list(found) if found else None
+        info["rows"] = counts.get(path, 0)
+        if info["rows"] or isinstance(info.get("choice"), int):
+            refreshed[path] = info
+    batch.new_categories = refreshed
+
+
+def waiting_categories(batch):
+    """Paths rows wait for: neither created nor mapped yet."""
+    return [path for path, info in (batch.new_categories or {}).items() if info.get("choice") is None and info["rows"]]
+
+
+def default_choices(batch):
+    """What accepting all in one click does: a near-duplicate is that category, anything else is created."""
+    return {path: (info["similar"][0] if info.get("similar") else "create")
+            for path, info in (batch.new_categories or {}).items() if path in waiting_categories(batch)}
+
+
+def place_categories(session, batch, choices):
+    """The admin's choice per new path: "create" (after the existing categories) or an
+    existing category id; the waiting rows take it. Paths not in ``choices`` keep waiting."""
+    _editable(batch)
+    from kamen.models import Category
+    from kamen.services.categories import ensure_path, forget_shop_tree, split_path
+
+    placed = {}
+    known = batch.new_categories or {}
+    for path, choice in choices.items():
+        if path not in known or choice in (None, ""):
+            continue
+        if choice == "create":
+            placed[path] = ensure_path(session, split_path(path)).id
+        else:
+            try:
+                category = session.get(Category, int(choice))
+            except (TypeError, ValueError):
+                category = None
+            if category is None:
+                session.rollback()
+                raise ImportInvalid("所选分类不存在，请刷新后重试")
+            placed[path] = category.id
+    if not placed:
+        return 0
+    batch.new_categories = {path: {**info, "choice": placed.get(path, info.get("choice"))}
+                            for path, info in known.items()}
+    session.flush()
+    moved = _redecide_where(session, batch, ImportRow.category_path.in_(list(placed)))
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+    forget_shop_tree()
+    return moved
+
+
+def refuse_waiting(session, batch):
+    """Unattended imports told not to create categories: the waiting rows fail, as before."""
+    for path in waiting_categories(batch):
+        message = f"分类“{path}”不存在，请先在分类管理中创建，或选择自动创建分类"
+        session.execute(
+            sa.update(ImportRow)
+            .where(ImportRow.batch_id == batch.id, ImportRow.category_path == path,
+                   ImportRow.action.in_(("create", "update")))
+            .values(action="error", category_path=None, error_kinds=",分类不存在,",
+                    errors=[{"field": "category", "kind": "分类不存在", "message": message}])
+        )
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+
+
+# -- delivery and warnings, in bulk ----------------------------------------------
+
+def set_delivery(session, batch, delivery_type, preset="", *, row_ids=None, name_contains=""):
+    """发货方式 (and buyer fields) for the chosen rows, or the rows whose name contains
+    a word, or all written rows; as if the file had said so. Returns how many rows."""
+    _editable(batch)
+    if delivery_type not in ("card", "topup", "manual"):
+        raise ImportInvalid("请选择发货方式")
+    if preset and preset not in delivery.PRESETS:
+        raise ImportInvalid("买家填写项无效，请刷新后重试")
+    if delivery_type != "card" and not preset:
+        raise ImportInvalid("充值到账号和人工发货需要选择买家填写什么（如手机号、QQ号）")
+    conditions = []
+    if row_ids is not None:
+        ids = [int(i) for i in row_ids if str(i).isdigit()]
+        if not ids:
+            raise ImportInvalid("请先勾选要修改的行，或填写名称包含的关键词")
+        conditions.append(ImportRow.id.in_(ids))
+    raw_update = {"delivery_type": delivery_type, "account_format": preset if delivery_type != "card" else ""}
+    if name_contains:
+        word = name_contains.strip().lower()
+        ids = [row_id for row_id, raw in session.execute(
+            sa.select(ImportRow.id, ImportRow.raw).where(ImportRow.batch_id == batch.id, *conditions))
+            if word in str(raw.get("name", "")).lower()]
+        conditions = [ImportRow.id.in_(ids)] if ids else [sa.false()]
+    changed = _redecide_where(session, batch, *conditions, raw_update=raw_update)
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+    return changed
+
+
+def set_price_basis(session, batch, basis):
+    """The preview's 定价方式: every row is priced again (a duplicate code stays refused)."""
+    _editable(batch)
+    if basis not in PRICE_BASES:
+        raise ImportInvalid("定价方式无效，请刷新后重试")
+    batch.price_basis = basis
+    session.flush()
+    _redecide_where(session, batch, ~ImportRow.error_kinds.contains(",重复编码,"), actions=(*WRITABLE, "error"))
+    refresh_new_categories(session, batch)
+    recount(session, batch)
+    session.commit()
+
+
+def accept_warnings(session, batch, kind=""):
+    """批量确认: the written rows' warnings of one kind (or all) no longer hold the commit;
+    a row with another kind of warning still waits for that one. Returns the rows touched."""
+    _editable(batch)
+    stmt = sa.select(ImportRow.id, ImportRow.warnings).where(
+        ImportRow.batch_id == batch.id, ImportRow.has_warnings, ImportRow.action.in_(("create", "update")))
+    if kind:
+        stmt = stmt.where(ImportRow.error_kinds.contains(f",{kind},"))
+    updates = []
+    for row_id, warnings in session.execute(stmt):
+        warnings = [{**w, "accepted": True} if not kind or w["kind"] == kind else w for w in warnings]
+        has_warnings, kinds = _warning_state(warnings)
+        updates.append({"id": row_id, "warnings": warnings, "has_warnings": has_warnings, "error_kinds": kinds})
+    if updates:
+        session.execute(sa.update(ImportRow), updates)
+    session.commit()
+    return len(updates)
+
+
+def warning_kinds(session, batch):
+    """{kind: rows} of the warnings still waiting for the admin."""
+    kinds = {}
+    for joined, n in session.execute(
+        sa.select(ImportRow.error_kinds, sa.func.count())
+        .where(ImportRow.batch_id == batch.id, ImportRow.has_warnings, ImportRow.action.in_(("create", "update")))
+        .group_by(ImportRow.error_kinds)
+    ):
+        for kind in filter(None, joined.split(",")):
+            kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items()))
+
+
+def set_skipped(session, batch, row, skipped):
+    _editable(batch)
     if skipped:
-        row.action, row.skip_reason = "skip", "管理员选择跳过"
+        row.action, row.skip_reason, row.category_path = "skip", "管理员选择跳过", None
+        session.flush()
+        refresh_new_categories(session, batch)
         recount(session, batch)
     else:
         _revalidate(session, batch, row)

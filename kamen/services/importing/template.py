@@ -1,8 +1,9 @@
 """The standard import template an admin downloads, as xlsx and as CSV.
 
 The xlsx carries Excel data validation so most mistakes are caught while
-typing, and formats the code column as text so Excel cannot turn long codes
-into 1.23E+11.
+typing (分类 is a dropdown of the shop's categories), and formats the whole
+code column as text so Excel cannot turn long codes into 1.23E+11. Its
+example rows use the demo shop's categories, so it imports as downloaded.
 """
 import csv
 import io
@@ -40,21 +41,22 @@ NOTES = {
 
 EXAMPLES = [
     {
-        "code": "1001", "name": "腾讯QQ会员 1个月", "category": "游戏/腾讯", "face_value": 10,
+        "code": "1001", "name": "腾讯QQ会员 1个月", "category": "游戏点卡/腾讯游戏", "face_value": 10,
         "cost_price": 9.5, "market_price": 10, "sale_price": 9.9, "stock": 100, "promo_price": 9.8,
         "promo_start": datetime(2026, 12, 1), "promo_end": datetime(2026, 12, 31),
         "sync_stock": "是", "delivery_type": "自动发卡密", "delivery_minutes": 1,
     },
     {
-        "code": "0086-DX-ANY", "name": "电信话费任意充", "category": "话费/电信", "tier_label": "1-500元",
+        "code": "0086-DX-ANY", "name": "电信话费任意充", "category": "话费充值/中国电信", "tier_label": "1-500元",
         "cost_price": 0.98, "sync_stock": "否", "delivery_type": "充值到账号",
         "account_format": "手机号", "delivery_minutes": 30,
     },
 ]
 
 
-def template_xlsx():
-    """The template workbook as bytes: 商品 sheet with validation, 说明 sheet."""
+def template_xlsx(categories=()):
+    """The template workbook as bytes: 商品 sheet with validation, 说明 sheet, and the
+    shop's ``categories`` ("父/子" names) on a hidden 分类 sheet the 分类 dropdown lists."""
     book = Workbook()
     sheet = book.active
     sheet.title = "商品"
@@ -72,7 +74,7 @@ def template_xlsx():
             sheet.column_dimensions[letter].number_format = number_format
             for row in sheet.iter_rows(min_row=2, min_col=index + 1, max_col=index + 1):
                 row[0].number_format = number_format
-        validation = _validation(f.key)
+        validation = _category_list(book, categories) if f.key == "category" else _validation(f.key)
         if validation:
             validation.add(f"{letter}2:{letter}{LAST_ROW}")
             sheet.add_data_validation(validation)
@@ -113,15 +115,30 @@ def _rule(kind, message, **options):
     )
 
 
+def _category_list(book, categories):
+    """A dropdown of the shop's categories; another name only warns (the import can create it)."""
+    if not categories:
+        return None
+    sheet = book.create_sheet("分类")
+    sheet.sheet_state = "hidden"
+    for name in categories:
+        sheet.append([name])
+    return DataValidation(
+        type="list", formula1=f"'分类'!$A$1:$A${len(categories)}", allow_blank=True, showErrorMessage=True,
+        errorStyle="warning", errorTitle="分类不在列表中", error="商城里还没有这个分类。请从下拉列表中选择，或确认要使用新的分类名称。",
+    )
+
+
 def _notes_sheet(sheet):
     sheet.append(["导入说明"])
     sheet["A1"].font = Font(bold=True, size=14)
     for line in (
         "1. 在“商品”表第 2 行起填写，每行一个商品；不要修改表头文字，不需要的列可以删除。",
         "2. 红色表头为必填：商品编码、商品名称、供货价。",
-        "3. 售价留空时，按导入时设置的加价规则由供货价计算，且不会低于供货价加货源的最低利润。",
-        "4. 商品编码请保持“文本”格式，避免 Excel 把长数字显示成 1.23E+11 而丢失数字。",
-        "5. 示例两行可以删除；导入前可以预览，有错误的行会标出原因。",
+        "3. “分类”可从下拉列表选择商城已有的分类（格式：一级分类/二级分类）。",
+        "4. 售价留空时，按导入时设置的加价规则由供货价计算，且不会低于供货价加货源的最低利润。",
+        "5. 商品编码请保持“文本”格式，避免 Excel 把长数字显示成 1.23E+11 而丢失数字。",
+        "6. 示例两行可以删除；导入前可以预览，有错误的行会标出原因。",
     ):
         sheet.append([line])
     sheet.append([])

@@ -2,7 +2,7 @@
 
 Values hold only the fields the row filled in, so an update leaves the
 others alone. Errors stop the row (prices break the shop's price rule in
-pricing.py); warnings (价格变动过大) need the admin's confirmation. Every issue has a kind the preview filters by
+pricing.py); warnings (价格变动过大, 售价高于面值 …) need the admin's confirmation. Every issue has a kind the preview filters by
 and a Chinese message naming the field and the value.
 """
 from dataclasses import dataclass
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from kamen.services.importing import normalize as n
 from kamen.services.importing.mapping import FIELDS_BY_KEY, REQUIRED
-from kamen.services.pricing import price_problem
+from kamen.services.pricing import import_price, price_problem
 
 DEFAULT_MAX_PRICE_CHANGE = Decimal(30)  # percent versus today's price
 
@@ -62,22 +62,24 @@ class RowResult:
         return "；".join(issue.message for issue in self.errors)
 
 
-def validate_row(raw, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE):
+def validate_row(raw, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE, basis="file"):
     """Validate {field key: raw cell}, e.g. a staged row after an inline edit.
 
-    ``markup`` prices rows without 售价 (None: leave it out); ``current`` is the
-    product's values today, for the price-change warning.
+    ``markup`` and ``basis`` (PriceBasis value) set the sale price (markup None:
+    only the file's 售价); ``current`` is the product's values today, for the
+    price-change warning.
     """
-    return _validate(raw, markup, lambda code: current, max_price_change)
+    return _validate(raw, markup, lambda code: current, max_price_change, basis)
 
 
 class FileValidator:
     """Validates a file's rows in order, tracking codes seen to flag duplicates."""
 
-    def __init__(self, columns, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE):
+    def __init__(self, columns, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE, basis="file"):
         """``columns`` is Mapping.columns; ``current`` maps code -> today's values."""
         self._plan = tuple(columns.items())
         self._markup = markup
+        self._basis = basis
         self._current = (current if current is not None else {}).get  # may be filled later, chunk by chunk
         self._max_price_change = max_price_change
         self._first_line = {}
@@ -85,7 +87,7 @@ class FileValidator:
     def check(self, cells, line):
         width = len(cells)
         raw = {key: cells[col] for key, col in self._plan if col < width}
-        result = _validate(raw, self._markup, self._current, self._max_price_change)
+        result = _validate(raw, self._markup, self._current, self._max_price_change, self._basis)
         code = result.values.get("code")
         if code is not None:
             first = self._first_line.setdefault(code, line)
@@ -94,7 +96,7 @@ class FileValidator:
         return result
 
 
-def _validate(raw, markup, current_for, max_price_change):
+def _validate(raw, markup, current_for, max_price_change, basis="file"):
     values, errors, warnings, computed = {}, [], [], ()
     failed = set()
     for key, cell in raw.items():
@@ -121,9 +123,14 @@ def _validate(raw, markup, current_for, max_price_change):
 
     cost = values.get("cost_price")
     sale = values.get("sale_price")
-    if sale is None and cost is not None and markup is not None and "sale_price" not in failed:
-        sale = values["sale_price"] = markup.apply(cost)  # never below cost + the minimum margin
-        computed = ("sale_price",)
+    if cost is not None and markup is not None and "sale_price" not in failed:
+        priced = import_price(basis, markup, cost=cost, suggested=sale, face=values.get("face_value"),
+                              market=values.get("market_price"))
+        if priced.price is not None:  # never below cost + the minimum margin
+            sale = values["sale_price"] = priced.price
+            computed = ("sale_price",)
+        for w in priced.warnings:
+            warnings.append(Issue(w.field, w.kind, w.message))
     problem = price_problem(cost=cost, sale=sale, promo=values.get("promo_price"),
                             min_margin=markup.min_margin if markup else 0)
     if problem:

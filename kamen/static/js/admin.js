@@ -34,6 +34,15 @@
     }
   });
 
+  // <button data-nav-toggle="id">: on a phone the back-office menu opens and closes.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-nav-toggle]");
+    if (!button) { return; }
+    var nav = document.getElementById(button.getAttribute("data-nav-toggle"));
+    var open = nav.classList.toggle("open");
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+
   // <form data-reset-on-success>: an htmx upload form empties itself once accepted.
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
