@@ -304,7 +304,9 @@ def run_steps(env, path, supplier_code):
         with open_spreadsheet(path) as book:
             table = locate_table(book.rows())
             mapping = auto_map([str(h) for h in table.headers])
-            validator = FileValidator(mapping.columns, markup=batch_markup(ImportBatch(**supplier_markup_defaults(supplier))))
+            markup = batch_markup(ImportBatch(supplier=supplier, **supplier_markup_defaults(supplier)))
+            session.rollback()  # the batch above only carried the supplier's markup
+            validator = FileValidator(mapping.columns, markup=markup)
             for source in table.rows:
                 if not source.skip:
                     validator.check(source.cells, source.line)
