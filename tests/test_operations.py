@@ -17,6 +17,7 @@ from kamen import create_app, queue
 from kamen.extensions import db
 from kamen.models import SyncRun
 from tests.helpers import worker_env
+from tests.processes import kill_worker
 from tests.sync_fixtures import make_supplier, simulator  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +222,32 @@ def test_dashboard_shows_worker_and_cron_alive_then_stopped(app, client, auth, p
     assert "定时任务不会执行" in page
 
 
+@pytest.mark.backends("postgresql")
+def test_a_busy_worker_stays_running_and_a_killed_one_shows_stopped_within_a_minute(app, client, auth, processes):
+    """A worker busy with one long job beats while its horse works; kill -9 it (and its
+    horse) and the dashboard says 已停止 within a minute, not when RQ's registry forgets it."""
+    auth.login()
+    worker = processes.worker()
+
+    def dashboard():
+        return client.get("/admin/").get_data(as_text=True)
+
+    wait_for(lambda: "运行中" in dashboard(), what="the worker to start")
+    busy_since = time.monotonic()
+    queue.enqueue("tests.jobs_probe.busy_for", 55)
+    wait_for(lambda: "正在执行任务" in dashboard(), what="the worker to take the job")
+    while time.monotonic() - busy_since < 50:  # longer than a killed worker takes to show 已停止
+        page = dashboard()
+        assert "运行中" in page and "已停止" not in page
+        time.sleep(2)
+
+    kill_worker(worker)
+    killed = time.monotonic()
+    page = wait_for(lambda: "已停止" in (p := dashboard()) and p, timeout=120, what="the dashboard to see it stopped")
+    assert time.monotonic() - killed <= 60
+    assert "运行中" not in page
+
+
 def test_doctor_passes_with_worker_and_cron_running(app, runner, processes):
     processes.worker()
     processes.cron()
@@ -270,6 +297,19 @@ def test_the_schedule_process_never_loads_the_app():
              "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_only_libraries_load_where_they_are_used(tmp_path):
+    """A web or worker process starts without the spreadsheet, fuzzy-match and QR libraries (memory
+    on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code."""
+    lazy = ("openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile")
+    probe = ("import sys; from kamen import create_app; create_app(); "
+             "import jobs.worker, jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; "
+             f"loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "SECRET_KEY": "x", "KAMEN_INSTANCE_PATH": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
 
 

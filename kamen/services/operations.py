@@ -13,8 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-# A worker heartbeats at least every WORKER_TTL (jobs.worker), the cron scheduler
-# every minute: older than this and the process is taken for stopped.
+# A kamen worker (jobs.worker.AppWorker) heartbeats every WORKER_BEAT_SECONDS, idle
+# or busy; one silent for WORKER_STALE was killed (RQ's registry keeps a killed
+# worker for minutes). The cron scheduler beats every minute.
+WORKER_BEAT_SECONDS = 20
+WORKER_STALE = timedelta(seconds=WORKER_BEAT_SECONDS * 5 // 2)
 CRON_STALE = timedelta(minutes=3)
 FORGET_AFTER = timedelta(days=7)
 
@@ -100,15 +103,18 @@ def _naive(dt):
 
 
 def _workers(conn, queue_name, seen, now):
-    """Live workers from RQ's registry (a killed one leaves it within three minutes: jobs.worker.WORKER_TTL),
-    then the ones seen in the last days that are gone."""
+    """Live workers from RQ's registry that beat lately (a killed one stays in the registry
+    for minutes, silent), then the ones seen in the last days that are gone."""
     from rq import Queue, Worker
 
     live = {}
     for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
+        beat = _naive(worker.last_heartbeat)
+        if beat is None or now - beat >= WORKER_STALE:
+            seen.setdefault(worker_member(worker.name), beat or now)
+            continue
         job = worker.get_current_job()
-        live[worker.name] = ProcessState("worker", worker.name, True, _naive(worker.last_heartbeat),
-                                         job.description if job else "")
+        live[worker.name] = ProcessState("worker", worker.name, True, beat, job.description if job else "")
     stopped = []
     for member, when in seen.items():
         kind, _, name = member.partition(":")

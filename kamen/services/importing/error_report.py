@@ -8,7 +8,6 @@ import csv
 import re
 from datetime import date, datetime
 
-from openpyxl import Workbook
 
 from kamen.services.importing.errors import BadCell
 
@@ -30,6 +29,8 @@ def write_error_report(target, kind, headers, rows, *, delimiter=",", encoding="
             for cells, reason in rows:
                 writer.writerow([_csv_cell(c) for c in cells] + [neutralize(reason)])
     elif kind == "xlsx":
+        from openpyxl import Workbook  # here: only an xlsx error file needs openpyxl
+
         book = Workbook(write_only=True)
         sheet = book.create_sheet("错误行")
         sheet.append(header)

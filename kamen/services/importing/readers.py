@@ -3,6 +3,9 @@
 The type comes from the file's bytes, never its extension: admins rename
 files, and systems export HTML tables named ".xls". Every way a file can be
 unusable raises one ImportFileError with a message the admin can act on.
+
+The Excel libraries (python-calamine, olefile) are imported when a workbook
+is opened: only the processes that read uploads pay their memory.
 """
 import codecs
 import collections
@@ -15,9 +18,6 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from xml.etree import ElementTree
-
-import olefile
-import python_calamine
 
 from kamen.services.importing.errors import BadCell, ImportFileError
 
@@ -86,6 +86,8 @@ class Spreadsheet:
         self.sheet_names = []
         self._book = None
         if kind != "csv":
+            import python_calamine
+
             self._book = _calamine(lambda: python_calamine.CalamineWorkbook.from_path(path), path)
             self.sheet_names = [
                 m.name
@@ -243,6 +245,8 @@ def _too_many_rows(limits, count=None):
 
 
 def _calamine(call, path):
+    import python_calamine
+
     try:
         return call()
     except python_calamine.PasswordError as exc:
@@ -294,6 +298,8 @@ _XLS_RECORD = struct.Struct("<HH")
 
 def _check_xls(path, limits):
     """Size every sheet from its cell records: calamine builds all the grids when it opens the file."""
+    import olefile
+
     try:
         with olefile.OleFileIO(str(path)) as ole:
             name = next((n for n in ("Workbook", "Book") if ole.exists(n)), None)
