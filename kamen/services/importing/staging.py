@@ -337,11 +337,16 @@ def _codes_in(sources, column):
 
 
 def _flush(session, batch, rows, beat):
+    """Store staged rows. They hold Python values (cells as read, Decimal prices): the COPY
+    encodes them to JSON in one pass (bulk.py); SQLite's JSON columns take JSON values."""
     if rows:
         beat(session)
         if bulk.is_postgresql(session):
             bulk.copy_staged_rows(session, rows)
         else:
+            for row in rows:
+                row["cells"] = [json_cell(c) for c in row["cells"]]
+                row["values"] = to_json(row["values"])
             session.execute(sa.insert(ImportRow), rows)
         batch.progress_done += len(rows)
         session.commit()
@@ -351,19 +356,25 @@ def _flush(session, batch, rows, beat):
 
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
-    cells = [json_cell(c) for c in source.cells]
-    raw = {key: text_of(source.cells[col]) if col < len(source.cells) else "" for key, col in batch.mapping.items()}
-    base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
-            "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
-            "code": None, "skip_reason": "", "product_id": None, "before": None, "committed": False}
+    """One staged row as a dict of ImportRow columns; ``cells`` and ``values`` still hold
+    Python values (see _flush): each value is converted once, when it is written."""
+    cells = source.cells
+    width = len(cells)
     if source.skip:
-        return {**base, "action": "skip", "skip_reason": source.skip}
-    result = validator.check(source.cells, source.line)
-    return {**base, **_decide(context, result, sheet_category)}
+        row = {"values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
+               "code": None, "skip_reason": source.skip, "product_id": None, "action": "skip"}
+    else:
+        row = _decide(context, validator.check(cells, source.line), sheet_category, json_values=False)
+    row["batch_id"], row["sheet"], row["line"], row["cells"] = batch.id, sheet, source.line, cells
+    row["raw"] = {key: (cells[col].strip() if cells[col].__class__ is str else text_of(cells[col])) if col < width
+                  else "" for key, col in batch.mapping.items()}
+    row["before"], row["committed"] = None, False
+    return row
 
 
-def _decide(context, result, sheet_category=None):
-    """The action committing would take for one validated row, and what changes."""
+def _decide(context, result, sheet_category=None, *, json_values=True):
+    """The action committing would take for one validated row, and what changes
+    (``values`` as Python values when not ``json_values``: staging converts them as it writes)."""
     batch = context.batch
     code = result.values.get("code")
     errors = [_issue(i) for i in result.errors]
@@ -371,8 +382,8 @@ def _decide(context, result, sheet_category=None):
     existing = context.current.get(code)
     new = _product_values(result.values, context, sheet_category, errors, is_new=existing is None)
     _stock_rule(new, existing[1]["stock_mode"] if existing else None)
-    fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
-              "has_warnings": bool(warnings), "product_id": None, "skip_reason": ""}
+    fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new) if json_values else new,
+              "changes": {}, "has_warnings": bool(warnings), "product_id": None, "skip_reason": "", "error_kinds": ""}
     if existing is None:
         merged = new
     else:
@@ -384,18 +395,18 @@ def _decide(context, result, sheet_category=None):
     if problem:  # the row's prices with the product's other prices of today
         errors.append(_issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
-        kinds = ",".join(sorted({e["kind"] for e in errors}))
-        return {**fields, "action": "error", "error_kinds": f",{kinds},"}
-    fields["error_kinds"] = ""
-    if existing is None:
+        fields["action"], fields["error_kinds"] = "error", f",{','.join(sorted({e['kind'] for e in errors}))},"
+    elif existing is None:
+        fields["action"] = "create"
         if batch.mode == "update":
-            return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
-        return {**fields, "action": "create"}
-    if batch.mode == "create":
-        return {**fields, "action": "skip", "skip_reason": "仅新增模式：商品已存在，跳过"}
-    changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
-    fields["changes"] = changes
-    return {**fields, "action": "update" if changes else "unchanged"}
+            fields["action"], fields["skip_reason"] = "skip", "仅更新模式：商品不存在，跳过"
+    elif batch.mode == "create":
+        fields["action"], fields["skip_reason"] = "skip", "仅新增模式：商品已存在，跳过"
+    else:
+        fields["changes"] = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items()
+                             if existing[1][f] != v}
+        fields["action"] = "update" if fields["changes"] else "unchanged"
+    return fields
 
 
 def _stock_rule(new, mode_today):
