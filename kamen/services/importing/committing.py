@@ -64,9 +64,8 @@ def commit_batch(session, batch_id, beat=no_beat):
         session.refresh(batch)
         if batch.cancel_requested:
             _recount_card_stock(session, batch)
-            batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
-            session.commit()
-            return batch
+            _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销")
+            return session.get(ImportBatch, batch_id)
         if bulk.is_postgresql(session):
             done = _BULK_WRITER.write(session, batch, CHUNK, utcnow())
         else:
@@ -79,9 +78,16 @@ def commit_batch(session, batch_id, beat=no_beat):
         _delist_missing(session, batch)
     recount(session, batch)
     _recount_card_stock(session, batch)
-    batch.status, batch.committed_at = "committed", utcnow()
-    session.commit()
-    return batch
+    _finish(session, batch, "committed", committed_at=utcnow())
+    return session.get(ImportBatch, batch_id)
+
+
+def _finish(session, batch, new_status, **values):
+    """committing → ``new_status`` in one conditional UPDATE, with the counts set on ``batch``; commits."""
+    if transition(session, ImportBatch, batch.id, "committing", new_status, **values):
+        session.commit()
+    else:
+        session.rollback()
 
 
 def _take_over_created_codes(session, batch, beat):
@@ -217,6 +223,10 @@ def undo_batch(session, batch):
         raise ImportInvalid("只有已提交的批次才能撤销")
     if blockers:
         raise ImportInvalid(f"以下商品在导入后又被修改过，不能撤销：{'、'.join(blockers)}")
+    # First, in the same transaction: of two undo clicks one restores, the other is refused.
+    if not transition(session, ImportBatch, batch.id, "committed", "undone", undone_at=utcnow()):
+        session.rollback()
+        raise ImportInvalid("该批次已撤销或状态已变化，请刷新页面")
     committed = (ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
     restores = {}
     rows = session.execute(
@@ -233,6 +243,5 @@ def undo_batch(session, batch):
     session.execute(sa.update(ImportRow).where(*committed).values(committed=False))
     for ids in _chunks(batch.delisted_ids or []):
         session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=True))
-    batch.status, batch.undone_at = "undone", utcnow()
     session.commit()
     return batch
