@@ -112,6 +112,8 @@ class Config:
         # Its address as buyers and merchants reach it (mapi.php's payurl);
         # empty: the address each request came in on.
         self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
+        # The job view (rq-dashboard, ~10 MiB) in web processes; workers serve no pages.
+        self.MOUNT_JOB_VIEW = True
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
         if not self.SECRET_KEY:

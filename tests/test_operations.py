@@ -300,16 +300,22 @@ def test_the_schedule_process_never_loads_the_app():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_import_only_libraries_load_where_they_are_used(tmp_path):
+@pytest.mark.parametrize("process", ["web", "worker"])
+def test_import_only_libraries_load_where_they_are_used(tmp_path, redis_url, process):
     """A web or worker process starts without the spreadsheet, fuzzy-match and QR libraries (memory
-    on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code."""
-    lazy = ("openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile")
-    probe = ("import sys; from kamen import create_app; create_app(); "
-             "import jobs.worker, jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; "
-             f"loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code.
+    A worker serves no pages: it does not load rq-dashboard either."""
+    lazy = ["openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile"]
+    if process == "web":
+        start = "from kamen import create_app; app = create_app(); assert '/admin/jobs/' in str(app.url_map); "
+    else:  # what `rq worker -w jobs.worker.AppWorker` builds before its first job
+        start = ("import jobs.worker, jobs.context; jobs.context.preload_app(); "
+                 "import jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; ")
+        lazy.append("rq_dashboard")
+    probe = f"import sys; {start}loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**env, "SECRET_KEY": "x", "KAMEN_INSTANCE_PATH": str(tmp_path)})
+                            env={**env, "SECRET_KEY": "x", "KAMEN_INSTANCE_PATH": str(tmp_path), "REDIS_URL": redis_url})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
