@@ -8,12 +8,12 @@ _app = None
 
 def preload_app():
     """Build the app for this process now (the worker does, before it forks its horses).
-    It serves no pages: without the job view, the worker does not load rq-dashboard."""
+    It serves no pages and runs no migrations (kamen.config: WORKER)."""
     global _app
     if _app is None:
         from kamen import create_app
 
-        _app = create_app({"MOUNT_JOB_VIEW": False})
+        _app = create_app({"WORKER": True})
     return _app
 
 

@@ -10,7 +10,7 @@ def create_app(config=None):
     can use ``kamen.config`` without loading Flask and SQLAlchemy."""
     from kamen.config import Config
     from kamen.connections import Kamen
-    from kamen.extensions import csrf, db, login_manager, migrate
+    from kamen.extensions import csrf, db, login_manager
 
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("KAMEN_INSTANCE_PATH") or None
@@ -25,13 +25,8 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     db.init_app(app)
-    migrate.init_app(
-        app,
-        db,
-        directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
-        render_as_batch=True,  # SQLite needs batch mode for ALTERs
-        compare_type=True,
-    )
+    if not app.config["WORKER"]:
+        _register_migrations(app, db)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_admin)
@@ -60,6 +55,19 @@ def create_app(config=None):
     register_security_headers(app)
     _register_error_pages(app)
     return app
+
+
+def _register_migrations(app, db):
+    """`flask db …` and flask_migrate.upgrade(); imports Alembic, so a job worker skips it."""
+    from flask_migrate import Migrate
+
+    Migrate().init_app(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
+        render_as_batch=True,  # SQLite needs batch mode for ALTERs
+        compare_type=True,
+    )
 
 
 def _load_admin(user_id):

@@ -112,8 +112,10 @@ class Config:
         # Its address as buyers and merchants reach it (mapi.php's payurl);
         # empty: the address each request came in on.
         self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
-        # The job view (rq-dashboard, ~10 MiB) in web processes; workers serve no pages.
-        self.MOUNT_JOB_VIEW = True
+        # Set by the job worker for the app it builds (jobs/context.py): it serves no
+        # pages and runs no `flask db`, so it skips the job view (rq-dashboard) and
+        # Flask-Migrate (Alembic): about 20 MiB in each worker.
+        self.WORKER = False
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
         if not self.SECRET_KEY:

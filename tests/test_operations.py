@@ -304,14 +304,14 @@ def test_the_schedule_process_never_loads_the_app():
 def test_import_only_libraries_load_where_they_are_used(tmp_path, redis_url, process):
     """A web or worker process starts without the spreadsheet, fuzzy-match and QR libraries (memory
     on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code.
-    A worker serves no pages: it does not load rq-dashboard either."""
+    A worker serves no pages and runs no migrations: it does not load rq-dashboard or Alembic either."""
     lazy = ["openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile"]
     if process == "web":
         start = "from kamen import create_app; app = create_app(); assert '/admin/jobs/' in str(app.url_map); "
     else:  # what `rq worker -w jobs.worker.AppWorker` builds before its first job
         start = ("import jobs.worker, jobs.context; jobs.context.preload_app(); "
                  "import jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; ")
-        lazy.append("rq_dashboard")
+        lazy += ["rq_dashboard", "alembic", "flask_migrate"]
     probe = f"import sys; {start}loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,

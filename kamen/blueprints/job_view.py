@@ -18,7 +18,7 @@ PREFIX = "/admin/jobs"
 
 
 def register_job_view(app):
-    if not app.config["MOUNT_JOB_VIEW"]:
+    if app.config["WORKER"]:
         return
     if not app.config["REDIS_URL"]:
         app.add_url_rule(f"{PREFIX}/", "jobs_off", login_required(_jobs_off))
