@@ -222,6 +222,37 @@ def test_dashboard_shows_worker_and_cron_alive_then_stopped(app, client, auth, p
     assert "定时任务不会执行" in page
 
 
+@pytest.mark.backends("sqlite")
+def test_a_worker_is_stopped_once_it_misses_the_heartbeat_it_promised(redis_url):
+    """RQ expires a worker's key its beat interval + 60 s after each beat: a kamen worker
+    (20 s) silent for a minute is stopped; a plain `rq worker` (7 minutes idle) silent
+    for 100 s is only idle."""
+    from datetime import datetime, timedelta, timezone
+
+    from redis import Redis
+    from rq import Queue, Worker
+    from rq.utils import utcformat
+
+    from kamen.services import operations
+
+    conn = Redis.from_url(redis_url)
+    name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    workers = {}
+    for label, ttl, silent, left in (("kamen", 35, 60, 35), ("plain", 420, 100, 380)):
+        worker = Worker([Queue(name, connection=conn)], connection=conn, name=f"{name}-{label}", worker_ttl=ttl)
+        worker.register_birth()
+        conn.hset(worker.key, "last_heartbeat", utcformat(now - timedelta(seconds=silent)))
+        conn.expire(worker.key, left)  # as RQ left it, ``silent`` seconds after a beat
+        workers[label] = worker
+    try:
+        states = {w.name: w.alive for w in operations.overview(conn, name, now.replace(tzinfo=None)).workers}
+        assert states == {f"{name}-kamen": False, f"{name}-plain": True}
+    finally:
+        for worker in workers.values():
+            worker.register_death()
+
+
 @pytest.mark.backends("postgresql")
 def test_a_busy_worker_stays_running_and_a_killed_one_shows_stopped_within_a_minute(app, client, auth, processes):
     """A worker busy with one long job beats while its horse works; kill -9 it (and its

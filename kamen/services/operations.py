@@ -14,10 +14,12 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 # A kamen worker (jobs.worker.AppWorker) heartbeats every WORKER_BEAT_SECONDS, idle
-# or busy; one silent for WORKER_STALE was killed (RQ's registry keeps a killed
-# worker for minutes). The cron scheduler beats every minute.
+# or busy. RQ's registry keeps a killed worker for minutes: one that missed its
+# promised beat by WORKER_GRACE is taken for stopped. The cron beats every minute.
 WORKER_BEAT_SECONDS = 20
-WORKER_STALE = timedelta(seconds=WORKER_BEAT_SECONDS * 5 // 2)
+WORKER_GRACE = timedelta(seconds=20)
+# RQ lets a worker's key expire this long after the beat interval it promised.
+RQ_TTL_MARGIN = timedelta(seconds=60)
 CRON_STALE = timedelta(minutes=3)
 FORGET_AFTER = timedelta(days=7)
 
@@ -110,7 +112,7 @@ def _workers(conn, queue_name, seen, now):
     live = {}
     for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
         beat = _naive(worker.last_heartbeat)
-        if beat is None or now - beat >= WORKER_STALE:
+        if beat is None or _silent_too_long(conn, worker, beat, now):
             seen.setdefault(worker_member(worker.name), beat or now)
             continue
         job = worker.get_current_job()
@@ -121,6 +123,18 @@ def _workers(conn, queue_name, seen, now):
         if kind == "worker" and name not in live and now - when < FORGET_AFTER:
             stopped.append(ProcessState("worker", name, False, when))
     return sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
+
+
+def _silent_too_long(conn, worker, beat, now):
+    """Each heartbeat sets the worker's key to expire its next-beat interval + 60 s later
+    (20 s for a kamen worker, 7 minutes idle for a plain `rq worker`): from the time
+    left, the interval it promised; silent past that and WORKER_GRACE, it was killed."""
+    left = conn.ttl(worker.key)
+    if left is None or left < 0:  # no expiry set: only the registry can tell
+        return False
+    silent = now - beat
+    promised = silent + timedelta(seconds=left) - RQ_TTL_MARGIN
+    return silent > promised + WORKER_GRACE
 
 
 def _live_scheduler(conn, queue_name, now):
