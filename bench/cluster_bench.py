@@ -434,7 +434,7 @@ class Work:
 
         start = time.perf_counter()
         with bench_app(self.env) as session:
-            run = start_sync(session, session.get(Supplier, self.ids["upstream"]), "full")
+            run, _ = start_sync(session, session.get(Supplier, self.ids["upstream"]), "full")
             run = self._wait(session, SyncRun, run.id, ("succeeded", "failed"))
             assert run.status == "succeeded", run.message
             self.run_id = run.id
