@@ -8,7 +8,7 @@ _app = None
 
 def preload_app():
     """Build the app for this process now (the worker does, before it forks its horses).
-    It serves no pages and runs no migrations (kamen.config: WORKER)."""
+    It serves no pages (kamen.config: WORKER)."""
     global _app
     if _app is None:
         from kamen import create_app

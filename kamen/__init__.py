@@ -10,6 +10,7 @@ def create_app(config=None):
     can use ``kamen.config`` without loading Flask and SQLAlchemy."""
     from kamen.config import Config
     from kamen.connections import Kamen
+    from kamen import lazy_migrate
     from kamen.extensions import csrf, db, login_manager
 
     config = dict(config or {})
@@ -25,8 +26,13 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     db.init_app(app)
-    if not app.config["WORKER"]:
-        _register_migrations(app, db)
+    lazy_migrate.register(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
+        render_as_batch=True,  # SQLite needs batch mode for ALTERs
+        compare_type=True,
+    )
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_admin)
@@ -55,19 +61,6 @@ def create_app(config=None):
     register_security_headers(app)
     _register_error_pages(app)
     return app
-
-
-def _register_migrations(app, db):
-    """`flask db …` and flask_migrate.upgrade(); imports Alembic, so a job worker skips it."""
-    from flask_migrate import Migrate
-
-    Migrate().init_app(
-        app,
-        db,
-        directory=os.path.join(os.path.dirname(app.root_path), "migrations"),
-        render_as_batch=True,  # SQLite needs batch mode for ALTERs
-        compare_type=True,
-    )
 
 
 def _load_admin(user_id):

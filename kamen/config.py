@@ -113,8 +113,7 @@ class Config:
         # empty: the address each request came in on.
         self.DEMO_GATEWAY_URL = env.get("KAMEN_DEMO_GATEWAY_URL", "")
         # Set by the job worker for the app it builds (jobs/context.py): it serves no
-        # pages and runs no `flask db`, so it skips the job view (rq-dashboard) and
-        # Flask-Migrate (Alembic): about 20 MiB in each worker.
+        # pages, so it skips the job view (rq-dashboard, about 10 MiB a worker).
         self.WORKER = False
         for key, value in (overrides or {}).items():
             setattr(self, key, value)

@@ -1,6 +1,7 @@
 """Operating kamen: health probes, flask doctor, the dashboard's view of workers
 and the schedule, the job view, with real `rq worker` and `rq cron` processes."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,31 @@ def test_readyz_needs_the_schema_at_the_code_head(app, client):
 
 
 @pytest.mark.backends("sqlite")
+@pytest.mark.backends("sqlite")
+def test_migration_heads_are_alembics(tmp_path):
+    """/readyz reads the heads from the revision files, without Alembic: the same answer as Alembic's."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from kamen.services.operations import migration_heads
+
+    def alembic_heads(directory):
+        config = Config()
+        config.set_main_option("script_location", str(directory))
+        return set(ScriptDirectory.from_config(config).get_heads())
+
+    assert migration_heads(str(ROOT / "migrations")) == alembic_heads(ROOT / "migrations")
+    (tmp_path / "versions").mkdir()
+    shutil.copy(ROOT / "migrations" / "script.py.mako", tmp_path)
+    files = {"a": ("a", None), "b": ("b", "'a'"), "c": ("c", '"a"'), "m": ("m", "('b', 'c')"), "x": ("x", "'m'"),
+             "y": ("y", "'m'")}
+    for name, (revision, down) in files.items():
+        (tmp_path / "versions" / f"{name}.py").write_text(
+            f'"""{name}"""\nrevision: str = "{revision}"\ndown_revision = {down}\nbranch_labels = None\n'
+            "depends_on = None\n\ndef upgrade():\n    pass\n\ndef downgrade():\n    pass\n")
+    assert migration_heads(str(tmp_path)) == alembic_heads(tmp_path) == {"x", "y"}
+
+
 def test_readyz_fails_when_redis_is_unreachable(app, client, redis_url):
     with migrated_stamp(app):
         app.config["REDIS_URL"] = redis_url
@@ -335,14 +361,15 @@ def test_the_schedule_process_never_loads_the_app():
 def test_import_only_libraries_load_where_they_are_used(tmp_path, redis_url, process):
     """A web or worker process starts without the spreadsheet, fuzzy-match and QR libraries (memory
     on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code.
-    A worker serves no pages and runs no migrations: it does not load rq-dashboard or Alembic either."""
-    lazy = ["openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile"]
+    Neither runs migrations (Alembic loads for `flask db`); a worker serves no pages, so no rq-dashboard."""
+    lazy = ["openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile", "alembic"]
     if process == "web":
-        start = "from kamen import create_app; app = create_app(); assert '/admin/jobs/' in str(app.url_map); "
+        start = ("from kamen import create_app; app = create_app(); assert '/admin/jobs/' in str(app.url_map); "
+                 "app.test_client().get('/readyz'); ")
     else:  # what `rq worker -w jobs.worker.AppWorker` builds before its first job
         start = ("import jobs.worker, jobs.context; jobs.context.preload_app(); "
                  "import jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; ")
-        lazy += ["rq_dashboard", "alembic", "flask_migrate"]
+        lazy.append("rq_dashboard")
     probe = f"import sys; {start}loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,

@@ -8,8 +8,10 @@ adds is memory of when each was last seen, in one Redis hash per queue (the
 worker class writes it with every heartbeat; the per-minute schedule job writes
 the cron's), so the back office can say 已停止 since when.
 """
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -190,15 +192,24 @@ def redis_error(conn):
 _heads = {}
 
 
-def migration_heads(directory):
-    """The migration heads of the code (read once per process: code does not change under it)."""
-    if directory not in _heads:
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
 
-        config = Config()
-        config.set_main_option("script_location", directory)
-        _heads[directory] = set(ScriptDirectory.from_config(config).get_heads())
+
+def migration_heads(directory):
+    """The migration heads of the code: revisions no other revision builds on (read once
+    per process: code does not change under it). Read from the files' ``revision`` and
+    ``down_revision`` lines, so /readyz does not load Alembic into every web worker."""
+    if directory not in _heads:
+        revisions, parents = set(), set()
+        for path in Path(directory, "versions").glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            found = _REVISION.search(text)
+            if found:
+                revisions.add(found.group(1))
+                down = _DOWN_REVISION.search(text)
+                parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)) if down else ())
+        _heads[directory] = revisions - parents
     return _heads[directory]
 
 
