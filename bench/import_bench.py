@@ -305,6 +305,7 @@ def run_steps(env, path, supplier_code):
             table = locate_table(book.rows())
             mapping = auto_map([str(h) for h in table.headers])
             batch = ImportBatch(supplier=supplier, price_basis=supplier.price_basis, **supplier_markup_defaults(supplier))
+            session.rollback()  # the batch above only carried the supplier's pricing
             validator = FileValidator(mapping.columns, markup=batch_markup(batch), basis=batch.price_basis)
             for source in table.rows:
                 if not source.skip:

@@ -7,12 +7,13 @@ _app = None
 
 
 def preload_app():
-    """Build the app for this process now (the worker does, before it forks its horses)."""
+    """Build the app for this process now (the worker does, before it forks its horses).
+    It serves no pages (kamen.config: WORKER)."""
     global _app
     if _app is None:
         from kamen import create_app
 
-        _app = create_app()
+        _app = create_app({"WORKER": True})
     return _app
 
 

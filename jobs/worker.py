@@ -7,17 +7,21 @@ Standard RQ (a forking worker) with two changes:
   again for each job, so the per-minute schedule costs a fork and two queries,
   not an app start. A horse still exits after its job, so a big import's memory
   goes back to the system.
-- A shorter heartbeat (60 s instead of 420 s), so a dead worker leaves RQ's
-  registry within two minutes, and each heartbeat is also kept as "last seen"
-  for the back office (运行中 / 已停止 since …).
+- A heartbeat every 20 s, idle or busy (RQ's default is every 405 s idle and
+  30 s busy), so the back office tells a killed worker from a busy one within
+  a minute (kamen.services.operations.WORKER_STALE); each heartbeat is also
+  kept as "last seen" (运行中 / 已停止 since …).
 """
 import gc
 
+from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_WORKER_TTL
 from rq.worker import Worker
 
 from jobs.context import preload_app
+from kamen.services.operations import WORKER_BEAT_SECONDS
 
-WORKER_TTL = 60
+# RQ waits for a job up to worker_ttl - 15 s between heartbeats when idle.
+WORKER_TTL = WORKER_BEAT_SECONDS + 15
 
 
 class AppWorker(Worker):
@@ -37,7 +41,12 @@ class AppWorker(Worker):
         # collector of each forked horse off them, so it does not touch (and copy)
         # the pages it shares with this process.
         gc.freeze()
-        kwargs.setdefault("worker_ttl", WORKER_TTL)
+        # `rq worker` passes RQ's defaults explicitly: replace them, keep a value the operator chose.
+        kwargs.pop("default_worker_ttl", None)
+        if kwargs.get("worker_ttl") in (None, DEFAULT_WORKER_TTL):
+            kwargs["worker_ttl"] = WORKER_TTL
+        if kwargs.get("job_monitoring_interval") in (None, DEFAULT_JOB_MONITORING_INTERVAL):
+            kwargs["job_monitoring_interval"] = WORKER_BEAT_SECONDS
         super().__init__(*args, **kwargs)
 
     def heartbeat(self, timeout=None, pipeline=None):

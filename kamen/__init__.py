@@ -10,7 +10,8 @@ def create_app(config=None):
     can use ``kamen.config`` without loading Flask and SQLAlchemy."""
     from kamen.config import Config
     from kamen.connections import Kamen
-    from kamen.extensions import csrf, db, login_manager, migrate
+    from kamen import lazy_migrate
+    from kamen.extensions import csrf, db, login_manager
 
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("KAMEN_INSTANCE_PATH") or None
@@ -25,7 +26,7 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     db.init_app(app)
-    migrate.init_app(
+    lazy_migrate.register(
         app,
         db,
         directory=os.path.join(os.path.dirname(app.root_path), "migrations"),

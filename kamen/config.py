@@ -120,6 +120,9 @@ class Config:
         self.PUBLIC_URL = env.get("KAMEN_PUBLIC_URL", "")
         # Seconds to wait for a supplier's answer to an order or query (then: result unknown, query later).
         self.FORWARD_TIMEOUT_SECONDS = float(env.get("KAMEN_FORWARD_TIMEOUT", "10"))
+        # Set by the job worker for the app it builds (jobs/context.py): it serves no
+        # pages, so it skips the job view (rq-dashboard, about 10 MiB a worker).
+        self.WORKER = False
         for key, value in (overrides or {}).items():
             setattr(self, key, value)
         if not self.SECRET_KEY:

@@ -5,3 +5,11 @@ def app_was_preloaded():
     import jobs.context
 
     return jobs.context._app is not None
+
+
+def busy_for(seconds):
+    """A job that keeps its worker busy (and silent in the horse) for ``seconds``."""
+    import time
+
+    time.sleep(seconds)
+    return seconds

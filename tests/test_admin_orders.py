@@ -137,3 +137,33 @@ def test_demo_channel_command_points_at_the_demo_gateway(app, runner):
     channels = db.session.scalars(sa.select(PaymentChannel)).all()
     assert len(channels) == 1 and channels[0].base_url == "http://127.0.0.1:5001/demopay"
     assert decrypt(channels[0].key_encrypted) == "k2" and channels[0].pid == "1001"
+
+
+def test_unused_payment_channel_and_coupon_can_be_deleted_used_ones_only_switched_off(app, client, auth):
+    auth.login()
+    used_channel, spare_channel = make_channel(), make_channel()
+    spare_channel.name = "备用通道"
+    used_coupon = Coupon(code="USED1", value=Decimal("1"), is_enabled=True)
+    spare_coupon = Coupon(code="SPARE1", value=Decimal("1"), is_enabled=True)
+    db.session.add_all([used_coupon, spare_coupon])
+    db.session.commit()
+    product = make_product(stock=10, sale_price=Decimal("12.00"))
+    order = _order(client, product, coupon="USED1")
+    assert client.post(f"/order/{order.order_no}/pay", data={"method": f"{used_channel.id}:alipay"}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Order, order.id).channel_id == used_channel.id
+    ids = used_channel.id, spare_channel.id, used_coupon.id, spare_coupon.id
+
+    refused = client.post(f"/admin/payment-channels/{ids[0]}/delete", follow_redirects=True)
+    assert "已有订单使用过，不能删除" in refused.text and "取消“启用”" in refused.text
+    done = client.post(f"/admin/payment-channels/{ids[1]}/delete", follow_redirects=True)
+    assert "支付通道“备用通道”已删除" in done.text
+    refused = client.post(f"/admin/coupons/{ids[2]}/delete", follow_redirects=True)
+    assert "优惠券 USED1 已有订单使用过，不能删除" in refused.text
+    assert "优惠券 SPARE1 已删除" in client.post(f"/admin/coupons/{ids[3]}/delete", follow_redirects=True).text
+    assert client.post("/admin/coupons/999999/delete").status_code == 404
+
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(PaymentChannel.id)).all() == [ids[0]]
+    assert db.session.scalars(sa.select(Coupon.id)).all() == [ids[2]]
+    assert db.session.get(Order, order.id).coupon_id == ids[2]

@@ -434,6 +434,21 @@ def test_a_hostile_sheet_is_refused_before_it_is_loaded(admin, cards, tmp_path):
     assert _stock(cards) == 0 and db.session.scalar(sa.select(sa.func.count()).select_from(UploadChunk)) == 0
 
 
+@pytest.mark.parametrize("bad, message", [
+    (b"BAD-\x00-1\n", "第 8001 行含有空字符"),
+    ("坏卡-1\n".encode("gbk"), "第 8001 行有无法识别的文字"),
+    (b"X" * (MB + 10) + b"\n", "第 8001 行超过 1 MB"),
+], ids=["nul", "mixed-encoding", "long-line"])
+def test_a_broken_text_file_is_refused_like_a_price_list(admin, cards, bad, message):
+    """卡密 files are read by the importer's one line reader: the same limits, the same words
+    (the bad line comes after the part the file type is told from)."""
+    good = "".join(f"好卡-{n:05d}\n" for n in range(8000)).encode("utf-8")
+    response = _upload(admin, cards, good + bad, htmx=True)
+    assert response.status_code == 422
+    assert f"未上传任何卡密：{message}" in response.get_data(as_text=True)
+    assert _stock(cards) == 0
+
+
 def test_queue_unreachable_is_a_message_not_a_500(admin, app, cards):
     app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
     response = _upload(admin, cards, b"RQ-DOWN-1\n", htmx=True)

@@ -220,3 +220,23 @@ def test_cancel_of_a_commit_whose_job_died_ends_it_at_once(admin):
     assert _fresh(batch.id).status == "cancelled"
     page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
     assert "继续提交" in page
+
+
+def test_undo_from_a_second_tab_after_the_first_is_refused(admin):
+    """Two tabs on one committed batch: the first 撤销 restores, the second (its page still
+    says 已提交) is refused by the status change itself, and restores nothing again."""
+    batch = _upload(admin)
+    _commit(admin, batch)
+    second_tab = _fresh(batch.id)
+    assert second_tab.status == "committed"
+    assert "已撤销" in admin.post(f"/admin/imports/{batch.id}/undo", follow_redirects=True).get_data(as_text=True)
+    assert _products() == {}
+    db.session.add(Product(supplier_id=second_tab.supplier_id, code="A1", name="后来手动添加", cost_price=Decimal("1"),
+                           sale_price=Decimal("2")))
+    db.session.commit()
+
+    second_tab = _fresh(batch.id)
+    sa.orm.attributes.set_committed_value(second_tab, "status", "committed")  # what that tab still believes
+    with pytest.raises(staging.ImportInvalid, match="已撤销或状态已变化"):
+        committing.undo_batch(db.session, second_tab)
+    assert set(_products()) == {"A1"} and _fresh(batch.id).status == "undone"

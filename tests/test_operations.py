@@ -1,6 +1,7 @@
 """Operating kamen: health probes, flask doctor, the dashboard's view of workers
 and the schedule, the job view, with real `rq worker` and `rq cron` processes."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from kamen import create_app, queue
 from kamen.extensions import db
 from kamen.models import SyncRun
 from tests.helpers import worker_env
+from tests.processes import kill_worker
 from tests.sync_fixtures import make_supplier, simulator  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,31 @@ def test_readyz_needs_the_schema_at_the_code_head(app, client):
 
 
 @pytest.mark.backends("sqlite")
+@pytest.mark.backends("sqlite")
+def test_migration_heads_are_alembics(tmp_path):
+    """/readyz reads the heads from the revision files, without Alembic: the same answer as Alembic's."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from kamen.services.operations import migration_heads
+
+    def alembic_heads(directory):
+        config = Config()
+        config.set_main_option("script_location", str(directory))
+        return set(ScriptDirectory.from_config(config).get_heads())
+
+    assert migration_heads(str(ROOT / "migrations")) == alembic_heads(ROOT / "migrations")
+    (tmp_path / "versions").mkdir()
+    shutil.copy(ROOT / "migrations" / "script.py.mako", tmp_path)
+    files = {"a": ("a", None), "b": ("b", "'a'"), "c": ("c", '"a"'), "m": ("m", "('b', 'c')"), "x": ("x", "'m'"),
+             "y": ("y", "'m'")}
+    for name, (revision, down) in files.items():
+        (tmp_path / "versions" / f"{name}.py").write_text(
+            f'"""{name}"""\nrevision: str = "{revision}"\ndown_revision = {down}\nbranch_labels = None\n'
+            "depends_on = None\n\ndef upgrade():\n    pass\n\ndef downgrade():\n    pass\n")
+    assert migration_heads(str(tmp_path)) == alembic_heads(tmp_path) == {"x", "y"}
+
+
 def test_readyz_fails_when_redis_is_unreachable(app, client, redis_url):
     with migrated_stamp(app):
         app.config["REDIS_URL"] = redis_url
@@ -237,6 +264,63 @@ def test_dashboard_shows_worker_and_cron_alive_then_stopped(app, client, auth, p
     assert "定时任务不会执行" in page
 
 
+@pytest.mark.backends("sqlite")
+def test_a_worker_is_stopped_once_it_misses_the_heartbeat_it_promised(redis_url):
+    """RQ expires a worker's key its beat interval + 60 s after each beat: a kamen worker
+    (20 s) silent for a minute is stopped; a plain `rq worker` (7 minutes idle) silent
+    for 100 s is only idle."""
+    from datetime import datetime, timedelta, timezone
+
+    from redis import Redis
+    from rq import Queue, Worker
+    from rq.utils import utcformat
+
+    from kamen.services import operations
+
+    conn = Redis.from_url(redis_url)
+    name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(timezone.utc)
+    workers = {}
+    for label, ttl, silent, left in (("kamen", 35, 60, 35), ("plain", 420, 100, 380)):
+        worker = Worker([Queue(name, connection=conn)], connection=conn, name=f"{name}-{label}", worker_ttl=ttl)
+        worker.register_birth()
+        conn.hset(worker.key, "last_heartbeat", utcformat(now - timedelta(seconds=silent)))
+        conn.expire(worker.key, left)  # as RQ left it, ``silent`` seconds after a beat
+        workers[label] = worker
+    try:
+        states = {w.name: w.alive for w in operations.overview(conn, name, now.replace(tzinfo=None)).workers}
+        assert states == {f"{name}-kamen": False, f"{name}-plain": True}
+    finally:
+        for worker in workers.values():
+            worker.register_death()
+
+
+@pytest.mark.backends("postgresql")
+def test_a_busy_worker_stays_running_and_a_killed_one_shows_stopped_within_a_minute(app, client, auth, processes):
+    """A worker busy with one long job beats while its horse works; kill -9 it (and its
+    horse) and the dashboard says 已停止 within a minute, not when RQ's registry forgets it."""
+    auth.login()
+    worker = processes.worker()
+
+    def dashboard():
+        return client.get("/admin/").get_data(as_text=True)
+
+    wait_for(lambda: "运行中" in dashboard(), what="the worker to start")
+    queue.enqueue("tests.jobs_probe.busy_for", 55)
+    wait_for(lambda: "正在执行任务" in dashboard(), timeout=180, what="the worker to take the job")  # a loaded CI box
+    busy_since = time.monotonic()
+    while time.monotonic() - busy_since < 45:  # longer than a killed busy worker takes to show 已停止
+        page = dashboard()
+        assert "运行中" in page and "已停止" not in page
+        time.sleep(2)
+
+    kill_worker(worker)
+    killed = time.monotonic()
+    page = wait_for(lambda: "已停止" in (p := dashboard()) and p, timeout=120, what="the dashboard to see it stopped")
+    assert time.monotonic() - killed <= 60
+    assert "运行中" not in page
+
+
 def test_doctor_passes_with_worker_and_cron_running(app, runner, processes):
     processes.worker()
     processes.cron()
@@ -286,6 +370,26 @@ def test_the_schedule_process_never_loads_the_app():
              "if m in sys.modules]; print(heavy); sys.exit(bool(heavy))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("process", ["web", "worker"])
+def test_import_only_libraries_load_where_they_are_used(tmp_path, redis_url, process):
+    """A web or worker process starts without the spreadsheet, fuzzy-match and QR libraries (memory
+    on a small VPS); they are imported by the code that reads uploads, maps headers or draws a QR code.
+    Neither runs migrations (Alembic loads for `flask db`); a worker serves no pages, so no rq-dashboard."""
+    lazy = ["openpyxl", "python_calamine", "olefile", "xlrd", "segno", "rapidfuzz", "et_xmlfile", "alembic"]
+    if process == "web":
+        start = ("from kamen import create_app; app = create_app(); assert '/admin/jobs/' in str(app.url_map); "
+                 "app.test_client().get('/readyz'); ")
+    else:  # what `rq worker -w jobs.worker.AppWorker` builds before its first job
+        start = ("import jobs.worker, jobs.context; jobs.context.preload_app(); "
+                 "import jobs.imports, jobs.sync, jobs.orders, jobs.maintenance, jobs.demopay, jobs.tick; ")
+        lazy.append("rq_dashboard")
+    probe = f"import sys; {start}loaded = [m for m in {lazy!r} if m in sys.modules]; print(loaded); sys.exit(bool(loaded))"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**env, "SECRET_KEY": "x", "KAMEN_INSTANCE_PATH": str(tmp_path), "REDIS_URL": redis_url})
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -53,25 +53,26 @@ def _serve(url, workers, threads, tmp_path):
             db.engine.dispose()
 
 
-def _buy(base, product_id, n):
+def _buy(base, product_id, n, contact=None, ip=None):
     """One buyer: open the product page, then buy one from it."""
     http = requests.Session()
-    headers = {"X-Forwarded-For": f"10.{n // 250}.{n % 250}.1"}
+    headers = {"X-Forwarded-For": ip or f"10.{n // 250}.{n % 250}.1"}
     assert f"/p/{product_id}/buy" in http.get(f"{base}/p/{product_id}", headers=headers, timeout=60).text
     resp = http.post(f"{base}/p/{product_id}/buy", allow_redirects=False, timeout=60,
-                     headers={**headers, "Origin": base}, data={"quantity": "1", "contact": f"1380000{n:04d}"})
+                     headers={**headers, "Origin": base}, data={"quantity": "1", "contact": contact or f"1380000{n:04d}"})
     return resp.status_code, resp.text if resp.status_code != 302 else resp.headers["Location"]
 
 
-def _crowd(base, product_id):
-    start = threading.Barrier(BUYERS)
+def _crowd(base, product_id, buyers=BUYERS, **same):
+    """``buyers`` buy at once; ``same`` (contact= or ip=) is what they share."""
+    start = threading.Barrier(buyers)
 
     def one(n):
         start.wait()
-        return _buy(base, product_id, n)
+        return _buy(base, product_id, n, **same)
 
-    with ThreadPoolExecutor(BUYERS) as pool:
-        return list(pool.map(one, range(BUYERS)))
+    with ThreadPoolExecutor(buyers) as pool:
+        return list(pool.map(one, range(buyers)))
 
 
 @pytest.mark.parametrize("kind", ["cards", "synced"])
@@ -144,3 +145,22 @@ def test_notify_storm_delivers_once(shop_server):
         sold = db.session.scalars(sa.select(CardCode.order_id).where(CardCode.status == "sold")).all()
         assert sold == [order.id]
         assert db.session.get(Product, product_id).sales_count == 1
+
+
+@pytest.mark.parametrize("same", [{"contact": "13900139000"}, {"ip": "10.9.9.9"}], ids=["contact", "ip"])
+def test_unpaid_order_limit_holds_under_parallel_orders(shop_server, same):
+    """20 orders at once from one contact (or one address): exactly the limit (3) are created."""
+    base, app = shop_server
+    with app.app_context():
+        product_id = make_product(stock_mode=StockMode.SYNCED, stock=100, sale_price=Decimal("10.00")).id
+
+    results = _crowd(base, product_id, buyers=20, **same)
+    statuses = [s for s, _ in results]
+    assert statuses.count(302) == 3, statuses
+    refused = [text for s, text in results if s != 302]
+    assert {s for s in statuses if s != 302} == {400}
+    assert all("3 笔未支付的订单" in text for text in refused)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)
+                                 .where(Order.product_id == product_id)) == 3
+        assert db.session.get(Product, product_id).stock == 97  # refused orders reserved nothing

@@ -18,6 +18,8 @@ PREFIX = "/admin/jobs"
 
 
 def register_job_view(app):
+    if app.config["WORKER"]:
+        return
     if not app.config["REDIS_URL"]:
         app.add_url_rule(f"{PREFIX}/", "jobs_off", login_required(_jobs_off))
         return

@@ -28,7 +28,7 @@ from kamen import queue, secretbox
 from kamen.models import CardCode, CardCodeUpload, Product, StockMode
 from kamen.services import uploads
 from kamen.services.importing.errors import BadCell, ImportFileError
-from kamen.services.importing.readers import MB, NOT_A_SHEET, ReadLimits, open_spreadsheet, text_lines
+from kamen.services.importing.readers import MB, NOT_A_SHEET, ReadLimits, open_spreadsheet
 from kamen.services.transitions import transition
 from kamen.timeutil import utcnow
 
@@ -222,17 +222,11 @@ def parse_file(path, limits=Limits()):
         with open_spreadsheet(path, read_limits) as book:
             if book.kind != "csv":
                 return _parse_table(book.rows(), limits)
-            if _csv_header(_text_lines(path, book.encoding), book.delimiter):
+            if _csv_header(book.lines(), book.delimiter):
                 return _parse_table(book.rows(), limits)
-            return _parse_lines(_text_lines(path, book.encoding), limits)
+            return _parse_lines(book.lines(), limits)
     except ImportFileError as exc:
         raise CardCodeError(WRONG_TYPE if str(exc) == NOT_A_SHEET else str(exc)) from exc
-
-
-def _text_lines(path, encoding):
-    """Decoded lines, read one at a time: the code limit stops a big file early."""
-    with open(path, "rb") as f:
-        yield from text_lines(f, encoding)
 
 
 def _csv_header(lines, delimiter):

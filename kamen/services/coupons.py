@@ -10,8 +10,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
 
-from kamen.models import Coupon, CouponKind, Product
+from kamen.models import Coupon, CouponKind, Order, Product
 from kamen.money import CENT, MoneyError, parse_money
+from kamen.services.order_refs import delete_unless_ordered
 from kamen.timeutil import from_local
 
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{3,32}")
@@ -97,6 +98,14 @@ def save(session, coupon, form):
     coupon.note = (form.get("note") or "").strip()[:200]
     session.commit()
     return coupon
+
+
+def delete(session, coupon):
+    """Delete a coupon no order ever used; otherwise CouponError says to switch it off instead."""
+    code = coupon.code
+    if not delete_unless_ordered(session, Coupon, coupon.id, Order.coupon_id):
+        raise CouponError(f"优惠券 {code} 已有订单使用过，不能删除（订单的优惠记录要用到它）；不再发放请编辑并取消“启用”")
+    return code
 
 
 def _optional_int(text, label):

@@ -8,13 +8,20 @@ adds is memory of when each was last seen, in one Redis hash per queue (the
 worker class writes it with every heartbeat; the per-minute schedule job writes
 the cron's), so the back office can say 已停止 since when.
 """
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 
-# A worker heartbeats at least every WORKER_TTL (jobs.worker), the cron scheduler
-# every minute: older than this and the process is taken for stopped.
+# A kamen worker (jobs.worker.AppWorker) heartbeats every WORKER_BEAT_SECONDS, idle
+# or busy. RQ's registry keeps a killed worker for minutes: one that missed its
+# promised beat by WORKER_GRACE is taken for stopped. The cron beats every minute.
+WORKER_BEAT_SECONDS = 20
+WORKER_GRACE = timedelta(seconds=20)
+# RQ lets a worker's key expire this long after the beat interval it promised.
+RQ_TTL_MARGIN = timedelta(seconds=60)
 CRON_STALE = timedelta(minutes=3)
 FORGET_AFTER = timedelta(days=7)
 
@@ -100,21 +107,36 @@ def _naive(dt):
 
 
 def _workers(conn, queue_name, seen, now):
-    """Live workers from RQ's registry (a killed one leaves it within three minutes: jobs.worker.WORKER_TTL),
-    then the ones seen in the last days that are gone."""
+    """Live workers from RQ's registry that beat lately (a killed one stays in the registry
+    for minutes, silent), then the ones seen in the last days that are gone."""
     from rq import Queue, Worker
 
     live = {}
     for worker in Worker.all(queue=Queue(queue_name, connection=conn)):
+        beat = _naive(worker.last_heartbeat)
+        if beat is None or _silent_too_long(conn, worker, beat, now):
+            seen.setdefault(worker_member(worker.name), beat or now)
+            continue
         job = worker.get_current_job()
-        live[worker.name] = ProcessState("worker", worker.name, True, _naive(worker.last_heartbeat),
-                                         job.description if job else "")
+        live[worker.name] = ProcessState("worker", worker.name, True, beat, job.description if job else "")
     stopped = []
     for member, when in seen.items():
         kind, _, name = member.partition(":")
         if kind == "worker" and name not in live and now - when < FORGET_AFTER:
             stopped.append(ProcessState("worker", name, False, when))
     return sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
+
+
+def _silent_too_long(conn, worker, beat, now):
+    """Each heartbeat sets the worker's key to expire its next-beat interval + 60 s later
+    (20 s for a kamen worker, 7 minutes idle for a plain `rq worker`): from the time
+    left, the interval it promised; silent past that and WORKER_GRACE, it was killed."""
+    left = conn.ttl(worker.key)
+    if left is None or left < 0:  # no expiry set: only the registry can tell
+        return False
+    silent = now - beat
+    promised = silent + timedelta(seconds=left) - RQ_TTL_MARGIN
+    return silent > promised + WORKER_GRACE
 
 
 def _live_scheduler(conn, queue_name, now):
@@ -170,15 +192,24 @@ def redis_error(conn):
 _heads = {}
 
 
-def migration_heads(directory):
-    """The migration heads of the code (read once per process: code does not change under it)."""
-    if directory not in _heads:
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
 
-        config = Config()
-        config.set_main_option("script_location", directory)
-        _heads[directory] = set(ScriptDirectory.from_config(config).get_heads())
+
+def migration_heads(directory):
+    """The migration heads of the code: revisions no other revision builds on (read once
+    per process: code does not change under it). Read from the files' ``revision`` and
+    ``down_revision`` lines, so /readyz does not load Alembic into every web worker."""
+    if directory not in _heads:
+        revisions, parents = set(), set()
+        for path in Path(directory, "versions").glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            found = _REVISION.search(text)
+            if found:
+                revisions.add(found.group(1))
+                down = _DOWN_REVISION.search(text)
+                parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)) if down else ())
+        _heads[directory] = revisions - parents
     return _heads[directory]
 
 

@@ -144,10 +144,11 @@ def create_order(session, req):
 
     def work():
         _expire_lazily(session)
-        _check_unpaid_limits(session, contact, req.ip, at)
+        _lock_unpaid_limits(session, contact, order_values["client_ip"])
         order = Order(order_no=new_order_no(at), status=OrderStatus.PENDING, **order_values)
         session.add(order)
         session.flush()
+        _check_unpaid_limits(session, contact, order_values["client_ip"], at)
         record(session, order.id, "created", f"下单：{product_name} × {quantity}，应付 ¥{amount}",
                {"quantity": quantity, "unit_price": str(unit_price), "discount": str(discount),
                 "amount": str(amount), "reservation": kind.value})
@@ -229,14 +230,35 @@ _UNPAID = (
         sa.or_(Order.contact == sa.bindparam("contact"), Order.client_ip == sa.bindparam("ip")),
     )
 )
+# Two advisory-lock namespaces (pg_advisory_xact_lock(int, int)), so a contact never shares a key with an IP.
+_LOCK_CONTACT, _LOCK_IP = 0x6B6D0001, 0x6B6D0002
+_LOCK_UNPAID = sa.text(
+    "SELECT pg_advisory_xact_lock(:contact_space, hashtext(:contact)), pg_advisory_xact_lock(:ip_space, hashtext(:ip))"
+)
+
+
+def _lock_unpaid_limits(session, contact, ip):
+    """Serialize order creation per contact and per IP until the commit, so the count
+    of unpaid orders that follows sees every order committed before it (PostgreSQL).
+
+    Every transaction takes the contact's lock before the IP's, and both before
+    any stock or code row: no lock cycle. SQLite needs none: the new order's
+    INSERT holds the database's one write lock until the commit, and the count
+    comes after it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_UNPAID, {"contact_space": _LOCK_CONTACT, "contact": contact,
+                                       "ip_space": _LOCK_IP, "ip": ip})
 
 
 def _check_unpaid_limits(session, contact, ip, at):
+    """Counted after the new order is written (it counts itself), under _lock_unpaid_limits."""
     limit = current_app.config["ORDER_UNPAID_LIMIT"]
-    by_contact, by_ip = session.execute(_UNPAID, {"contact": contact, "ip": (ip or "-")[:45], "at": at}).one()
-    if by_contact >= limit:
+    by_contact, by_ip = session.execute(_UNPAID, {"contact": contact, "ip": ip, "at": at}).one()
+    if by_contact > limit:
+        session.rollback()
         raise OrderRefused(f"该联系方式已有 {limit} 笔未支付的订单，请先完成支付或等待其自动取消")
-    if by_ip >= limit:
+    if by_ip > limit:
+        session.rollback()
         raise OrderRefused(f"您已有 {limit} 笔未支付的订单，请先完成支付或等待其自动取消")
 
 

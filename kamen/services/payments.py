@@ -19,6 +19,7 @@ from kamen.payments.epay_merchant import EpayV1
 from kamen.payments.gateway import GatewayError, NoticeRejected
 from kamen.services import ordering
 from kamen.services.alerts import raise_alert
+from kamen.services.order_refs import delete_unless_ordered
 from kamen.services.ordering import OrderRefused, now, record
 
 log = logging.getLogger("kamen.payments")
@@ -77,6 +78,15 @@ def save_channel(session, channel, form):
     channel.is_enabled = form.get("is_enabled") in ("1", "on", "y")
     session.commit()
     return channel
+
+
+def delete_channel(session, channel):
+    """Delete a channel no order ever used (orders keep their channel for notifies,
+    queries and the books); otherwise ChannelInvalid says to switch it off instead."""
+    name = channel.name
+    if not delete_unless_ordered(session, PaymentChannel, channel.id, Order.channel_id):
+        raise ChannelInvalid(f"支付通道“{name}”已有订单使用过，不能删除（订单的支付记录要用到它）；不再使用请编辑并取消“启用”")
+    return name
 
 
 def test_channel(channel):

@@ -162,14 +162,17 @@ def _run(session, run, adapter, lease):
         _finish_failed(session, supplier, run, reason)
         _send_alerts(session, supplier, notes)
         raise
-    now = utcnow()
     lease.beat(session)
-    run.status, run.finished_at = "succeeded", now
-    supplier.last_sync_at = run.started_at
-    if run.mode == "full":
-        supplier.last_full_sync_at = run.started_at
+    started, mode = run.started_at, run.mode
+    if not transition(session, SyncRun, run.id, "running", "succeeded", finished_at=utcnow()):
+        session.rollback()
+        return session.get(SyncRun, run.id)
+    supplier.last_sync_at = started
+    if mode == "full":
+        supplier.last_full_sync_at = started
     supplier.failure_streak = 0
     session.commit()
+    run = session.get(SyncRun, run.id)
     _send_alerts(session, supplier, notes)
     check_balance(session, supplier, adapter)
     return run
@@ -223,12 +226,13 @@ def _percent(value):
 
 
 def _finish_failed(session, supplier, run, exc):
-    run = session.get(SyncRun, run.id)
     supplier = session.get(Supplier, supplier.id)
-    run.status, run.finished_at = "failed", utcnow()
     # Why the run failed, in one line; 错误明细 stays the products 失败 counts.
-    run.message = " ".join(str(exc).split())
-    if run.attempts == 1:  # RQ's retries of this run are not more failed runs
+    if not transition(session, SyncRun, run.id, "running", "failed", finished_at=utcnow(),
+                      message=" ".join(str(exc).split())):
+        session.rollback()
+        return
+    if session.get(SyncRun, run.id).attempts == 1:  # RQ's retries of this run are not more failed runs
         supplier.failure_streak += 1
     session.commit()
     limit = int(settings.get(session, "alerts")["sync_failure_alert_after"])

@@ -1,6 +1,6 @@
-"""优惠券: create, edit, switch off; uses are counted by orders."""
+"""优惠券: create, edit, switch off, delete while unused; uses are counted by orders."""
 import sqlalchemy as sa
-from flask import abort, render_template, request
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
 from kamen.blueprints.admin.crud import save_or_show
@@ -33,3 +33,15 @@ def coupon_edit(coupon_id):
                             lambda **kw: _render(coupon, **kw), coupon_service.CouponError, "优惠券已保存。",
                             "admin.coupons")
     return _render(coupon)
+
+
+@bp.post("/coupons/<int:coupon_id>/delete")
+def coupon_delete(coupon_id):
+    coupon = db.session.get(Coupon, coupon_id) or abort(404)
+    try:
+        code = coupon_service.delete(db.session, coupon)
+    except coupon_service.CouponError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"优惠券 {code} 已删除。", "success")
+    return redirect(url_for("admin.coupons"))

@@ -1,4 +1,4 @@
-"""支付通道: 易支付 merchant accounts (address, pid, key kept encrypted and masked) and the 测试 button."""
+"""支付通道: 易支付 merchant accounts (address, pid, key kept encrypted and masked), the 测试 button, delete while unused."""
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
@@ -46,4 +46,16 @@ def payment_channel_test(channel_id):
     channel = db.session.get(PaymentChannel, channel_id) or abort(404)
     ok, message = payments.test_channel(channel)
     flash(f"{channel.name}：{message}", "success" if ok else "error")
+    return redirect(url_for("admin.payment_channels"))
+
+
+@bp.post("/payment-channels/<int:channel_id>/delete")
+def payment_channel_delete(channel_id):
+    channel = db.session.get(PaymentChannel, channel_id) or abort(404)
+    try:
+        name = payments.delete_channel(db.session, channel)
+    except payments.ChannelInvalid as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"支付通道“{name}”已删除。", "success")
     return redirect(url_for("admin.payment_channels"))

@@ -1,7 +1,6 @@
 """Buying: the buy form, the pay page, the gateway's notify and return, the order page, 查单."""
 from urllib.parse import urlsplit
 
-import segno
 from flask import abort, redirect, render_template, request, session, url_for
 from markupsafe import Markup
 
@@ -126,9 +125,15 @@ def pay(order_no):
         return render_template("shop/order.html", pay_error=str(exc), **_order_context(order)), 400
     if target.url:
         return redirect(target.url)
-    qr = segno.make(target.qrcode, error="m").svg_inline(scale=5, border=2) if target.qrcode else None
+    qr = _qr_svg(target.qrcode) if target.qrcode else None
     return render_template("shop/order.html", qr_svg=Markup(qr) if qr else None, pay_label=PAY_TYPES.get(pay_type, ""),
                            **_order_context(order))
+
+
+def _qr_svg(text):
+    import segno  # here: only QR-code channels need it
+
+    return segno.make(text, error="m").svg_inline(scale=5, border=2)
 
 
 @bp.route("/pay/notify/<int:channel_id>", methods=["GET", "POST"])

@@ -7,16 +7,48 @@ database instead of in Python. SQLite keeps the portable Core statements in
 staging.py and committing.py; both paths leave the same rows behind.
 """
 import json
+import operator
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
 
 import sqlalchemy as sa
 
 from kamen.models import ImportRow, Product
 from kamen.models.types import ExactDecimal
+from kamen.services.importing.errors import BadCell
 
 STAGED_COLUMNS = tuple(c.name for c in ImportRow.__table__.columns if c.name != "id")
-_JSON_COLUMNS = frozenset(c.name for c in ImportRow.__table__.columns if isinstance(c.type, sa.JSON))
+_JSON_COLUMNS = tuple(name for name in STAGED_COLUMNS if isinstance(ImportRow.__table__.c[name].type, sa.JSON)
+                      and name != "cells")
+_PLAIN_COLUMNS = tuple(name for name in STAGED_COLUMNS if name not in _JSON_COLUMNS and name != "cells")
 _EMPTY_JSON = {list: "[]", dict: "{}", type(None): "null"}
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _json_default(value):
+    """Values staging leaves as Python values, as its to_json writes them."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _cell_default(value):
+    """Cells as read, as its json_cell writes them."""
+    if isinstance(value, BadCell):
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+_dump_cells = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_cell_default).encode
 
 
 def is_postgresql(session):
@@ -32,13 +64,17 @@ def _json_text(value):
 
 
 def copy_staged_rows(session, rows):
-    """COPY staged-row dicts (as staging builds them) into import_rows, in the session's transaction."""
-    plan = tuple((name, name in _JSON_COLUMNS) for name in STAGED_COLUMNS)
+    """COPY staged-row dicts (as staging builds them) into import_rows, in the session's transaction.
+
+    One pass per row: the plain columns by one itemgetter, each JSON column
+    encoded by the C encoder (Decimal, dates and bad cells through its default)."""
+    plain, as_json = operator.itemgetter(*_PLAIN_COLUMNS), operator.itemgetter(*_JSON_COLUMNS)
     cursor = session.connection().connection.driver_connection.cursor()
-    columns = ", ".join(_q(name) for name in STAGED_COLUMNS)
+    columns = ", ".join(_q(name) for name in (*_PLAIN_COLUMNS, "cells", *_JSON_COLUMNS))
     with cursor.copy(f"COPY import_rows ({columns}) FROM STDIN") as copy:
+        write = copy.write_row
         for row in rows:
-            copy.write_row([_json_text(row[name]) if is_json else row[name] for name, is_json in plan])
+            write((*plain(row), _dump_cells(row["cells"]), *map(_json_text, as_json(row))))
 
 
 def refresh_statistics(session):

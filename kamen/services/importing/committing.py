@@ -74,9 +74,8 @@ def commit_batch(session, batch_id, beat=no_beat):
         if batch.cancel_requested:
             _refresh_search_keys(session, batch)
             _recount_card_stock(session, batch)
-            batch.status, batch.message = "cancelled", "已取消：已写入的部分保留，可继续提交或撤销"
-            session.commit()
-            return batch
+            _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销")
+            return session.get(ImportBatch, batch_id)
         if bulk.is_postgresql(session):
             done = _BULK_WRITER.write(session, batch, CHUNK, utcnow())
         else:
@@ -90,11 +89,21 @@ def commit_batch(session, batch_id, beat=no_beat):
         _delist_missing(session, batch)
     recount(session, batch)
     _recount_card_stock(session, batch)
-    batch.status, batch.committed_at = "committed", utcnow()
-    session.commit()
-    _remember_layout(session, batch)
-    _notify_low_stock(session, batch)
-    return batch
+    if _finish(session, batch, "committed", committed_at=utcnow()):
+        batch = session.get(ImportBatch, batch_id)
+        _remember_layout(session, batch)
+        _notify_low_stock(session, batch)
+    return session.get(ImportBatch, batch_id)
+
+
+def _finish(session, batch, new_status, **values):
+    """committing → ``new_status`` in one conditional UPDATE, with the counts set on ``batch``;
+    commits. False, rolled back, when the batch was no longer committing."""
+    if transition(session, ImportBatch, batch.id, "committing", new_status, **values):
+        session.commit()
+        return True
+    session.rollback()
+    return False
 
 
 def _remember_layout(session, batch):
@@ -283,6 +292,10 @@ def undo_batch(session, batch):
         raise ImportInvalid("只有已提交的批次才能撤销")
     edited = _edited_products(session, batch)
     skipped = {product_id for product_id, _ in edited}
+    # First, in the same transaction: of two undo clicks one restores, the other is refused.
+    if not transition(session, ImportBatch, batch.id, "committed", "undone", undone_at=utcnow()):
+        session.rollback()
+        raise ImportInvalid("该批次已撤销或状态已变化，请刷新页面")
     committed = (ImportRow.batch_id == batch.id, ImportRow.committed.is_(True))
     restores = {}
     rows = session.execute(
@@ -305,7 +318,6 @@ def undo_batch(session, batch):
     relist = [pid for pid in batch.delisted_ids or [] if pid not in skipped]
     for ids in _chunks(relist):
         session.execute(sa.update(Product).where(Product.id.in_(ids)).values(is_listed=True))
-    batch.status, batch.undone_at = "undone", utcnow()
     codes = [code for _, code in edited]
     if codes:
         shown = "、".join(codes[:20]) + (f" 等 {len(codes)} 个" if len(codes) > 20 else "")

@@ -9,7 +9,6 @@ import csv
 import re
 from datetime import date, datetime
 
-from openpyxl import Workbook
 
 from kamen.services.importing.errors import BadCell
 
@@ -34,6 +33,8 @@ def write_error_report(target, kind, headers, rows, *, delimiter=",", encoding="
             for cells, line, reason in rows:
                 writer.writerow([_csv_cell(c) for c in _fit(cells, width)] + [line, neutralize(reason)])
     elif kind == "xlsx":
+        from openpyxl import Workbook  # here: only an xlsx error file needs openpyxl
+
         book = Workbook(write_only=True)
         sheet = book.create_sheet("错误行")
         sheet.append(header)

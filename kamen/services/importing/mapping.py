@@ -4,7 +4,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from rapidfuzz import fuzz, process
 
 from kamen.services.importing.error_report import LINE_HEADER, REASON_HEADER
 
@@ -161,6 +160,8 @@ def auto_map(headers, template=None, fuzzy_cutoff=FUZZY_CUTOFF):
         key = VOCABULARY.get(normalized[column])
         if key and key not in taken:
             assign(column, key, "exact" if normalized[column] in _LABELS else "synonym", 100)
+    from rapidfuzz import fuzz, process  # here: only a web or job process that maps headers needs it
+
     candidates = []
     for column in free:
         best = process.extractOne(normalized[column], VOCABULARY.keys(), scorer=fuzz.ratio, score_cutoff=fuzzy_cutoff)

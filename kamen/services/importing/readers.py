@@ -3,6 +3,9 @@
 The type comes from the file's bytes, never its extension: admins rename
 files, and systems export HTML tables named ".xls". Every way a file can be
 unusable raises one ImportFileError with a message the admin can act on.
+
+The Excel libraries (python-calamine, olefile) are imported when a workbook
+is opened: only the processes that read uploads pay their memory.
 """
 import codecs
 import collections
@@ -15,9 +18,6 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from xml.etree import ElementTree
-
-import olefile
-import python_calamine
 
 from kamen.services.importing.errors import BadCell, ImportFileError
 
@@ -86,6 +86,8 @@ class Spreadsheet:
         self.sheet_names = []
         self._book = None
         if kind != "csv":
+            import python_calamine
+
             self._book = _calamine(lambda: python_calamine.CalamineWorkbook.from_path(path), path)
             self.sheet_names = [
                 m.name
@@ -118,55 +120,26 @@ class Spreadsheet:
     def __exit__(self, *exc):
         self.close()
 
+    def lines(self):
+        """A CSV or text file's decoded lines (see decoded_lines)."""
+        with open(self.path, "rb") as f:
+            yield from decoded_lines(f, self.encoding, self.limits)
+
     def _csv_rows(self):
         count = 0
-        with open(self.path, "rb") as f:
-            try:
-                for row in csv.reader(self._checked_lines(f), delimiter=self.delimiter):
-                    count += 1
-                    if count > self.limits.max_rows:
-                        raise _too_many_rows(self.limits)
-                    if len(row) > self.limits.max_columns:
-                        raise ImportFileError(
-                            f"第 {count} 行有 {len(row)} 列，超过上限 {self.limits.max_columns} 列，"
-                            "请检查分隔符或删除多余的列"
-                        )
-                    yield row
-            except csv.Error as exc:
-                raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
-
-    def _checked_lines(self, f):
-        """Decoded lines, each at most ``max_line_bytes`` long and free of NUL."""
-        limit = self.limits.max_line_bytes
-        if self.encoding == "utf-16":
-            text = io.TextIOWrapper(f, encoding=self.encoding, newline="")
-            read = lambda: text.readline(limit // 2 + 1)  # noqa: E731 - two bytes a character
-        else:
-            read = lambda: f.readline(limit + 1)  # noqa: E731
-        number = 0
-        while line := read():
-            number += 1
-            if len(line) > (limit // 2 if self.encoding == "utf-16" else limit):
-                raise ImportFileError(
-                    f"第 {number} 行超过 {limit / MB:.0f} MB，不像是价格表（可能是换行符不对或文件已损坏），"
-                    "请用 Excel 打开后另存为 CSV 再上传"
-                )
-            if not isinstance(line, str):
-                line = self._decode(line, number)
-            if "\0" in line:
-                raise ImportFileError(f"第 {number} 行含有空字符（NUL），文件可能已损坏，请用 Excel 打开后另存为 CSV 再上传")
-            yield line
-
-    def _decode(self, line, number):
-        # Line by line, so a bad byte is reported on its own line; "\n" never
-        # occurs inside a UTF-8 or GB18030 character.
         try:
-            return line.decode(self.encoding)
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(
-                f"第 {number} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
-                "请在 Excel 中另存为“CSV UTF-8”后上传"
-            ) from exc
+            for row in csv.reader(self.lines(), delimiter=self.delimiter):
+                count += 1
+                if count > self.limits.max_rows:
+                    raise _too_many_rows(self.limits)
+                if len(row) > self.limits.max_columns:
+                    raise ImportFileError(
+                        f"第 {count} 行有 {len(row)} 列，超过上限 {self.limits.max_columns} 列，"
+                        "请检查分隔符或删除多余的列"
+                    )
+                yield row
+        except csv.Error as exc:
+            raise ImportFileError(f"CSV 格式错误（第 {count + 1} 行）：引号不配对或内容异常") from exc
 
     def _sheet_rows(self, name):
         if name not in self.sheet_names:
@@ -182,24 +155,40 @@ class Spreadsheet:
         return _rows_with_bad_cells(sheet, bad_cells)
 
 
-def text_lines(f, encoding):
-    """The decoded lines of a binary text file, read one at a time (a row limit
-    stops a big file early). Bytes are split into lines before decoding, so a bad
-    byte is reported on its own line: a line-feed byte never occurs inside a UTF-8
-    or GB18030 character. UTF-16 is decoded as a stream."""
+def decoded_lines(f, encoding, limits):
+    """The decoded lines of a binary text file (a CSV price list, a 卡密 file), read one
+    at a time so a row limit stops a big file early. Each line is at most
+    ``limits.max_line_bytes`` long and free of NUL. Bytes are split into lines
+    before decoding, so a bad byte is reported on its own line: a line-feed byte
+    never occurs inside a UTF-8 or GB18030 character. UTF-16 is decoded as a stream."""
+    limit = limits.max_line_bytes
+    if encoding == "utf-16":
+        text = io.TextIOWrapper(f, encoding=encoding, newline="")
+        read, longest = (lambda: text.readline(limit // 2 + 1)), limit // 2  # two bytes a character
+    else:
+        read, longest = (lambda: f.readline(limit + 1)), limit
     number = 0
-    try:
-        if encoding == "utf-16":
-            for number, line in enumerate(io.TextIOWrapper(f, encoding=encoding, newline=""), 1):
-                yield line
-        else:
-            for number, line in enumerate(f, 1):
-                yield line.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = number if encoding != "utf-16" else number + 1
-        raise ImportFileError(
-            f"第 {line} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），请把文件另存为 UTF-8 编码（Excel 中选“CSV UTF-8”）后上传"
-        ) from exc
+    while True:
+        try:
+            line = read()
+            if not line:
+                return
+            number += 1
+            if len(line) > longest:
+                raise ImportFileError(
+                    f"第 {number} 行超过 {limit / MB:.0f} MB，不像是正常的表格或文本（可能是换行符不对或文件已损坏），"
+                    "请用 Excel 打开后另存为 CSV 再上传"
+                )
+            if not isinstance(line, str):
+                line = line.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"第 {number if encoding != 'utf-16' else number + 1} 行有无法识别的文字（编码既不是 UTF-8 也不是 GBK），"
+                "请在 Excel 中另存为“CSV UTF-8”后上传"
+            ) from exc
+        if "\0" in line:
+            raise ImportFileError(f"第 {number} 行含有空字符（NUL），文件可能已损坏，请用 Excel 打开后另存为 CSV 再上传")
+        yield line
 
 
 def _rows_with_bad_cells(sheet, bad_cells):
@@ -243,6 +232,8 @@ def _too_many_rows(limits, count=None):
 
 
 def _calamine(call, path):
+    import python_calamine
+
     try:
         return call()
     except python_calamine.PasswordError as exc:
@@ -294,6 +285,8 @@ _XLS_RECORD = struct.Struct("<HH")
 
 def _check_xls(path, limits):
     """Size every sheet from its cell records: calamine builds all the grids when it opens the file."""
+    import olefile
+
     try:
         with olefile.OleFileIO(str(path)) as ole:
             name = next((n for n in ("Workbook", "Book") if ole.exists(n)), None)

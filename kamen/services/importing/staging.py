@@ -147,10 +147,12 @@ def analyze(session, batch_id, beat=no_beat):
     batch.template_id = template.id if template else None
     store_mapping(batch, mapping)
     beat(session)
-    batch.status = "mapping"
-    batch.message = mapping.missing_message()
-    session.commit()
-    return batch
+    _move(session, batch, "analyzing", "mapping", message=mapping.missing_message())
+    return session.get(ImportBatch, batch_id)
+
+
+# The statuses a batch is in while its file is read, mapped (an automated import) or staged.
+READING = ("analyzing", "mapping", "staging")
 
 
 SAMPLE_ROWS = 3
@@ -252,9 +254,21 @@ def remember_layout(session, batch):
 def fail(session, batch, message, beat=no_beat):
     """The file itself is the problem: the admin re-maps or re-uploads (no 重试)."""
     beat(session)
-    batch.status, batch.message, batch.step = "failed", message, None
-    session.commit()
-    return batch
+    batch_id = batch.id
+    _move(session, batch, READING, "failed", message=message, step=None)
+    return session.get(ImportBatch, batch_id)
+
+
+def _move(session, batch, expected, new_status, **values):
+    """A job's status change of its batch, as one conditional UPDATE (the columns set on
+    ``batch`` so far are flushed first); commits. False, rolled back, when the batch
+    was no longer in ``expected``."""
+    moved = transition(session, ImportBatch, batch.id, expected, new_status, **values)
+    if moved:
+        session.commit()
+    else:
+        session.rollback()
+    return moved
 
 
 def store_mapping(batch, mapping):
@@ -431,9 +445,8 @@ def stage(session, batch_id, beat=no_beat):
     refresh_new_categories(session, batch)
     recount(session, batch)
     beat(session)
-    batch.status = "ready"
-    session.commit()
-    return batch
+    _move(session, batch, "staging", "ready")
+    return session.get(ImportBatch, batch_id)
 
 
 def _sheet_category(context, batch, sheet):

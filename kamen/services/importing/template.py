@@ -9,9 +9,6 @@ import csv
 import io
 from datetime import datetime
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
-from openpyxl.worksheet.datavalidation import DataValidation
 
 from kamen.services.importing.mapping import FIELDS
 
@@ -57,10 +54,14 @@ EXAMPLES = [
 def template_xlsx(categories=()):
     """The template workbook as bytes: 商品 sheet with validation, 说明 sheet, and the
     shop's ``categories`` ("父/子" names) on a hidden 分类 sheet the 分类 dropdown lists."""
+    from openpyxl import Workbook  # here: only a download of the template needs openpyxl
+
     book = Workbook()
     sheet = book.active
     sheet.title = "商品"
     sheet.append(HEADERS)
+    from openpyxl.styles import Font
+
     for f, cell in zip(FIELDS, sheet[1]):
         cell.font = Font(bold=True, color="C00000" if f.required else None)
     for example in EXAMPLES:
@@ -110,6 +111,8 @@ def _validation(key):
 
 
 def _rule(kind, message, **options):
+    from openpyxl.worksheet.datavalidation import DataValidation
+
     return DataValidation(
         type=kind, allow_blank=True, showErrorMessage=True, errorTitle="格式不对", error=message, **options
     )
@@ -130,6 +133,8 @@ def _category_list(book, categories):
 
 
 def _notes_sheet(sheet):
+    from openpyxl.styles import Font
+
     sheet.append(["导入说明"])
     sheet["A1"].font = Font(bold=True, size=14)
     for line in (
