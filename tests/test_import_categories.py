@@ -12,7 +12,7 @@ from kamen.services.api_tokens import create_token
 from kamen.services.demo import seed_demo
 from tests.helpers import make_category
 from tests.sync_fixtures import make_supplier, simulator  # noqa: F401
-from tests.test_admin_imports import _fresh, _mapping_form, _upload, admin  # noqa: F401
+from tests.test_admin_imports import _fresh, _mapping_form, _two_sheet_xlsx, _upload, admin  # noqa: F401
 from tests.test_syncing import ours, sync
 
 LIST = ("商品编号,商品名称,类目,进货价,库存\n"
@@ -183,3 +183,16 @@ def test_the_demo_shop_comes_with_rules_for_its_sub_categories(admin):  # noqa: 
     rows = _rows(_staged(admin, csv))
     assert rows["Q1"].values["category_id"] == _category("腾讯游戏").id
     assert rows["M1"].values["category_id"] == _category("中国移动").id
+
+
+def test_a_sheet_the_shop_has_no_category_for_becomes_one(admin):  # noqa: F811
+    games = make_category("游戏点卡")
+    batch = _fresh(_upload(admin, _two_sheet_xlsx(), name="多表.xlsx"))
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(batch, sheet="*"))
+    batch = _fresh(batch)
+    assert batch.new_categories["话费充值"]["rows"] == 2 and batch.created == 3
+    admin.post(f"/admin/imports/{batch.id}/categories", data={"accept_all": "1"})
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    phone = _category("话费充值")
+    placed = dict(db.session.execute(sa.select(Product.code, Product.category_id)).all())
+    assert placed == {"G1": games.id, "P1": phone.id, "P2": phone.id} and phone.sort_order == games.sort_order + 1

@@ -154,3 +154,9 @@ def test_synced_top_up_without_fields_asks_for_what_its_name_implies(app, simula
     assert got["1002"].delivery_type is DeliveryType.TOPUP  # 话费充值
     assert got["1002"].buyer_fields == PHONE
     assert got["1001"].buyer_fields == []  # card codes: nothing to fill in
+
+
+def test_a_stale_preset_is_refused_in_chinese(admin):  # noqa: F811
+    data = {**FORM, "supplier_id": str(default_supplier(db.session).id), "buyer_presets": ["wechat"]}
+    response = admin.post("/admin/products/new", data=data)
+    assert response.status_code == 400 and "买家填写项选择无效" in response.get_data(as_text=True)

@@ -8,6 +8,7 @@ from kamen.extensions import db
 from kamen.models import ImportRow, Product
 from kamen.services.importing.mapping import auto_map
 from kamen.services.suppliers import default_supplier
+from tests.helpers import make_product
 from tests.test_admin_imports import _fresh, _mapping_form, _upload, admin  # noqa: F401
 
 # The supplier's own headers; 建议零售价 is the file's price (issue 13's list).
@@ -135,3 +136,14 @@ def test_supplier_form_saves_the_default_basis(admin):  # noqa: F811
     supplier = default_supplier(db.session)
     page = admin.get(f"/admin/suppliers/{supplier.id}/edit").get_data(as_text=True)
     assert "导入时的定价方式" in page and "按供货价加价，不高于面值" in page
+
+
+def test_an_update_is_capped_at_the_products_own_face_value(admin):  # noqa: F811
+    supplier = default_supplier(db.session)
+    make_product(code="QB50", name="腾讯Q币 50元", supplier_id=supplier.id, cost_price=Decimal("48.00"),
+                 sale_price=Decimal("49.50"), face_value=Decimal("50"), market_price=None)
+    csv = "商品编号,商品名称,进货价\nQB50,腾讯Q币 50元,48.50\n"  # the weekly list: no 面值 column
+    row = _rows(_staged(admin, "cap_face", csv))["QB50"]
+    assert row.action == "update" and row.values["sale_price"] == "50.00" and not row.warnings
+    row = _rows(_staged(admin, "markup", csv))["QB50"]
+    assert row.values["sale_price"] == "50.93" and _kinds(row) == ["售价高于面值"]

@@ -86,6 +86,15 @@ class LocalDateTimeField(_ParsedField):
         return self.data.strftime("%Y-%m-%dT%H:%M") if self.data else ""
 
 
+class PresetsField(SelectMultipleField):
+    """Checkboxes of buyer-field presets (services/delivery.py), a stale one refused in Chinese."""
+
+    def pre_validate(self, form):
+        known = {choice.value for choice in self.choices}
+        if any(value not in known for value in self.data or ()):
+            raise ValidationError("买家填写项选择无效，请刷新后重试")
+
+
 class ChoiceField(SelectField):
     """SelectField taking (value, label) pairs, with Chinese messages for a
     tampered or stale choice."""
@@ -167,7 +176,7 @@ class ProductForm(FlaskForm):
     delivery_minutes = WholeField("预计到账（分钟）", required=True, default=5)
     min_per_order = WholeField("每单最少购买", default=1)
     max_per_order = WholeField("每单最多购买", default=100)
-    buyer_presets = SelectMultipleField(
+    buyer_presets = PresetsField(
         "买家需填写", choices=[SelectChoice(key, p.label) for key, p in delivery.PRESETS.items()],
         widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
     )

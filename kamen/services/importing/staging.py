@@ -46,6 +46,10 @@ PRODUCT_FIELDS = (
 )
 
 
+# Today's values the validator weighs a row's prices against (change warnings, 面值/市场价 caps).
+PRICE_KEYS = ("cost_price", "sale_price", "face_value", "market_price")
+
+
 class ImportInvalid(ValueError):
     """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
 
@@ -380,7 +384,7 @@ class _Context:
         self.fixes = remembered_fixes(session, batch.supplier_id)  # source hash -> {field: text}
         self.names = SupplierNames(batch)
         self.current = {}  # code -> (product id, {field: value})
-        self.prices = {}  # code -> {"cost_price", "sale_price"}, for the validator's price-change warning
+        self.prices = {}  # code -> PRICE_KEYS values, for the validator (price-change warning, caps)
         # A supplier's products share a handful of buyer_fields texts: decode each once.
         self._decoded = {}
         self.load(session, codes)
@@ -406,7 +410,7 @@ class _Context:
                 decoded[text] = json.loads(text)
             current["buyer_fields"] = decoded[text]
             self.current[code] = (product_id, current)
-            self.prices[code] = {"cost_price": current["cost_price"], "sale_price": current["sale_price"]}
+            self.prices[code] = {key: current[key] for key in PRICE_KEYS}
 
 
 def stage(session, batch_id, beat=no_beat):

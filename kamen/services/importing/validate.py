@@ -123,9 +123,14 @@ def _validate(raw, markup, current_for, max_price_change, basis="file"):
 
     cost = values.get("cost_price")
     sale = values.get("sale_price")
+    current = current_for(values.get("code"))
     if cost is not None and markup is not None and "sale_price" not in failed:
-        priced = import_price(basis, markup, cost=cost, suggested=sale, face=values.get("face_value"),
-                              market=values.get("market_price"))
+        # A row updating a product caps at the product's 面值 / 市场价 when the file has none.
+        face, market = values.get("face_value"), values.get("market_price")
+        if current:
+            face = current.get("face_value") if face is None else face
+            market = current.get("market_price") if market is None else market
+        priced = import_price(basis, markup, cost=cost, suggested=sale, face=face, market=market)
         if priced.price is not None:  # never below cost + the minimum margin
             sale = values["sale_price"] = priced.price
             computed = ("sale_price",)
@@ -136,8 +141,7 @@ def _validate(raw, markup, current_for, max_price_change, basis="file"):
     if problem:
         errors.append(Issue(problem.field, problem.kind, problem.message))
 
-    current = current_for(values.get("code")) if max_price_change is not None else None
-    if current:
+    if current and max_price_change is not None:
         for key in ("cost_price", "sale_price"):
             warning = _price_change(key, current.get(key), values.get(key), max_price_change)
             if warning:
