@@ -4,7 +4,6 @@ import re
 import unicodedata
 
 import sqlalchemy as sa
-from rapidfuzz import fuzz
 from sqlalchemy.exc import IntegrityError
 
 from kamen.models import Category, CategoryRule, ImportBatch, Product, Supplier
@@ -222,6 +221,8 @@ class CategoryLookup:
 def similar_category(session, path):
     """An existing category a new path most likely means ("腾讯 游戏" for 腾讯游戏,
     "点卡/腾讯游戏" for 游戏点卡/腾讯游戏), as (id, full name), or None."""
+    from rapidfuzz import fuzz  # here: only imports and syncs that create categories need it
+
     names = split_path(path)
     if not names:
         return None
