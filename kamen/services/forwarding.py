@@ -117,9 +117,10 @@ def takes_orders(supplier):
     return supplier is not None and supplier.is_active and supplier.kind in FORWARDABLE_KINDS
 
 
-def sources_for(session, product):
+def sources_for(session, product, ranked=True):
     """The products that can fill ``product``, in the order to try them: itself (when its
-    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered).
+    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered), best
+    scored first when 代发设置 says so (``ranked=False``: only whether there are any matters).
     Local card-code goods have none."""
     if product.stock_mode is StockMode.CARDS:
         return []
@@ -129,7 +130,7 @@ def sources_for(session, product):
     own = product if takes_orders(product.supplier) else None
     extras = [p for p in extras if takes_orders(p.supplier)]
     scores = None
-    if extras and forwarding_settings(session)["score_sources"]:
+    if ranked and extras and forwarding_settings(session)["score_sources"]:
         scores = scorecards.ranking(session, {p.supplier_id for p in ([own] if own else []) + extras})
     chain = sources.ordered(product, own, extras, scores)
     return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent) for p in chain]
@@ -137,7 +138,7 @@ def sources_for(session, product):
 
 def is_forwardable(session, product_id):
     product = session.get(Product, product_id)
-    return product is not None and bool(sources_for(session, product))
+    return product is not None and bool(sources_for(session, product, ranked=False))
 
 
 def max_unit_cost(order, drift_percent):
