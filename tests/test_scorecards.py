@@ -230,6 +230,8 @@ def test_failover_by_score_tries_the_better_supplier_first(app, client, auth, si
     assert fresh(order).status is OrderStatus.DELIVERED and [a.code for a in attempts(order)] == [CARD_CODE]
 
     _score_sources(client, True)
+    shown = client.get(f"/admin/products/{product.id}/sources").text
+    assert "按货源评分排序备用货源" in shown and f"1. {SECOND_CODE} → 2. {CARD_CODE}" in shown
     order = buy_and_pay(client, channel, product)
     assert fresh(order).status is OrderStatus.DELIVERED and [a.code for a in attempts(order)] == [SECOND_CODE]
 
