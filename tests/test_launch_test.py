@@ -7,14 +7,15 @@ import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import DeliveryType, LaunchCheck, LaunchRun, Order, OrderStatus, Product, StockMode, SupplierKind
-from kamen.services import launch_test, ordering, settings
+from kamen.models import AttemptStatus, DeliveryType, LaunchCheck, LaunchRun, Order, OrderStatus, Product, StockMode, SupplierKind
+from kamen.services import forwarding, launch_test, ordering, settings
 from kamen.services.suppliers import default_supplier
 from kamen.timeutil import utcnow
 from tests.helpers import make_category, make_product
 from tests.test_job_sweeper import CLOSED_PORT, redis_back, redis_down  # noqa: F401 (a fixture)
 from tests.order_helpers import make_card_product
 from tests.suppliers.simulator import SimProduct
+from tests.forwarding_helpers import CARD_CODE, attempts, fulu_supplier, placed, supplier_product  # noqa: F401
 from tests.sync_fixtures import make_supplier
 from tests.test_syncing import sync
 
@@ -248,3 +249,63 @@ def test_a_launch_test_runs_on_a_real_rq_worker(app, redis_url, db_url):
     assert got["网易一卡通 50元"].delivery_seconds is not None
     assert db.session.get(Order, got["网易一卡通 50元"].order_id).status is OrderStatus.REFUNDED
     assert db.session.get(Product, cards.id).view_count == 0
+
+
+@pytest.fixture
+def forwarded_good(app, simulator, fulu_supplier):
+    """A card good the Fulu-style supplier (the simulator) delivers through 一键代发, promised in 5 minutes."""
+    make_category("游戏点卡")
+    return supplier_product(fulu_supplier, simulator, CARD_CODE, delivery_minutes=5)
+
+
+def test_a_supplier_good_is_bought_upstream_only_with_the_admins_yes(app, demo_pay, simulator, forwarded_good):
+    run = launch_test.start(db.session, "手动选择", chosen_ids=[forwarded_good.id])
+    check = checks(run)[forwarded_good.name]
+    assert check.order_id is None and "本次未同意向货源真实下单" in check.notes[-1]
+    assert simulator.orders == {}
+
+    run = launch_test.start(db.session, "手动选择", chosen_ids=[forwarded_good.id], allow_supplier_orders=True)
+    check = checks(run)[forwarded_good.name]
+    assert check.status == "passed", check.problems
+    order = db.session.get(Order, check.order_id)
+    # Forwarded for real: the supplier holds one order under our order number, its card reached the order.
+    assert [o["state"] for o in placed(simulator, order)] == ["success"]
+    assert [(a.code, a.status) for a in attempts(order)] == [(CARD_CODE, AttemptStatus.SUCCESS)]
+    assert order.delivered_at is not None and check.delivery_seconds == 0
+    assert order.status is OrderStatus.REFUNDED and fresh(run).status == "done"
+
+
+def test_a_supplier_answering_slowly_is_reported_as_a_slow_delivery(app, demo_pay, simulator, forwarded_good):
+    forwarded_good.delivery_minutes = 2
+    db.session.commit()
+    simulator.settle_after = 2  # two order queries answered "processing" before "success"
+    run = launch_test.start(db.session, "手动选择", chosen_ids=[forwarded_good.id], allow_supplier_orders=True)
+    check = checks(run)[forwarded_good.name]
+    assert check.status == "delivering" and fresh(run).status == "waiting", (check.problems, check.notes)
+    order = db.session.get(Order, check.order_id)
+    assert order.status is OrderStatus.FORWARDING and [a.status for a in attempts(order)] == [AttemptStatus.PROCESSING]
+    paid_at = demo_pay["now"]
+
+    def minute(n):
+        """The per-minute steps as the schedule runs them: poll the supplier, then the launch test."""
+        demo_pay["now"] = paid_at + timedelta(minutes=n)
+        forwarding.poll_due(db.session)
+        launch_test.poll(db.session, now=demo_pay["now"])
+        db.session.expire_all()
+        return checks(run)[forwarded_good.name], db.session.get(Order, order.id)
+
+    for n in (1, 2):
+        check, order = minute(n)
+        assert check.status == "delivering" and order.status is OrderStatus.FORWARDING
+    check, order = minute(3)  # past the promise, the supplier still processing
+    assert check.status == "failed"
+    assert check.problems == ["到账太慢：承诺 2 分钟内到账，付款 3 分 0 秒 后仍未到账"]
+    assert check.notes[-1] == f"测试单 {order.order_no} 仍在货源处理中，货源给出结果后自动退款"
+    assert order.status is OrderStatus.FORWARDING  # never refunded while the supplier may still deliver
+    run = fresh(run)
+    assert (run.status, run.failed, run.delisted) == ("done", 1, 1)
+
+    check, order = minute(4)  # the supplier delivers: the test order is refunded then
+    assert [a.status for a in attempts(order)] == [AttemptStatus.SUCCESS] and order.delivered_at is not None
+    assert order.status is OrderStatus.REFUNDED and order.refund_reason == launch_test.TEST_ORDER_REASON
+    assert [o["state"] for o in placed(simulator, order)] == ["success"] and check.status == "failed"

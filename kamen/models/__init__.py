@@ -26,12 +26,13 @@ from kamen.models.orders import (
     PaymentChannel,
     Reservation,
 )
-from kamen.models.suppliers import DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
+from kamen.models.suppliers import BalanceSample, DownstreamStation, Supplier, SupplierKind, SyncRun, UsedNonce
 from kamen.models.uploads import Upload, UploadChunk
 from kamen.models.users import AdminUser, LoginAttempt
 
 __all__ = [
     "AdminUser",
+    "BalanceSample",
     "AttemptStatus",
     "ApiToken",
     "CardCode",

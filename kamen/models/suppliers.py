@@ -111,6 +111,19 @@ class SyncRun(JobLease, db.Model):
         return (end - self.started_at).total_seconds()
 
 
+class BalanceSample(db.Model):
+    """Our prepaid balance at a supplier as read at one check: the scorecard's balance trend."""
+
+    __tablename__ = "supplier_balance_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(sa.ForeignKey("suppliers.id", ondelete="CASCADE"))
+    balance: Mapped[Decimal] = mapped_column(Money)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (sa.Index("ix_balance_samples_supplier_time", "supplier_id", "checked_at"),)
+
+
 class DownstreamStation(db.Model):
     """A 分站 that buys from this shop through the upstream API."""
 

@@ -40,7 +40,7 @@ from kamen.models import (
     Supplier,
 )
 from kamen.money import CENT
-from kamen.services import alerts, settings, sources
+from kamen.services import alerts, scorecards, settings, sources
 from kamen.services.ordering import now, record
 from kamen.services.transitions import transition
 from kamen.suppliers import base
@@ -78,7 +78,7 @@ class ForwardRefused(ValueError):
     """An admin action that does not apply now; str() is the Chinese reason."""
 
 
-SETTING_FIELDS = ("unknown_alert_minutes", "apology_coupon_amount", "apology_coupon_days")
+SETTING_FIELDS = ("unknown_alert_minutes", "apology_coupon_amount", "apology_coupon_days", "score_sources")
 
 
 def forwarding_settings(session):
@@ -97,7 +97,8 @@ def save_settings(session, values):
         raise ForwardRefused("优惠券有效天数应在 1 到 365 天之间")
     settings.put(session, "forwarding", {"unknown_alert_minutes": int(values["unknown_alert_minutes"]),
                                          "apology_coupon_amount": str(values["apology_coupon_amount"]),
-                                         "apology_coupon_days": int(values["apology_coupon_days"])})
+                                         "apology_coupon_days": int(values["apology_coupon_days"]),
+                                         "score_sources": bool(values.get("score_sources"))})
 
 
 # -- sources ---------------------------------------------------------------------
@@ -116,23 +117,28 @@ def takes_orders(supplier):
     return supplier is not None and supplier.is_active and supplier.kind in FORWARDABLE_KINDS
 
 
-def sources_for(session, product):
+def sources_for(session, product, ranked=True):
     """The products that can fill ``product``, in the order to try them: itself (when its
-    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered).
+    supplier takes orders by API) and its extra sources (kamen.services.sources.ordered), best
+    scored first when 代发设置 says so (``ranked=False``: only whether there are any matters).
     Local card-code goods have none."""
     if product.stock_mode is StockMode.CARDS:
         return []
     extras = list(session.scalars(
         sa.select(Product).join(ProductSource, ProductSource.source_id == Product.id)
         .where(ProductSource.product_id == product.id).order_by(ProductSource.position, ProductSource.id)))
-    chain = sources.ordered(product, product if takes_orders(product.supplier) else None,
-                            [p for p in extras if takes_orders(p.supplier)])
+    own = product if takes_orders(product.supplier) else None
+    extras = [p for p in extras if takes_orders(p.supplier)]
+    scores = None
+    if ranked and extras and forwarding_settings(session)["score_sources"]:
+        scores = scorecards.ranking(session, {p.supplier_id for p in ([own] if own else []) + extras})
+    chain = sources.ordered(product, own, extras, scores)
     return [Source(p.id, p.supplier_id, p.code, p.supplier.order_price_drift_percent) for p in chain]
 
 
 def is_forwardable(session, product_id):
     product = session.get(Product, product_id)
-    return product is not None and bool(sources_for(session, product))
+    return product is not None and bool(sources_for(session, product, ranked=False))
 
 
 def max_unit_cost(order, drift_percent):

@@ -62,6 +62,10 @@ PER_GROUP = 1  # samples per category × price band
 MAX_SAMPLES = 40
 FACE_TOLERANCE = Decimal("1.3")  # a price 30 % over its 面值 is a typo, not a markup
 TEST_CONTACT = "launch-test@kamen.invalid"
+# A test order in these states may still be delivered: by hand, or by the supplier it was forwarded to.
+UNDELIVERED = (OrderStatus.PAID, OrderStatus.FORWARDING, OrderStatus.UNCERTAIN, OrderStatus.MANUAL)
+# What a test order can be refunded from once it settles (kamen.services.ordering.REFUNDABLE).
+SETTLED_UNREFUNDED = (OrderStatus.DELIVERED, OrderStatus.MANUAL, OrderStatus.UNFULFILLABLE)
 TEST_ORDER_REASON = "上线测试单：演示支付，未真实收款，测量后自动退款"
 
 
@@ -212,7 +216,7 @@ def _check(session, run_row, check, render):
     order = _test_order(session, run_row, product, problems, notes) if product.is_listed and not problems else None
     if order is not None:
         values = dict(order_id=order.id, order_no=order.order_no, promised_minutes=product.delivery_minutes)
-        if order.status is OrderStatus.PAID:  # not delivered yet: the per-minute poll decides
+        if order.status in UNDELIVERED:  # not delivered yet: the per-minute poll decides
             transition(session, LaunchCheck, check.id, "pending", "delivering", problems=problems, notes=notes,
                        **values)
             return
@@ -372,12 +376,16 @@ def _measure(session, order, promised_minutes, notes, problems, now=None):
             notes.append(f"测试单 {order.order_no} 付款后 {_minutes(took)} 到账（承诺 {promised_minutes} 分钟内）")
         _refund(session, order)
         return {"delivery_seconds": int(took.total_seconds())}
-    if order.status is OrderStatus.PAID:
+    if order.status in UNDELIVERED:
         waited = (now or ordering.now()) - order.paid_at
         if waited <= promised:
             return None
         problems.append(f"到账太慢：承诺 {promised_minutes} 分钟内到账，付款 {_minutes(waited)} 后仍未到账")
-        _refund(session, order)
+        if order.status in (OrderStatus.FORWARDING, OrderStatus.UNCERTAIN):
+            # The supplier may still deliver: refunded as soon as it settles (poll).
+            notes.append(f"测试单 {order.order_no} 仍在货源处理中，货源给出结果后自动退款")
+        else:
+            _refund(session, order)
         return {}
     problems.append(f"测试单 {order.order_no} 没有发货：{order.status.label}")
     return {}
@@ -412,6 +420,16 @@ def poll(session, now=None):
             session.commit()
     for run_id in session.scalars(sa.select(LaunchRun.id).where(LaunchRun.status == "waiting")).all():
         settle(session, run_id)
+    _refund_settled(session)
+
+
+def _refund_settled(session):
+    """Test orders decided while their supplier still held them are refunded once it answered."""
+    order_ids = session.scalars(sa.select(Order.id).join(LaunchCheck, LaunchCheck.order_id == Order.id).where(
+        LaunchCheck.status.in_(("passed", "failed")), Order.status.in_(SETTLED_UNREFUNDED),
+        Order.contact == TEST_CONTACT)).all()
+    for order_id in order_ids:
+        _refund(session, session.get(Order, order_id))
 
 
 def settle(session, run_id):

@@ -24,6 +24,8 @@ DEFAULTS = {
         # Oversold orders (no source could fill them): refunded, plus this apology coupon.
         "apology_coupon_amount": "5.00",
         "apology_coupon_days": 30,
+        # Try a product's sources best-scored first (kamen.services.scorecards.ranking).
+        "score_sources": False,
     },
     # 售后: who answers each ticket type, and the deadlines (hours) per type.
     "aftersales": {

@@ -150,6 +150,13 @@ def move(session, product, row_id, step):
     session.commit()
 
 
+def _score_key(score):
+    if score is None:
+        return (1, 0, 0)
+    rate, median = score
+    return (0, -rate, float("inf") if median is None else median)
+
+
 def set_order(session, product, order):
     if order not in ORDERS:
         raise SourceInvalid("请选择货源顺序")
@@ -157,10 +164,14 @@ def set_order(session, product, order):
     session.commit()
 
 
-def ordered(product, own, extras):
+def ordered(product, own, extras, scores=None):
     """The sources in the order forwarding tries them: the product's own first unless cheapest-first,
-    and sources known to be out after those with stock."""
+    and sources known to be out after those with stock. With ``scores`` (代发设置 按货源评分排序,
+    {supplier_id: (success rate, median answer seconds)}) the scored suppliers come first, best
+    success rate then fastest, and the ones without a record keep their order after them."""
     chain = [own] + extras if own is not None else list(extras)
     if product.source_order == "cheapest":
         chain.sort(key=lambda p: p.cost_price)
+    if scores is not None:
+        chain.sort(key=lambda p: _score_key(scores.get(p.supplier_id)))
     return sorted(chain, key=lambda p: _count(p) <= 0)  # stable: order kept within each group

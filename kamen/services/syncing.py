@@ -11,7 +11,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from kamen.models import Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
+from kamen.models import BalanceSample, Category, DeliveryType, Product, StockMode, Supplier, SupplierKind, SyncRun
 from kamen.money import format_money
 from kamen.search_keys import search_key
 from kamen.secretbox import decrypt
@@ -191,6 +191,8 @@ def check_balance(session, supplier, adapter):
         return None
     if balance is None:
         return None
+    session.add(BalanceSample(supplier_id=supplier.id, balance=balance))  # the scorecard's balance trend
+    session.commit()
     low = balance < supplier.balance_alert_below
     if low and not supplier.balance_alerted:
         supplier.balance_alerted = True

@@ -236,6 +236,7 @@ class ForwardingSettingsForm(FlaskForm):
     unknown_alert_minutes = WholeField("货源多久没有结果就提醒（分钟）", required=True, default=30)
     apology_coupon_amount = MoneyField("缺货致歉优惠券金额（元，0 表示不送）", required=True, default=Decimal("5"))
     apology_coupon_days = WholeField("优惠券有效天数", required=True, default=30)
+    score_sources = BooleanField("按货源评分排序备用货源")
 
 
 class StationForm(FlaskForm):

@@ -18,6 +18,7 @@ def product_sources(product_id):
         "admin/product_sources.html", product=product, rows=sources.source_rows(db.session, product.id),
         chain=forwarding.sources_for(db.session, product), candidates=sources.candidates(db.session, product),
         orders=sources.ORDERS, own_forwardable=forwarding.takes_orders(product.supplier),
+        by_score=forwarding.forwarding_settings(db.session)["score_sources"],
     )
 
 

@@ -11,7 +11,7 @@ from kamen.extensions import db
 from kamen.models import Product, Supplier, SupplierKind, SyncRun
 from kamen.money import format_plain
 from kamen.secretbox import SecretUnreadable, mask
-from kamen.services import forwarding, price_holds, supplier_kinds, syncing
+from kamen.services import forwarding, price_holds, scorecards, supplier_kinds, syncing
 from kamen.services import suppliers as supplier_service
 from kamen.services.background import PAUSED_MESSAGE
 from kamen.services.categories import category_choices
@@ -98,9 +98,11 @@ def supplier_detail(supplier_id):
     ).all()
     pending_count = supplier_service.pending_count(db.session, supplier)
     pending_count += price_holds.held_count(db.session, supplier)
+    days = scorecards.period_days(request.args.get("days"))
     return render_template("admin/supplier_detail.html", supplier=supplier, runs=runs, pending_count=pending_count,
                            warnings=supplier_service.connection_warnings(supplier),
-                           forwarded=forwarding.supplier_summary(db.session, supplier.id))
+                           forwarded=forwarding.supplier_summary(db.session, supplier.id),
+                           card=scorecards.scorecard(db.session, supplier.id, days), periods=scorecards.PERIODS)
 
 
 @bp.post("/suppliers/<int:supplier_id>/test")
