@@ -15,7 +15,6 @@ from kamen.models import (
     ForwardAttempt,
     Order,
     OrderEvent,
-    OrderStatus,
     ProductSource,
     StockMode,
     SupplierKind,
@@ -123,5 +122,3 @@ def placed(sim, order):
 def note(order):
     return ordering.delivery_note(fresh(order))
 
-
-__all__ = ["OrderStatus", "clock", "fulu_supplier", "channel"]

@@ -129,3 +129,22 @@ def test_low_balance_after_forwarding_alerts_once_and_shows_on_the_supplier_page
     auth.login()
     page = client.get(f"/admin/suppliers/{supplier.id}").text
     assert "当前余额已低于告警线" in page and "成功 2" in page
+
+
+def test_a_late_delivery_after_a_refund_alerts_the_admin(app, client, auth, simulator, fulu_supplier, channel, clock):
+    import sqlalchemy as sa
+
+    from kamen.models import Notification
+
+    simulator.settle_after = 5
+    order = buy_and_pay(client, channel, supplier_product(fulu_supplier, simulator, "1002"))
+    auth.login()
+    client.post(f"/admin/orders/{order.id}/forward/manual")
+    client.post(f"/admin/orders/{order.id}/refund", data={"reason": "买家不要了"})
+    assert fresh(order).status is OrderStatus.REFUNDED
+    headers, body = simulator.fulu_callback(order.order_no)
+    assert client.post(f"/api/suppliers/{fulu_supplier.id}/callback", data=body, headers=headers,
+                       csrf=False).text == "success"
+    assert fresh(order).status is OrderStatus.REFUNDED
+    [alert] = db.session.scalars(sa.select(Notification).where(Notification.kind == "forward_late")).all()
+    assert order.order_no in alert.body and "forward_late" in [e.kind for e in events(order)]

@@ -9,7 +9,6 @@ from kamen.extensions import db
 from kamen.models import AttemptStatus, Notification, OrderStatus, Supplier
 from kamen.services import forwarding
 from kamen.suppliers import adapter_for
-from tests.order_helpers import notify_params
 from tests.forwarding_helpers import (  # noqa: F401
     CARD_CODE,
     TOPUP_CODE,
@@ -26,6 +25,7 @@ from tests.forwarding_helpers import (  # noqa: F401
     placed,
     supplier_product,
 )
+from tests.order_helpers import notify_params
 
 
 def _poll_after(clock, minutes=1):

@@ -7,8 +7,8 @@ import pytest
 from kamen.extensions import db
 from kamen.models import Product, ProductSource, SupplierKind
 from kamen.services import forwarding
-from tests.helpers import make_product
 from tests.forwarding_helpers import CARD_CODE, add_source, fulu_supplier, supplier_product  # noqa: F401
+from tests.helpers import make_product
 from tests.sync_fixtures import make_supplier, serving_simulator
 from tests.test_syncing import sync
 

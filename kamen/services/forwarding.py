@@ -470,6 +470,9 @@ def _deliver(session, attempt, order, status, cards, label, result, raw):
     if not transition(session, Order, order.id, SETTLEABLE, OrderStatus.DELIVERED, **values):
         record(session, order.id, "forward_late", f"{label}：货源已发货，但订单已是“{order.status.label}”，请核对", raw)
         session.commit()
+        alerts.raise_alert(session, "forward_late", "货源在订单处理完后才发货，请核对",
+                           [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）已是“{order.status.label}”，"
+                            "货源随后确认发货并已扣款：请向货源申请退款，或联系买家"])
         return True
     if order.station_id is not None and values.get("refund_amount"):
         # A 分站 paid from its balance: the part not delivered goes back there, in this transaction.
