@@ -381,7 +381,7 @@ def settle(session, attempt_id, result, via):
     if not transition(session, ForwardAttempt, attempt_id, OPEN_ATTEMPTS, status, next_poll_at=None,
                       accepted=attempt.accepted or status is not AttemptStatus.FAILED or via != "place", **values):
         session.rollback()
-        _duplicate(session, attempt, label, raw)
+        _duplicate(session, attempt, order, status, label, result, raw)
         return False
     if status is AttemptStatus.FAILED:
         return _failed(session, attempt, via, label, result, raw)
@@ -402,9 +402,19 @@ def _still_open(session, attempt, status, values, label, raw, via):
     return moved
 
 
-def _duplicate(session, attempt, label, raw):
+def _duplicate(session, attempt, order, status, label, result, raw):
     session.expire_all()
     now_status = session.get(ForwardAttempt, attempt.id).status
+    if status is AttemptStatus.FAILED and now_status in (AttemptStatus.SUCCESS, AttemptStatus.PARTIAL):
+        # The supplier took back a delivered order (a kamen 主站 refunding it after a 售后 ticket):
+        # the money is back on our balance there; the buyer still holds what was delivered.
+        record(session, attempt.order_id, "forward_reversed",
+               f"{label}：货源已撤销此前的发货并退款：{result.message or '未说明原因'}", raw)
+        session.commit()
+        alerts.raise_alert(session, "forward_reversed", "货源在发货后退款，请核对",
+                           [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）：{result.message or '货源已退款'}。"
+                            "如买家也应退款，请在订单页处理"])
+        return
     record(session, attempt.order_id, "forward_duplicate", f"{label}：该次下单已是“{now_status.label}”，已忽略", raw)
     session.commit()
 
