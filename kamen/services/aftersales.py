@@ -60,8 +60,10 @@ MAX_TEXT = 2000
 MAX_CODES_TEXT = 20000
 MAX_BUYER_REPLIES = 30  # per ticket: a buyer adds details, not a chat log
 TICKET_STATUSES_OPEN = [TicketStatus(s) for s in OPEN_STATUSES]
-# Orders a buyer may open a ticket on: paid (未到账), delivered, paid but not deliverable.
-TICKETABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+# Orders a buyer may open a ticket on: paid and not arrived (waiting, with the supplier, its result
+# unknown, waiting for the admin), delivered, paid but not deliverable.
+TICKETABLE = (OrderStatus.PAID, OrderStatus.FORWARDING, OrderStatus.UNCERTAIN, OrderStatus.MANUAL,
+              OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
 
 WRONG_ACCOUNT_GUIDE = (
     "充值已按您下单时填写的账号提交，虚拟商品一经充值无法撤回。"
