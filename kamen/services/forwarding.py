@@ -220,8 +220,10 @@ def forward(session, order_id):
             return None  # another job is placing this order
         _send(session, attempt.id)
         session.expire_all()
-        attempt = session.get(ForwardAttempt, attempt.id)
-        if session.get(Order, order_id).status is not OrderStatus.FORWARDING \
+        attempt, order_status = session.execute(
+            sa.select(ForwardAttempt, Order.status).join(Order, Order.id == ForwardAttempt.order_id)
+            .where(ForwardAttempt.id == attempt.id)).one()
+        if order_status is not OrderStatus.FORWARDING \
                 or attempt.status not in (AttemptStatus.REFUSED, AttemptStatus.FAILED):
             return attempt
 
@@ -275,16 +277,20 @@ def _new_attempt(session, order, source, attempts):
 
 def _send(session, attempt_id):
     """One place_order call for a committed attempt; its answer settled."""
-    attempt = session.get(ForwardAttempt, attempt_id)
-    order = session.get(Order, attempt.order_id)
-    supplier = session.get(Supplier, attempt.supplier_id)
-    key, code, qty, fields, limit = (attempt.idempotency_key, attempt.code, order.quantity,
-                                     dict(order.buyer_fields or {}), attempt.max_unit_cost)
-    session.commit()  # no transaction held open while the supplier answers
+    # One statement for what the request needs, and the adapter built before the commit expires the supplier.
+    key, code, limit, qty, fields, supplier = session.execute(
+        sa.select(ForwardAttempt.idempotency_key, ForwardAttempt.code, ForwardAttempt.max_unit_cost, Order.quantity,
+                  Order.buyer_fields, Supplier)
+        .join(Order, Order.id == ForwardAttempt.order_id).join(Supplier, Supplier.id == ForwardAttempt.supplier_id)
+        .where(ForwardAttempt.id == attempt_id)).one()
+    fields = dict(fields or {})
     try:
-        adapter = adapter_for(supplier)
-    except (base.SupplierError, SecretUnreadable) as exc:  # nothing sent: the admin fixes the settings
-        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{exc}"))
+        adapter, unusable = adapter_for(supplier), None
+    except (base.SupplierError, SecretUnreadable) as exc:
+        adapter, unusable = None, exc
+    session.commit()  # no transaction held open while the supplier answers
+    if unusable is not None:  # nothing sent: the admin fixes the settings
+        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{unusable}"))
     try:
         result = adapter.place_order(key, code, qty, fields, limit)
     except CANNOT_FILL as exc:
@@ -469,6 +475,7 @@ def parse_card_text(text):
 
 
 def _deliver(session, attempt, order, status, cards, label, result, raw):
+    order_id, station_id = order.id, order.station_id  # read now: the transition and the commit expire the order
     note = _card_text(cards) or (result.message or "")
     values = dict(delivered_at=now())
     if note:
@@ -484,24 +491,24 @@ def _deliver(session, attempt, order, status, cards, label, result, raw):
                            [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）已是“{order.status.label}”，"
                             "货源随后确认发货并已扣款：请向货源申请退款，或联系买家"])
         return True
-    if order.station_id is not None and values.get("refund_amount"):
+    if station_id is not None and values.get("refund_amount"):
         # A 分站 paid from its balance: the part not delivered goes back there, in this transaction.
         from kamen.services import station_orders
 
-        station_orders.credit(session, order.station_id, values["refund_amount"])
+        station_orders.credit(session, station_id, values["refund_amount"])
     if status is AttemptStatus.PARTIAL and missing > 0:
-        record(session, order.id, "delivered",
+        record(session, order_id, "delivered",
                f"{label}：部分发货 {len(cards)}/{order.quantity} 件；缺 {missing} 件，已退款 ¥{values['refund_amount']}",
                raw)
     else:
-        record(session, order.id, "delivered",
+        record(session, order_id, "delivered",
                f"{label}：货源已发货" + (f"（{len(cards)} 张卡密）" if cards else ""), raw)
     session.commit()
-    if order.station_id is not None:
+    if station_id is not None:
         from kamen.services import station_orders
 
         station_orders.notify_soon(order)
-    if status is AttemptStatus.PARTIAL and missing > 0 and order.station_id is None:
+    if status is AttemptStatus.PARTIAL and missing > 0 and station_id is None:
         alerts.raise_alert(session, "forward_partial", "代发订单部分发货",
                            [f"订单 {order.order_no}：发出 {len(cards)}/{order.quantity} 件，余款 ¥{values['refund_amount']} "
                             "已记为退款，请在支付平台退还买家"])
