@@ -132,3 +132,28 @@ def test_nobody_can_fill_it_refund_coupon_delist_alert_and_mail(app, client, sim
     # The coupon really works on the next order.
     assert coupon.is_enabled and coupon.used_count == 0
 
+
+
+def test_a_ticket_on_a_failed_over_order_names_the_source_that_filled_it(app, client, auth, simulator, other,
+                                                                         two_sources, channel, clock):
+    """The product's own supplier refused; the second source filled the order. The 售后 goes to the
+    second source, under the numbers it knows the order by, with its own product code."""
+    from tests.ticket_helpers import last_ticket, ticket_form
+
+    product, second = two_sources()
+    simulator.products[CARD_CODE].stock = 0
+    order = buy_and_pay(client, channel, product)
+    _refused, filled = attempts(order)
+    assert filled.supplier_order_id  # the second source's own number for our order
+    response = client.post(f"/order/{order.order_no}/ticket", content_type="multipart/form-data",
+                           data=ticket_form(kind="invalid_code", text="卡密提示已被使用，无法兑换"))
+    assert response.status_code == 302
+    ticket = last_ticket()
+    assert (ticket.supplier_id, ticket.supplier_order_key, ticket.supplier_order_id) == (
+        second.supplier_id, filled.idempotency_key, filled.supplier_order_id)
+    assert ticket.forward_state == "manual"  # acg-faka has no ticket API: the admin sends the prepared message
+    auth.login()
+    page = client.get(f"/admin/tickets/{ticket.id}").text
+    assert "第二货源" in page
+    assert f"订单号：{filled.idempotency_key}" in page and f"贵方订单号：{filled.supplier_order_id}" in page
+    assert f"编码 {SECOND_CODE}" in page and f"编码 {CARD_CODE}" not in page

@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import (
     CardCode,
+    Coupon,
     DownstreamStation,
     ForwardAttempt,
+    Notification,
     Order,
     OrderStatus,
     PaymentChannel,
@@ -24,6 +26,9 @@ from kamen.models import (
     Supplier,
     SupplierKind,
     SyncRun,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
 )
 from kamen.secretbox import encrypt
 from kamen.services import ordering, stations, syncing
@@ -178,3 +183,64 @@ def test_a_chain_of_three_kamens(app, live_server, demo_gateway, main_station, t
     assert code in http.get(f"{live_server}/order/{order_no}", timeout=30).text
     timeline = json.dumps([(e.message, e.data) for e in ordering.timeline(db.session, order.id)], ensure_ascii=False)
     assert code not in timeline  # the exchanges are kept redacted
+
+
+def test_a_ticket_on_a_forwarded_order_is_settled_by_the_main_stations_refund(app, client, auth, live_server,
+                                                                              demo_gateway, main_station, sub_station):
+    """卡密无效 on the 分站: the ticket goes to the 主站, lands on the 主站's own order for the station,
+    the 主站 admin refunds it (a coupon is refused: the buyer is not the 主站's customer), the station's
+    balance gets the money back, and the answer reaches the 分站's ticket."""
+    from tests.helpers import form_values
+    from tests.test_ticket_peer import _main_admin
+    from tests.ticket_helpers import last_ticket
+
+    _top_up(main_station, "100")
+    product = db.session.scalar(sa.select(Product).filter_by(supplier_id=sub_station.id, code="self.WY50"))
+    http, order_no = _buy_and_pay(live_server, demo_gateway, product.id)
+    assert _order(order_no).status is OrderStatus.DELIVERED and _balance(main_station) == Decimal("51.55")
+    form = form_values(http.get(f"{live_server}/order/{order_no}/ticket", timeout=30).text)
+    opened = http.post(f"{live_server}/order/{order_no}/ticket", allow_redirects=False, timeout=30,
+                       data={**form, "kind": "invalid_code", "text": "卡密提示已被使用，无法兑换"})
+    assert opened.status_code == 302, opened.text
+    ours = last_ticket()
+    assert (ours.status, ours.forward_state) == (TicketStatus.SUPPLIER, "sent"), ours.forward_error
+
+    def main_ticket():
+        ticket = db.session.scalar(sa.select(Ticket))
+        main_order = db.session.scalar(sa.select(Order).where(Order.station_order_no == order_no))
+        return ticket.id, ticket.ticket_no, ticket.order_id, main_order.id, main_order.order_no, ticket.product_name
+    main_id, main_no, linked_id, main_order_id, main_order_no, product_name = _main(main_station, main_ticket)
+    assert ours.upstream_ticket_no == main_no and linked_id == main_order_id
+    assert product_name == "网易一卡通 50元"  # the 主站's own product, not "分站订单 …"
+
+    main_admin = _main_admin(main_station)
+    page = main_admin.get(f"/admin/tickets/{main_id}").text
+    assert main_order_no in page and "测试分站" in page and order_no in page  # its order and the station's number
+    assert "发券并解决" not in page and "退回分站" in page
+    main_admin.post(f"/admin/tickets/{main_id}/coupon", data={"amount": "5"})  # by hand, past the hidden form
+    assert "不能发本店的优惠券" in main_admin.get(f"/admin/tickets/{main_id}").text
+    assert _main(main_station, lambda: (db.session.get(Ticket, main_id).status,
+                                        db.session.scalar(sa.select(sa.func.count()).select_from(Coupon)))) == (
+        TicketStatus.OPEN, 0)
+
+    assert main_admin.post(f"/admin/tickets/{main_id}/refund", data={"reason": "卡密确认已被使用"}).status_code == 302
+    assert "¥48.45 已退回分站余额" in main_admin.get(f"/admin/tickets/{main_id}").text
+    assert _balance(main_station) == Decimal("100.00")
+    assert _main(main_station, lambda: db.session.get(Order, main_order_id).status) is OrderStatus.REFUNDED
+
+    # The 分站 hears it by the signed ticket callback: its ticket shows the 主站's answer.
+    ours = last_ticket()
+    assert ours.upstream_status == "resolved", ours.forward_error
+    replies = db.session.scalars(sa.select(TicketEvent.message).where(
+        TicketEvent.ticket_id == ours.id, TicketEvent.kind == "supplier_reply")).all()
+    assert any("已退款" in r and "卡密确认已被使用" in r for r in replies), replies
+    auth.login()
+    assert "卡密确认已被使用" in client.get(f"/admin/tickets/{ours.id}").text
+    # The 主站's order callback says so on the 分站's order too, and its admin is alerted: the buyer
+    # still holds the code, so whether to refund the buyer is the 分站 admin's call.
+    order = _order(order_no)
+    reversed_ = [e.message for e in ordering.timeline(db.session, order.id) if e.kind == "forward_reversed"]
+    assert order.status is OrderStatus.DELIVERED and len(reversed_) == 1
+    assert "主站已退款 ¥48.45 到分站余额" in reversed_[0] and "卡密确认已被使用" in reversed_[0]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification)
+                             .where(Notification.kind == "forward_reversed")) == 1

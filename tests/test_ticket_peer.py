@@ -9,23 +9,27 @@ import sqlalchemy as sa
 from kamen.extensions import db
 from kamen.models import DeliveryType, StockMode, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
 from kamen.secretbox import encrypt
-from kamen.services import aftersales, order_lookup, sweeper, ticket_forwarding
+from kamen.services import aftersales, order_lookup, stations, sweeper, ticket_forwarding
 from kamen.suppliers.kamen_signing import sign_headers
 from tests.helpers import AuthActions, CSRFClient, form_values, make_product
 from tests.ticket_helpers import last_ticket, paid_order, ticket_form
 
 
-def _supplier(main, secret=None):
+def _supplier(main):
     supplier = Supplier(code="main", name="主站", kind=SupplierKind.KAMEN, base_url=main["url"],
-                        app_id=main["app_id"], secret_encrypted=encrypt(secret or main["secret"]),
+                        app_id=main["app_id"], secret_encrypted=encrypt(main["secret"]),
                         markup_percent=Decimal("10"))
     db.session.add(supplier)
     db.session.commit()
+    with main["app"].app_context():  # the 分站's balance there pays for the orders it forwards
+        stations.top_up(db.session, stations.station_by_app_id(db.session, main["app_id"]), "100")
     return supplier
 
 
 def _topup(supplier):
+    """The 主站's QB10 (its 分站 price ¥9.79), which the 主站 delivers by hand: the order stays with it."""
     return make_product(supplier_id=supplier.id, code="self.QB10", name="腾讯Q币10元", stock_mode=StockMode.UNLIMITED,
+                        cost_price=Decimal("9.79"), sale_price=Decimal("10.00"),
                         delivery_type=DeliveryType.TOPUP,
                         buyer_fields=[{"key": "account", "label": "QQ号", "pattern": "", "hint": ""}])
 
@@ -127,8 +131,10 @@ def test_callbacks_must_be_signed_by_the_supplier(app, client, main_station):
 
 
 def test_a_failed_forward_is_recorded_and_retried_then_handed_to_the_admin(app, client, auth, main_station):
-    supplier = _supplier(main_station, secret="wrong-secret")
+    supplier = _supplier(main_station)
     order = paid_order(client, _topup(supplier), f_account="123456")
+    db.session.get(Supplier, supplier.id).secret_encrypted = encrypt("wrong-secret")  # the key changed since
+    db.session.commit()
     client.post(f"/order/{order.order_no}/ticket", content_type="multipart/form-data",
                 data=ticket_form(kind="not_received", text="一直没到账"))
     ticket = last_ticket()

@@ -60,8 +60,10 @@ MAX_TEXT = 2000
 MAX_CODES_TEXT = 20000
 MAX_BUYER_REPLIES = 30  # per ticket: a buyer adds details, not a chat log
 TICKET_STATUSES_OPEN = [TicketStatus(s) for s in OPEN_STATUSES]
-# Orders a buyer may open a ticket on: paid (未到账), delivered, paid but not deliverable.
-TICKETABLE = (OrderStatus.PAID, OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
+# Orders a buyer may open a ticket on: paid and not arrived (waiting, with the supplier, its result
+# unknown, waiting for the admin), delivered, paid but not deliverable.
+TICKETABLE = (OrderStatus.PAID, OrderStatus.FORWARDING, OrderStatus.UNCERTAIN, OrderStatus.MANUAL,
+              OrderStatus.DELIVERED, OrderStatus.UNFULFILLABLE)
 
 WRONG_ACCOUNT_GUIDE = (
     "充值已按您下单时填写的账号提交，虚拟商品一经充值无法撤回。"
@@ -417,7 +419,8 @@ def resolve_reissue(session, ticket_id, codes):
 
 
 def resolve_refund(session, ticket_id, reason):
-    """Refund the order (ordering.refund) and close the ticket, in one commit."""
+    """Refund the order (ordering.refund) and close the ticket, in one commit. Returns what the admin is told:
+    a 分站's order is paid back into its balance here, a buyer's is refunded on the payment platform."""
     reason = clean_text(reason, "退款原因", 200)
     ticket = load_open(session, ticket_id)
     if ticket.order_id is None:
@@ -429,6 +432,10 @@ def resolve_refund(session, ticket_id, reason):
         session.rollback()
         raise TicketRefused(str(exc)) from None
     _after_station_change(session, ticket_id, True)
+    order = session.get(Order, ticket.order_id)
+    if order.station_id is not None:
+        return f"已退款并关闭工单：¥{order.amount - (order.refund_amount or 0)} 已退回分站余额。"
+    return "已记录退款并关闭工单。请在支付平台后台完成实际退款。"
 
 
 def resolve_coupon(session, ticket_id, amount_text):

@@ -226,8 +226,10 @@ def forward(session, order_id):
             return None  # another job is placing this order
         _send(session, attempt.id)
         session.expire_all()
-        attempt = session.get(ForwardAttempt, attempt.id)
-        if session.get(Order, order_id).status is not OrderStatus.FORWARDING \
+        attempt, order_status = session.execute(
+            sa.select(ForwardAttempt, Order.status).join(Order, Order.id == ForwardAttempt.order_id)
+            .where(ForwardAttempt.id == attempt.id)).one()
+        if order_status is not OrderStatus.FORWARDING \
                 or attempt.status not in (AttemptStatus.REFUSED, AttemptStatus.FAILED):
             return attempt
 
@@ -281,16 +283,20 @@ def _new_attempt(session, order, source, attempts):
 
 def _send(session, attempt_id):
     """One place_order call for a committed attempt; its answer settled."""
-    attempt = session.get(ForwardAttempt, attempt_id)
-    order = session.get(Order, attempt.order_id)
-    supplier = session.get(Supplier, attempt.supplier_id)
-    key, code, qty, fields, limit = (attempt.idempotency_key, attempt.code, order.quantity,
-                                     dict(order.buyer_fields or {}), attempt.max_unit_cost)
-    session.commit()  # no transaction held open while the supplier answers
+    # One statement for what the request needs, and the adapter built before the commit expires the supplier.
+    key, code, limit, qty, fields, supplier = session.execute(
+        sa.select(ForwardAttempt.idempotency_key, ForwardAttempt.code, ForwardAttempt.max_unit_cost, Order.quantity,
+                  Order.buyer_fields, Supplier)
+        .join(Order, Order.id == ForwardAttempt.order_id).join(Supplier, Supplier.id == ForwardAttempt.supplier_id)
+        .where(ForwardAttempt.id == attempt_id)).one()
+    fields = dict(fields or {})
     try:
-        adapter = adapter_for(supplier)
-    except (base.SupplierError, SecretUnreadable) as exc:  # nothing sent: the admin fixes the settings
-        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{exc}"))
+        adapter, unusable = adapter_for(supplier), None
+    except (base.SupplierError, SecretUnreadable) as exc:
+        adapter, unusable = None, exc
+    session.commit()  # no transaction held open while the supplier answers
+    if unusable is not None:  # nothing sent: the admin fixes the settings
+        return _retry_later(session, attempt_id, base.SupplierError(f"货源设置有误：{unusable}"))
     try:
         result = adapter.place_order(key, code, qty, fields, limit)
     except CANNOT_FILL as exc:
@@ -387,7 +393,7 @@ def settle(session, attempt_id, result, via):
     if not transition(session, ForwardAttempt, attempt_id, OPEN_ATTEMPTS, status, next_poll_at=None,
                       accepted=attempt.accepted or status is not AttemptStatus.FAILED or via != "place", **values):
         session.rollback()
-        _duplicate(session, attempt, label, raw)
+        _duplicate(session, attempt, order, status, label, result, raw)
         return False
     if status is AttemptStatus.FAILED:
         return _failed(session, attempt, via, label, result, raw)
@@ -408,9 +414,19 @@ def _still_open(session, attempt, status, values, label, raw, via):
     return moved
 
 
-def _duplicate(session, attempt, label, raw):
+def _duplicate(session, attempt, order, status, label, result, raw):
     session.expire_all()
     now_status = session.get(ForwardAttempt, attempt.id).status
+    if status is AttemptStatus.FAILED and now_status in (AttemptStatus.SUCCESS, AttemptStatus.PARTIAL):
+        # The supplier took back a delivered order (a kamen 主站 refunding it after a 售后 ticket):
+        # the money is back on our balance there; the buyer still holds what was delivered.
+        record(session, attempt.order_id, "forward_reversed",
+               f"{label}：货源已撤销此前的发货并退款：{result.message or '未说明原因'}", raw)
+        session.commit()
+        alerts.raise_alert(session, "forward_reversed", "货源在发货后退款，请核对",
+                           [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）：{result.message or '货源已退款'}。"
+                            "如买家也应退款，请在订单页处理"])
+        return
     record(session, attempt.order_id, "forward_duplicate", f"{label}：该次下单已是“{now_status.label}”，已忽略", raw)
     session.commit()
 
@@ -465,6 +481,7 @@ def parse_card_text(text):
 
 
 def _deliver(session, attempt, order, status, cards, label, result, raw):
+    order_id, station_id = order.id, order.station_id  # read now: the transition and the commit expire the order
     note = _card_text(cards) or (result.message or "")
     values = dict(delivered_at=now())
     if note:
@@ -480,24 +497,24 @@ def _deliver(session, attempt, order, status, cards, label, result, raw):
                            [f"订单 {order.order_no}（{order.product_name} × {order.quantity}）已是“{order.status.label}”，"
                             "货源随后确认发货并已扣款：请向货源申请退款，或联系买家"])
         return True
-    if order.station_id is not None and values.get("refund_amount"):
+    if station_id is not None and values.get("refund_amount"):
         # A 分站 paid from its balance: the part not delivered goes back there, in this transaction.
         from kamen.services import station_orders
 
-        station_orders.credit(session, order.station_id, values["refund_amount"])
+        station_orders.credit(session, station_id, values["refund_amount"])
     if status is AttemptStatus.PARTIAL and missing > 0:
-        record(session, order.id, "delivered",
+        record(session, order_id, "delivered",
                f"{label}：部分发货 {len(cards)}/{order.quantity} 件；缺 {missing} 件，已退款 ¥{values['refund_amount']}",
                raw)
     else:
-        record(session, order.id, "delivered",
+        record(session, order_id, "delivered",
                f"{label}：货源已发货" + (f"（{len(cards)} 张卡密）" if cards else ""), raw)
     session.commit()
-    if order.station_id is not None:
+    if station_id is not None:
         from kamen.services import station_orders
 
         station_orders.notify_soon(order)
-    if status is AttemptStatus.PARTIAL and missing > 0 and order.station_id is None:
+    if status is AttemptStatus.PARTIAL and missing > 0 and station_id is None:
         alerts.raise_alert(session, "forward_partial", "代发订单部分发货",
                            [f"订单 {order.order_no}：发出 {len(cards)}/{order.quantity} 件，余款 ¥{values['refund_amount']} "
                             "已记为退款，请在支付平台退还买家"])

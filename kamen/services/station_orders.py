@@ -289,7 +289,8 @@ def order_json(session, order):
             note = ""
     message = {"success": "已发货", "processing": "处理中"}.get(status, "")
     if order.status is OrderStatus.REFUNDED:
-        message = f"主站未能完成，已退款 ¥{order.amount} 到分站余额：{order.refund_reason or ''}".rstrip("：")
+        what = "主站已退款" if order.delivered_at else "主站未能完成，已退款"
+        message = f"{what} ¥{order.amount} 到分站余额：{order.refund_reason or ''}".rstrip("：")
     elif status == "success" and order.refund_amount:
         message = f"部分发货：{order.refund_reason or ''}（¥{order.refund_amount} 已退回分站余额）"
     elif order.status is OrderStatus.UNFULFILLABLE:

@@ -22,7 +22,17 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from kamen import secretbox
-from kamen.models import DownstreamStation, Order, Outcome, Supplier, SupplierKind, Ticket, TicketEvent, TicketStatus
+from kamen.models import (
+    DownstreamStation,
+    ForwardAttempt,
+    Order,
+    Outcome,
+    Supplier,
+    SupplierKind,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+)
 from kamen.outbound import AddressRefused, check_url
 from kamen.services import aftersales, background, stations
 from kamen.services.aftersales import TICKET_STATUSES_OPEN, TicketRefused, record
@@ -277,7 +287,14 @@ def local_dt(dt):
 def prepared_message(session, ticket):
     """What the admin sends a supplier without an API: everything they need to find the order."""
     order = ticket.order
-    code = f"（编码 {order.product.code}）" if order.product else ""
+    # Failover may have filled the order from another source: name the product as that supplier knows it.
+    attempt_code = session.scalar(
+        sa.select(ForwardAttempt.code).where(ForwardAttempt.order_id == order.id,
+                                             ForwardAttempt.supplier_id == ticket.supplier_id,
+                                             ForwardAttempt.idempotency_key == ticket.supplier_order_key)
+        .order_by(ForwardAttempt.attempt_no.desc()).limit(1)) if ticket.supplier_id else None
+    product_code = attempt_code or (order.product.code if order.product else "")
+    code = f"（编码 {product_code}）" if product_code else ""
     lines = [f"【售后】{ticket.kind.label}", f"订单号：{ticket.supplier_order_key or order.order_no}"]
     if ticket.supplier_order_id:
         lines.append(f"贵方订单号：{ticket.supplier_order_id}")

@@ -68,8 +68,7 @@ ACTIONS = {
                     "已转告货源（通过接口发送，结果见下方记录）。"),
     "reissue": (lambda t: aftersales.resolve_reissue(db.session, t, _form("codes")),
                 "已补发，买家在工单和订单页可以看到新的内容。"),
-    "refund": (lambda t: aftersales.resolve_refund(db.session, t, _form("reason")),
-               "已记录退款并关闭工单。请在支付平台后台完成实际退款。"),
+    "refund": (lambda t: aftersales.resolve_refund(db.session, t, _form("reason")), None),
     "coupon": (lambda t: aftersales.resolve_coupon(db.session, t, _form("amount")), "已发放补偿优惠券并关闭工单。"),
     "answer": (lambda t: aftersales.resolve_answered(db.session, t, _form("note")), "工单已解决。"),
     "reject": (lambda t: aftersales.reject(db.session, t, _form("reason")), "工单已驳回，买家可以看到理由。"),
@@ -81,11 +80,11 @@ def ticket_act(ticket_id, action):
     _ticket_or_404(ticket_id)
     work, done = ACTIONS[action]
     try:
-        work(ticket_id)
+        said = work(ticket_id)
     except TicketRefused as exc:
         flash(str(exc), "error")
     else:
-        flash(done, "success")
+        flash(done or said, "success")
     return redirect(url_for("admin.ticket_detail", ticket_id=ticket_id))
 
 
