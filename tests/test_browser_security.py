@@ -33,7 +33,7 @@ def test_hostile_category_name_is_only_text_in_the_delete_confirm(auth, live_ser
 
     page.on("dialog", answer)
     page.get_by_role("row", name=HOSTILE).get_by_role("button", name="删除").click()
-    expect(page.get_by_role("heading", name="分类")).to_be_visible()
+    expect(page.get_by_role("heading", name="分类", exact=True)).to_be_visible()
     assert dialogs == [("confirm", f"确定删除分类“{HOSTILE}”？")]  # no alert() ran
     db.session.expire_all()
     assert db.session.get(Category, category.id) is not None  # cancelled: nothing deleted

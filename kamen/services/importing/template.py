@@ -120,6 +120,8 @@ def _rule(kind, message, **options):
 
 def _category_list(book, categories):
     """A dropdown of the shop's categories; another name only warns (the import can create it)."""
+    from openpyxl.worksheet.datavalidation import DataValidation
+
     if not categories:
         return None
     sheet = book.create_sheet("分类")
