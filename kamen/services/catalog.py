@@ -411,10 +411,17 @@ def refresh_search_keys(session, product_ids, chunk=2000):
         .where(Product.id.in_(product_ids))
         .execution_options(yield_per=chunk)
     )
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for part in rows.partitions():
-        stale = [{"pid": pid, "key": key} for pid, name, code, old in part if (key := search_key(name, code)) != old]
-        if stale:
-            session.execute(_SET_SEARCH_KEY, stale)
+        stale = [(pid, key) for pid, name, code, old in part if (key := search_key(name, code)) != old]
+        if not stale:
+            continue
+        if postgresql:  # one UPDATE … FROM (VALUES …) per chunk: an executemany is a round trip a row
+            keys = sa.values(sa.column("pid", sa.Integer), sa.column("key", sa.String), name="stale").data(stale)
+            session.execute(sa.update(_products).where(_products.c.id == keys.c.pid)
+                            .values(search_key=keys.c.key, updated_at=_products.c.updated_at))
+        else:
+            session.execute(_SET_SEARCH_KEY, [{"pid": pid, "key": key} for pid, key in stale])
 
 
 # A key is not an edit: updated_at (undo's "changed since" check, incremental sync) stays.

@@ -223,18 +223,23 @@ def _new_product(batch, row, now):
             "created_at": now, "updated_at": now}
 
 
+def _committed_ids(session, batch):
+    """The batch's written products, as a list: an ``IN (subquery)`` over rows and goods
+    loaded a moment ago is planned on stale statistics (a nested loop over 100k × 100k)."""
+    return session.scalars(sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None))).all()
+
+
 def _refresh_search_keys(session, batch):
     """Names written by the set-based SQL get their shop search keys."""
-    catalog.refresh_search_keys(session, sa.select(ImportRow.product_id).where(
-        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)))
+    for ids in _chunks(_committed_ids(session, batch)):
+        catalog.refresh_search_keys(session, ids)
 
 
 def _recount_card_stock(session, batch):
     """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
-    touched = sa.select(ImportRow.product_id).where(
-        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
-    )
-    card_codes.recount_stock(session, touched)
+    for ids in _chunks(_committed_ids(session, batch)):
+        card_codes.recount_stock(session, ids)
 
 
 def _delist_missing(session, batch):
