@@ -1,9 +1,9 @@
 """优惠券: create, edit, switch off, delete while unused; uses are counted by orders."""
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, render_template, request
 
 from kamen.blueprints.admin import bp
-from kamen.blueprints.admin.crud import save_or_show
+from kamen.blueprints.admin.crud import delete_then_back, save_or_show
 from kamen.extensions import db
 from kamen.models import Coupon, CouponKind
 from kamen.services import coupons as coupon_service
@@ -38,10 +38,5 @@ def coupon_edit(coupon_id):
 @bp.post("/coupons/<int:coupon_id>/delete")
 def coupon_delete(coupon_id):
     coupon = db.session.get(Coupon, coupon_id) or abort(404)
-    try:
-        code = coupon_service.delete(db.session, coupon)
-    except coupon_service.CouponError as exc:
-        flash(str(exc), "error")
-    else:
-        flash(f"优惠券 {code} 已删除。", "success")
-    return redirect(url_for("admin.coupons"))
+    return delete_then_back(lambda: coupon_service.delete(db.session, coupon), coupon_service.CouponError,
+                            lambda code: f"优惠券 {code} 已删除。", "admin.coupons")

@@ -14,3 +14,15 @@ def save_or_show(save, render, errors, done, back):
         return render(error=str(exc), status=400)
     flash(done(saved) if callable(done) else done, "success")
     return redirect(url_for(back))
+
+
+def delete_then_back(delete, errors, done, back):
+    """``delete()``; flash the reason when it refuses with one of ``errors``, else
+    ``done(what delete returned)``; go ``back`` either way."""
+    try:
+        deleted = delete()
+    except errors as exc:
+        flash(str(exc), "error")
+    else:
+        flash(done(deleted), "success")
+    return redirect(url_for(back))

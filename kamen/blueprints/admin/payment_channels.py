@@ -3,7 +3,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from kamen.blueprints.admin import bp
-from kamen.blueprints.admin.crud import save_or_show
+from kamen.blueprints.admin.crud import delete_then_back, save_or_show
 from kamen.extensions import db
 from kamen.models import PAY_MODES, PAY_TYPES, PaymentChannel
 from kamen.secretbox import mask
@@ -52,10 +52,5 @@ def payment_channel_test(channel_id):
 @bp.post("/payment-channels/<int:channel_id>/delete")
 def payment_channel_delete(channel_id):
     channel = db.session.get(PaymentChannel, channel_id) or abort(404)
-    try:
-        name = payments.delete_channel(db.session, channel)
-    except payments.ChannelInvalid as exc:
-        flash(str(exc), "error")
-    else:
-        flash(f"支付通道“{name}”已删除。", "success")
-    return redirect(url_for("admin.payment_channels"))
+    return delete_then_back(lambda: payments.delete_channel(db.session, channel), payments.ChannelInvalid,
+                            lambda name: f"支付通道“{name}”已删除。", "admin.payment_channels")
