@@ -209,15 +209,18 @@ def test_search_keys_follow_every_way_a_name_is_written(auth, client, simulator)
     assert client.post(f"/admin/products/{product.id}/edit", data=values).status_code == 302
     assert "盛大一卡通" in found(client, "sdykt") and "没有找到" in found(client, "wyykt")
 
-    csv = "商品编码,商品名称,供货价,售价,库存\nIQY1,爱奇艺黄金会员 月卡,17.00,19.90,50\n"
-    batch = staging.create_batch(db.session, io.BytesIO(csv.encode()), "价格表.csv",
-                                 supplier=default_supplier(db.session))
-    batch = staging.analyze(db.session, batch.id)
-    staging.apply_mapping(db.session, batch, staging.StageOptions(choices={m["column"]: m["key"] for m in batch.match_info}))
-    batch = staging.stage(db.session, batch.id)
-    committing.request_commit(db.session, batch)
-    assert committing.commit_batch(db.session, batch.id).status == "committed"
-    assert "爱奇艺黄金会员 月卡" in found(client, "aqy yk")
+    for name in ("爱奇艺黄金会员 月卡", "优酷VIP会员 月卡"):  # created, then renamed by next week's list
+        csv = f"商品编码,商品名称,供货价,售价,库存\nIQY1,{name},17.00,19.90,50\n"
+        batch = staging.create_batch(db.session, io.BytesIO(csv.encode()), "价格表.csv",
+                                     supplier=default_supplier(db.session))
+        batch = staging.analyze(db.session, batch.id)
+        staging.apply_mapping(db.session, batch,
+                              staging.StageOptions(choices={m["column"]: m["key"] for m in batch.match_info}))
+        batch = staging.stage(db.session, batch.id)
+        committing.request_commit(db.session, batch)
+        assert committing.commit_batch(db.session, batch.id).status == "committed"
+        assert name in found(client, "aqy yk" if name.startswith("爱奇艺") else "ykvip")
+    assert "没有找到" in found(client, "aqy yk")
 
     simulator.products["1001"] = SimProduct(code="1001", name="和平精英 60点券", price=Decimal("5.80"),
                                             face_value=Decimal("6"), category=("游戏点卡",))

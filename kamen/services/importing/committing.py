@@ -72,7 +72,7 @@ def commit_batch(session, batch_id, beat=no_beat):
         beat(session)
         session.refresh(batch)
         if batch.cancel_requested:
-            _refresh_search_keys(session, batch)
+            _after_writes(session, batch)
             _recount_card_stock(session, batch)
             _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销")
             return session.get(ImportBatch, batch_id)
@@ -84,7 +84,7 @@ def commit_batch(session, batch_id, beat=no_beat):
             break
         batch.progress_done += done
         session.commit()
-    _refresh_search_keys(session, batch)
+    _after_writes(session, batch)
     if batch.delist_missing:
         _delist_missing(session, batch)
     recount(session, batch)
@@ -230,15 +230,23 @@ def _committed_ids(session, batch):
         ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None))).all()
 
 
-def _refresh_search_keys(session, batch):
-    """Names written by the set-based SQL get their shop search keys."""
+def _after_writes(session, batch):
+    """After the chunks: on PostgreSQL (whose set-based chunks write the search keys with
+    the names) fresh statistics, so the tail is planned on the goods just written; on the
+    portable path the written names get their shop search keys."""
+    if bulk.is_postgresql(session):
+        bulk.refresh_statistics(session, "products")
+        return
     for ids in _chunks(_committed_ids(session, batch)):
         catalog.refresh_search_keys(session, ids)
 
 
 def _recount_card_stock(session, batch):
     """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
-    for ids in _chunks(_committed_ids(session, batch)):
+    made_cards = session.scalars(sa.select(ImportRow.product_id).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None),
+        ImportRow.values["stock_mode"].as_string() == StockMode.CARDS.value)).all()
+    for ids in _chunks(made_cards):
         card_codes.recount_stock(session, ids)
 
 
