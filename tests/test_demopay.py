@@ -416,6 +416,7 @@ def test_pay_page_fits_a_phone(demo_gateway, notify_receiver, chromium):
     assert dict(merchant_side[0][1]) == dict(merchant_side[1][1])
 
 
+@pytest.mark.backends("postgresql")  # RQ workers run beside PostgreSQL in production
 def test_notify_and_its_retry_run_on_a_real_rq_worker(demo_gateway, notify_receiver, redis_url, db_url):
     """Production path: 确认支付 only queues the notify; `rq worker` processes
     send it, and the schedule's sweep job starts the retry."""
@@ -455,6 +456,7 @@ def _gateway_on_rq(demo_gateway, redis_url):
     return demo_gateway.app, queue_name, env
 
 
+@pytest.mark.backends("postgresql")  # RQ workers run beside PostgreSQL in production
 def test_worker_killed_while_notifying_loses_no_retry(demo_gateway, notify_receiver, redis_url, db_url):
     """kill -9 of the worker in the middle of a notify: the attempt was
     committed before sending, so the next one is planned and the sweep sends it."""

@@ -2,6 +2,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
@@ -321,6 +322,7 @@ def test_card_codes_page_shows_codes_held_by_unpaid_orders(app, client, auth):
     assert "不一致" not in page.text  # stock 1 is exactly the one code still for sale
 
 
+@pytest.mark.backends("postgresql")  # RQ workers run beside PostgreSQL in production
 def test_the_minute_tick_expires_orders_and_finds_lost_payments_on_a_real_worker(app, client, redis_url, db_url, epay_peer):
     import uuid
 

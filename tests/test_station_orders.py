@@ -235,6 +235,7 @@ def test_the_documented_order_example(client, app):
     assert set(answer) == set(json.loads(callback_body))  # the documented fields, no more, no fewer
 
 
+@pytest.mark.backends("postgresql")  # RQ workers run beside PostgreSQL in production
 def test_the_minute_tick_retries_a_due_callback_on_a_real_worker(app, client, station, redis_url, db_url,
                                                                   notify_receiver):
     import uuid
