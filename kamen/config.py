@@ -150,9 +150,3 @@ def _instance_secret(instance_path, name="secret_key", nbytes=32):
         path.chmod(0o600)
     return path.read_text().strip()
 
-
-def low_stock_threshold():
-    """The shop-wide 库存预警 threshold of the running app (a product may set its own)."""
-    from flask import current_app
-
-    return current_app.config["LOW_STOCK_THRESHOLD"]

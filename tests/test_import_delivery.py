@@ -3,6 +3,7 @@ preview; buyer-field presets shared by imports, the product form and syncs; the 
 mode follows the delivery."""
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
@@ -65,6 +66,25 @@ def test_delivery_is_inferred_from_name_and_category_and_shown_per_row(admin):  
     # A customer buying the 话费 is asked for a phone number, checked by its pattern.
     page = admin.get(f"/p/{got['HF100'].id}").get_data(as_text=True)
     assert "手机号" in page and "11 位手机号" in page
+
+
+@pytest.mark.parametrize("name, category, expected", [
+    ("Steam 钱包充值卡 100元", "", ("card", None)),
+    ("App Store 充值卡 100元", "苹果", ("card", None)),
+    ("中国移动话费充值卡 100元", "话费", ("card", None)),
+    ("网易一卡通 点卡 15元", "", ("card", None)),
+    ("中国移动话费 100元 直充", "", ("topup", "phone")),
+    ("话费充值卡 100元 代充", "", ("topup", "phone")),
+    ("腾讯Q币 10元", "", ("topup", "qq")),
+    ("王者荣耀 60点券", "游戏", ("topup", "game")),
+])
+def test_prepaid_cards_are_card_codes_unless_the_name_says_direct_top_up(name, category, expected):
+    """A 充值卡 is a code the buyer redeems: sold as a top-up it would ask for an account
+    and forward nothing the buyer can use."""
+    from kamen.services.delivery import infer
+
+    got = infer(name, category)
+    assert (got.type, got.preset) == expected
 
 
 def test_delivery_and_account_columns_are_read_when_mapped(admin):  # noqa: F811

@@ -97,10 +97,10 @@ def test_a_page_that_shows_another_price_than_the_record_fails(app, client):
     product.sale_price = Decimal("18.50")
     db.session.commit()
     problems, notes = [], []
-    launch_test._check_page(product, lambda _pid: (200, stale), problems, notes)
+    launch_test._check_page(product, lambda _pid: (200, stale), problems, notes, 10)
     assert problems == ["商品页价格不对：页面显示 ¥19.90，应为 ¥18.50"]
     problems = []
-    launch_test._check_page(product, lambda pid: (200, client.get(f"/p/{pid}").get_data(as_text=True)), problems, notes)
+    launch_test._check_page(product, lambda pid: (200, client.get(f"/p/{pid}").get_data(as_text=True)), problems, notes, 10)
     assert problems == [] and "说明均与后台一致" in notes[-1]
 
 

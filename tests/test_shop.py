@@ -71,6 +71,18 @@ def test_product_page_shows_price_stock_delivery_and_counts_views(client):
     assert fresh.updated_at == updated_at
 
 
+def test_the_shop_says_low_stock_by_the_threshold_set_in_the_back_office(client):
+    """告警设置's 库存预警默认阈值 is what the shop's 库存紧张 follows, not the deployment default."""
+    from kamen.services import settings
+
+    product = make_product(stock=30)
+    assert "库存紧张" not in client.get(f"/p/{product.id}").get_data(as_text=True)  # default 10
+    settings.put(db.session, "alerts", {**settings.get(db.session, "alerts"), "low_stock_threshold": 50})
+    db.session.commit()
+    assert "库存紧张" in client.get(f"/p/{product.id}").get_data(as_text=True)
+    assert "库存紧张" in client.get("/").get_data(as_text=True)
+
+
 def test_expired_promo_is_not_shown(client):
     product = make_product(
         sale_price=Decimal("19.90"),

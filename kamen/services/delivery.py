@@ -47,6 +47,10 @@ PHONE_WORDS = ("话费", "流量", "快充", "慢充", "手机充值")
 QQ_WORDS = ("q币", "qb", "qq会员", "qq超级会员", "qq黄钻", "qq绿钻")
 GAME_WORDS = ("点券", "钻石", "元宝", "金币", "游戏币", "皮肤", "区服", "创世结晶", "月卡", "战令", "王者", "和平精英", "原神")
 TOPUP_WORDS = ("直充", "代充", "充值", "到账")
+# Prepaid cards: the buyer gets a code to redeem ("Steam 钱包充值卡", "话费充值卡"), unless
+# the name says the shop charges the account itself (直充 / 代充).
+CARD_GOODS_WORDS = ("充值卡", "点卡", "购物卡", "e卡", "电子卡", "储值卡")
+DIRECT_WORDS = ("直充", "代充")
 MANUAL_WORDS = ("人工", "手工代充", "手动")
 
 
@@ -72,13 +76,15 @@ def _plain(text):
 def infer(name, category=""):
     """The delivery goods named ``name`` (in ``category``) most likely need:
     话费/流量 → top-up to a 手机号, Q币 → a QQ号, 直充/代充 → the account the
-    name suggests; 卡密/激活码 and anything else → a card code."""
+    name suggests; 卡密/激活码, prepaid cards (充值卡, 点卡) and anything else → a card code."""
     title, where = _plain(name), _plain(category)
     text = f"{where} {title}"
     if any(w in title for w in CARD_WORDS):
         return Delivery("card", None)
     if any(w in title for w in MANUAL_WORDS):
         return Delivery("manual", topup_preset(text))
+    if any(w in title for w in CARD_GOODS_WORDS) and not any(w in title for w in DIRECT_WORDS):
+        return Delivery("card", None)
     if any(w in text for w in PHONE_WORDS):
         return Delivery("topup", "phone")
     if any(w in text for w in QQ_WORDS):

@@ -22,7 +22,6 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import current_app
 
-from kamen.config import low_stock_threshold
 from kamen.models import (
     Category,
     DeliveryType,
@@ -210,7 +209,7 @@ def _check(session, run_row, check, render):
     if not product.is_listed:
         notes.append("商品未上架：顾客看不到，未检查页面、未下测试单")
     else:
-        _check_page(product, render, problems, notes)
+        _check_page(product, render, problems, notes, settings.low_stock_threshold(session))
         _check_supplier_stock(product, problems, notes)
     values = {}
     order = _test_order(session, run_row, product, problems, notes) if product.is_listed and not problems else None
@@ -264,12 +263,12 @@ _PAGE_STOCK = re.compile(r'<dt>库存</dt><dd><span class="badge badge-\w+">([^<
 _PAGE_DESC = re.compile(r'<section class="desc"><h2>商品说明</h2><p>(.*?)</p></section>', re.S)
 
 
-def _check_page(product, render, problems, notes):
+def _check_page(product, render, problems, notes, low_stock_threshold):
     status, page = render(product.id)
     if status != 200:
         problems.append(f"商品页打不开（HTTP {status}）")
         return
-    item = catalog.shop_item(product, low_stock_threshold())
+    item = catalog.shop_item(product, low_stock_threshold)
     found = _PAGE_PRICE.search(page)
     shown = found.group(1) if found else None
     if shown != format_money(item.price):

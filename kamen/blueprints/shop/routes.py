@@ -2,10 +2,10 @@
 from flask import Response, abort, current_app, render_template, request
 
 from kamen.blueprints.shop import bp
-from kamen.config import low_stock_threshold
 from kamen.extensions import db
 from kamen.models.catalog import StockState
 from kamen.services import catalog, images
+from kamen.services.settings import low_stock_threshold
 
 
 FRAME_KEY = "kamen.shop_frame"
@@ -38,7 +38,7 @@ def _shop_look():
 
 @bp.get("/")
 def home():
-    featured, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold())
+    featured, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold(db.session))
     return render_template("shop/home.html", tree=_tree(), featured=featured, hot=hot)
 
 
@@ -51,7 +51,7 @@ def category(category_id):
     sort = request.args.get("sort", "default")
     page = catalog.listed_products(
         db.session,
-        default_threshold=low_stock_threshold(),
+        default_threshold=low_stock_threshold(db.session),
         category_ids=node.ids,
         sort=sort,
         page=_page_arg(),
@@ -68,7 +68,7 @@ def search():
     if q:
         page = catalog.listed_products(
             db.session,
-            default_threshold=low_stock_threshold(),
+            default_threshold=low_stock_threshold(db.session),
             search=q,
             sort=sort,
             page=_page_arg(),
@@ -88,7 +88,7 @@ def render_product(product_id, buy_error=None, form=None, status=200):
     found = catalog.shop_product(db.session, product_id)
     if found is None:
         abort(404)
-    item = catalog.shop_item(found, low_stock_threshold())
+    item = catalog.shop_item(found, low_stock_threshold(db.session))
     html = render_template(
         "shop/product.html",
         tree=tree,
