@@ -13,26 +13,22 @@ threads, no HTTP, on the same database. Targets on a 2-core machine:
 Loopback only; a throwaway database kamen_orderbench_<pid> is dropped at the end.
 """
 import argparse
-import http.client
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlencode
 
 import psycopg
 import sqlalchemy as sa
 
-from common import pg_database, start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
+from checkout import KEY, PID, Buyer, Tickets, timed  # bench/ is on sys.path when run as a script
+from common import pg_database, start_gunicorn, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PID, KEY = "1001", "bench-merchant-key"
 SECRET = "order-bench-secret"
 TARGET_RATE, TARGET_P95_MS, TARGET_RATIO = 100, 250, 0.25
 WARMUP = 100  # untimed kamen checkouts first: every worker has imported, compiled templates and connected
@@ -112,32 +108,7 @@ def prepare(db_url, env, checkouts):
 # -- kamen over HTTP -------------------------------------------------------------------------
 
 
-class Buyer:
-    """One browser: keep-alive connection and the session cookie (the order page needs it)."""
-
-    def __init__(self, port, n):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.cookie = ""
-        self.ip = f"10.{n // 250}.{n % 250}.9"
-
-    def request(self, method, path, body=None):
-        headers = {"X-Forwarded-For": self.ip}
-        if self.cookie:
-            headers["Cookie"] = self.cookie
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        self.conn.request(method, path, body=body, headers=headers)
-        resp = self.conn.getresponse()
-        data = resp.read().decode("utf-8", "replace")
-        cookie = resp.getheader("Set-Cookie")
-        if cookie:
-            self.cookie = cookie.split(";", 1)[0]
-        return resp.status, resp.getheader("Location") or "", data
-
-
 def run_kamen(port, product_id, channel_id, checkouts, buyers, first=0):
-    from kamen.payments import epay
-
     latencies, errors, delivered = [], [], []
     tickets = Tickets(checkouts, first)
 
@@ -145,17 +116,8 @@ def run_kamen(port, product_id, channel_id, checkouts, buyers, first=0):
         me = Buyer(port, n + first)
         for i in tickets:
             started = time.perf_counter()
-            status, location, _ = me.request("POST", f"/p/{product_id}/buy", urlencode(
-                {"quantity": "1", "contact": f"139{i:08d}"}))
-            if status != 302:
-                errors.append(f"buy {status}")
-                continue
-            order_no = location.rsplit("/", 1)[1]
-            notify = epay.signed({"pid": PID, "trade_no": f"T{order_no}", "out_trade_no": order_no, "type": "alipay",
-                                  "name": "商品", "money": "10.00", "trade_status": "TRADE_SUCCESS"}, KEY)
-            status, _, text = me.request("GET", f"/pay/notify/{channel_id}?{urlencode(notify)}")
-            if text != "success":
-                errors.append(f"notify {status} {text[:20]}")
+            order_no = me.buy_and_pay(product_id, channel_id, "10.00", i, errors)
+            if order_no is None:
                 continue
             status, _, page = me.request("GET", f"/order/{order_no}")
             if "BENCH-CARD-" not in page:
@@ -164,43 +126,7 @@ def run_kamen(port, product_id, channel_id, checkouts, buyers, first=0):
             latencies.append((time.perf_counter() - started) * 1000)
             delivered.append(order_no)
 
-    return _timed(buyer, buyers, latencies, errors, delivered)
-
-
-class Tickets:
-    """Checkout numbers 0…n-1 shared by the threads: each is handed out once."""
-
-    def __init__(self, n, first=0):
-        self._numbers = iter(range(first, first + n))
-        self._lock = threading.Lock()
-
-    def __iter__(self):
-        while True:
-            with self._lock:
-                i = next(self._numbers, None)
-            if i is None:
-                return
-            yield i
-
-
-def _timed(work, threads, latencies, errors, delivered):
-    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    started = time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rate": len(latencies) / elapsed,
-        "p50": statistics.median(latencies) if latencies else 0,
-        "p95": latencies[int(len(latencies) * 0.95) - 1] if latencies else 0,
-        "errors": len(errors),
-        "error_sample": errors[:3],
-        "delivered": len(delivered),
-        "seconds": elapsed,
-    }
+    return timed(buyer, buyers, latencies, errors, delivered)
 
 
 # -- the floor: the same transitions as plain SQL ----------------------------------------------
@@ -253,7 +179,7 @@ def run_floor(db_url, product_id, checkouts, threads):
                 latencies.append((time.perf_counter() - started) * 1000)
                 delivered.append(order_id)
 
-    return _timed(worker, threads, latencies, errors, delivered)
+    return timed(worker, threads, latencies, errors, delivered)
 
 
 def worker_cpu_seconds(master_pid):

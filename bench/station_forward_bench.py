@@ -28,17 +28,15 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlencode
 
 import requests
 import sqlalchemy as sa
 
 from common import free_port, pg_database, start_gunicorn, wait_ready  # bench/ is on sys.path when run as a script
-from order_bench import Buyer, Tickets, _timed
+from checkout import KEY, PID, Buyer, Tickets, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PID, KEY = "1001", "bench-merchant-key"
 MAIN_SECRET, SUB_SECRET = "forward-bench-main", "forward-bench-sub"
 WARMUP = 20  # forwarded first, untimed: workers have imported, connected, and the 主站's workers are warm
 
@@ -203,13 +201,11 @@ def run_direct(main_url, station, n, threads):
             latencies.append((time.perf_counter() - started) * 1000)
             delivered.append(i)
 
-    return _timed(client, threads, latencies, errors, delivered)
+    return timed(client, threads, latencies, errors, delivered)
 
 
 def pay_orders(port, product_id, channel_id, price, n, buyers, first):
     """Buyers on the 分站: buy, then the gateway's signed notify (paid → forwarding job)."""
-    from kamen.payments import epay
-
     latencies, errors, delivered = [], [], []
     tickets = Tickets(n, first)
 
@@ -217,22 +213,12 @@ def pay_orders(port, product_id, channel_id, price, n, buyers, first):
         me = Buyer(port, k + first)
         for i in tickets:
             started = time.perf_counter()
-            status, location, _ = me.request("POST", f"/p/{product_id}/buy", urlencode(
-                {"quantity": "1", "contact": f"139{i:08d}"}))
-            if status != 302:
-                errors.append(f"buy {status}")
-                continue
-            order_no = location.rsplit("/", 1)[1]
-            notify = epay.signed({"pid": PID, "trade_no": f"T{order_no}", "out_trade_no": order_no, "type": "alipay",
-                                  "name": "商品", "money": price, "trade_status": "TRADE_SUCCESS"}, KEY)
-            status, _, text = me.request("GET", f"/pay/notify/{channel_id}?{urlencode(notify)}")
-            if text != "success":
-                errors.append(f"notify {status} {text[:40]}")
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            delivered.append(order_no)
+            order_no = me.buy_and_pay(product_id, channel_id, price, i, errors)
+            if order_no is not None:
+                latencies.append((time.perf_counter() - started) * 1000)
+                delivered.append(order_no)
 
-    return _timed(buyer, buyers, latencies, errors, delivered)
+    return timed(buyer, buyers, latencies, errors, delivered)
 
 
 def wait_delivered(db_url, total, timeout, first_id=0):

@@ -13,3 +13,8 @@ def busy_for(seconds):
 
     time.sleep(seconds)
     return seconds
+
+
+def fails():
+    """A job that raises at once."""
+    raise RuntimeError("probe failure")

@@ -117,14 +117,24 @@ def _workers(conn, queue_name, seen, now):
         if beat is None or _silent_too_long(conn, worker, beat, now):
             seen.setdefault(worker_member(worker.name), beat or now)
             continue
-        job = worker.get_current_job()
-        live[worker.name] = ProcessState("worker", worker.name, True, beat, job.description if job else "")
+        live[worker.name] = ProcessState("worker", worker.name, True, beat, _working_on(worker))
     stopped = []
     for member, when in seen.items():
         kind, _, name = member.partition(":")
         if kind == "worker" and name not in live and now - when < FORGET_AFTER:
             stopped.append(ProcessState("worker", name, False, when))
     return sorted(live.values(), key=lambda w: w.name) + sorted(stopped, key=lambda w: w.since, reverse=True)
+
+
+def _working_on(worker):
+    """The job the worker runs now, or "": RQ can leave a finished or failed job as the
+    worker's current one (an idle worker would look busy for as long as it stays idle)."""
+    from rq.job import JobStatus
+
+    job = worker.get_current_job()
+    if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+        return ""
+    return job.description
 
 
 def _silent_too_long(conn, worker, beat, now):

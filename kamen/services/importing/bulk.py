@@ -89,7 +89,7 @@ def refresh_statistics(session, table="import_rows"):
 _CHUNK = """
     SELECT count(*), min(id), max(id) FROM (
         SELECT id FROM import_rows
-        WHERE batch_id = :batch AND action IN ('create', 'update') AND NOT committed
+        WHERE batch_id = :batch AND id > :after AND action IN ('create', 'update') AND NOT committed
         ORDER BY id LIMIT :limit
     ) chunk
 """
@@ -165,11 +165,13 @@ class ChunkWriter:
         self.statements = [sa.text(_skip_deleted_sql()), sa.text(_update_sql(fields)),
                            sa.text(_create_sql(list(new_product_defaults)))]
 
-    def write(self, session, batch, limit, now):
-        """Rows handled (0 when nothing is left); the caller commits."""
-        count, first, last = session.execute(sa.text(_CHUNK), {"batch": batch.id, "limit": limit}).one()
+    def write(self, session, batch, limit, now, after=0):
+        """(rows handled, 0 when nothing is left; the last row id) for the next chunk after
+        row id ``after`` (every row up to it is done: the chunk before); the caller commits."""
+        count, first, last = session.execute(sa.text(_CHUNK), {"batch": batch.id, "limit": limit,
+                                                                "after": after}).one()
         if not count:
-            return 0
+            return 0, after
         params = {"batch": batch.id, "first": first, "last": last, "now": now, "supplier": batch.supplier_id,
                   "defaults": self.defaults, "reason": self.reason}
         names = session.execute(sa.text(_NAMES), params).all()
@@ -177,4 +179,4 @@ class ChunkWriter:
                       keys=[search_key(name, code) for _, code, name in names])
         for statement in self.statements:
             session.execute(statement, params)
-        return count
+        return count, last

@@ -68,6 +68,7 @@ def commit_batch(session, batch_id, beat=no_beat):
     if batch is None or batch.status != "committing":
         return batch
     _take_over_created_codes(session, batch, beat)
+    written_through = 0  # row id: the chunks up to it are written
     while True:
         beat(session)
         session.refresh(batch)
@@ -77,7 +78,7 @@ def commit_batch(session, batch_id, beat=no_beat):
             _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销")
             return session.get(ImportBatch, batch_id)
         if bulk.is_postgresql(session):
-            done = _BULK_WRITER.write(session, batch, CHUNK, utcnow())
+            done, written_through = _BULK_WRITER.write(session, batch, CHUNK, utcnow(), written_through)
         else:
             done = _commit_chunk(session, batch)
         if not done:
@@ -242,9 +243,10 @@ def _after_writes(session, batch):
 
 
 def _recount_card_stock(session, batch):
-    """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold codes."""
+    """Products the batch made 本地卡密 were staged with stock 0: their stock is their unsold
+    codes (goods it created have none: an upload since counted its own)."""
     made_cards = session.scalars(sa.select(ImportRow.product_id).where(
-        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None),
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.action == "update",
         ImportRow.values["stock_mode"].as_string() == StockMode.CARDS.value)).all()
     for ids in _chunks(made_cards):
         card_codes.recount_stock(session, ids)
