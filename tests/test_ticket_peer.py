@@ -1,5 +1,7 @@
 """A 分站's ticket forwarded to a real second kamen (its 主站) over HTTP, answered in the
 主站's own back office, and the signed callback bringing the answer back."""
+import json
+from base64 import b64encode
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,7 +14,7 @@ from kamen.secretbox import encrypt
 from kamen.services import aftersales, order_lookup, stations, sweeper, ticket_forwarding
 from kamen.suppliers.kamen_signing import sign_headers
 from tests.helpers import AuthActions, CSRFClient, form_values, make_product
-from tests.ticket_helpers import last_ticket, paid_order, ticket_form
+from tests.ticket_helpers import image_bytes, last_ticket, paid_order, png_claiming, ticket_form
 
 
 def _supplier(main):
@@ -59,14 +61,19 @@ def test_ticket_goes_to_the_main_station_and_its_answer_comes_back(app, client, 
     link = f"{live_server}/order/{order.order_no}?t={order_lookup.link_token(order.order_no)}"
     assert buyer.get(link).status_code == 200
     form = form_values(buyer.get(f"{live_server}/order/{order.order_no}/ticket").text)
+    shot = image_bytes("PNG", (64, 48))
     response = buyer.post(f"{live_server}/order/{order.order_no}/ticket", allow_redirects=False,
-                          data={**form, "kind": "not_received", "text": "充值 10 Q币一直没到账"})
+                          data={**form, "kind": "not_received", "text": "充值 10 Q币一直没到账"},
+                          files={"shots": ("账单截图.png", shot, "image/png")})
     assert response.status_code == 302, response.text
     ours = last_ticket()
     assert (ours.status, ours.forward_state) == (TicketStatus.SUPPLIER, "sent"), ours.forward_error
     [(main_id, main_no, station_order_no, station_ticket_no, status, callback)] = _main_tickets(main_station)
     assert (station_order_no, station_ticket_no, status) == (order.order_no, ours.ticket_no, TicketStatus.OPEN)
     assert ours.upstream_ticket_no == main_no and callback == f"{live_server}/api/upstream-callbacks/tickets"
+    with main_station["app"].app_context():  # the buyer's screenshot went with it, byte for byte
+        [attached] = aftersales.attachments(db.session, main_id)
+        assert aftersales.shot_bytes(db.session, attached) == shot and (attached.width, attached.height) == (64, 48)
 
     # The 主站 admin sees it in the queue, with the 分站 and its order number, and answers.
     main_admin = _main_admin(main_station)
@@ -128,6 +135,34 @@ def test_callbacks_must_be_signed_by_the_supplier(app, client, main_station):
     assert response.status_code == 404  # signed, but no ticket of ours has that number
     response = client.post(path, data=body, headers=signed, content_type="application/json", csrf=False)
     assert response.json["error"]["code"] == "nonce_reused"
+
+
+def test_a_station_ticket_with_a_bad_screenshot_is_refused_with_the_reason(app, client, main_station):
+    """The 主站 checks a 分站's screenshots as it checks its own buyers' uploads."""
+    main = main_station
+
+    def create(screenshots):
+        body = json.dumps({"order_no": "F1", "ticket_no": "S9", "kind": "invalid_code", "text": "卡密无效",
+                           "screenshots": screenshots}).encode()
+        path = "/api/upstream/v1/tickets"
+        headers = {**sign_headers(main["app_id"], main["secret"], "POST", path, body),
+                   "Content-Type": "application/json"}
+        return requests.post(main["url"] + path, data=body, headers=headers, timeout=10)
+
+    for screenshots, reason in (
+        ([{"content_type": "image/png", "data": b64encode(b"not an image").decode()}], "不是有效的图片文件"),
+        ([{"data": "%%%"}], "base64"),
+        ([{"data": b64encode(png_claiming(40000, 40000)).decode()}], "尺寸异常"),
+        ("x", "screenshots 应为数组"),
+    ):
+        response = create(screenshots)
+        assert response.status_code == 400 and reason in response.json()["error"]["message"], response.text
+    assert _main_tickets(main) == []  # nothing half-made
+    good = create([{"content_type": "image/png", "data": b64encode(image_bytes("PNG")).decode()}])
+    assert good.status_code == 201
+    with main["app"].app_context():
+        [(main_id, *_)] = _main_tickets(main)
+        assert len(aftersales.attachments(db.session, main_id)) == 1
 
 
 def test_a_failed_forward_is_recorded_and_retried_then_handed_to_the_admin(app, client, auth, main_station):

@@ -209,6 +209,15 @@ def read_shot(stream, filename):
     return Shot(data, SHOT_FORMATS[fmt], width, height)
 
 
+def attach_shots(session, ticket_id, shots, at):
+    """Store checked ``Shot``s on the ticket, encrypted, in the caller's transaction."""
+    for i, shot in enumerate(shots):
+        upload = uploads.save(session, io.BytesIO(shot.data), purpose="ticket_shot", filename=f"shot-{i + 1}",
+                              max_bytes=shot_max_bytes(), encrypt=True)
+        session.add(TicketAttachment(ticket_id=ticket_id, upload_id=upload.id, mimetype=shot.mimetype,
+                                     width=shot.width, height=shot.height, size=len(shot.data), created_at=at))
+
+
 def shot_bytes(session, attachment):
     """The screenshot's bytes (decrypted); only for its buyer and admins."""
     chunks = session.scalars(sa.select(UploadChunk.data).where(UploadChunk.upload_id == attachment.upload_id)
@@ -290,11 +299,7 @@ def open_ticket(session, order_id, kind, text, shots, *, callback_url=""):
     except IntegrityError:  # a second open ticket, from a double submit racing this one
         session.rollback()
         raise TicketRefused("该订单已有处理中的售后工单，请在工单中补充说明") from None
-    for i, shot in enumerate(shots):
-        upload = uploads.save(session, io.BytesIO(shot.data), purpose="ticket_shot", filename=f"shot-{i + 1}",
-                              max_bytes=shot_max_bytes(), encrypt=True)
-        session.add(TicketAttachment(ticket_id=ticket.id, upload_id=upload.id, mimetype=shot.mimetype,
-                                     width=shot.width, height=shot.height, size=len(shot.data), created_at=at))
+    attach_shots(session, ticket.id, shots, at)
     record(session, ticket.id, "created", f"买家提交售后：{kind.label}", author="buyer", public=True,
            data={"shots": len(shots), "responsibility": who.value})
     record(session, ticket.id, "routed", RESPONSIBILITY_NOTES[who], author="system", public=True,

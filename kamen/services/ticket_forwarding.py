@@ -12,8 +12,11 @@ on the ticket (error, an internal event) and retried by the per-minute tick
 with a growing pause; after ``MAX_ATTEMPTS`` it stops and alerts, and the
 admin has a 重试 button.
 """
+import binascii
+import io
 import json
 import logging
+from base64 import b64decode, b64encode
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -100,7 +103,9 @@ def forward(session, ticket_id):
 
 def _create_upstream(session, lease, client, ticket):
     payload = {"order_no": ticket.supplier_order_key, "ticket_no": ticket.ticket_no, "kind": ticket.kind.value,
-               "text": ticket.text, "callback_url": ticket.callback_url or None}
+               "text": ticket.text, "callback_url": ticket.callback_url or None,
+               "screenshots": [{"content_type": shot.mimetype, "data": b64encode(aftersales.shot_bytes(session, shot))
+                                .decode("ascii")} for shot in aftersales.attachments(session, ticket.id)]}
     remote = _ticket_reply(client.call("POST", "/tickets", payload=payload))
     lease.beat(session, upstream_ticket_no=remote["ticket_no"], upstream_status=remote["status"])
     record(session, ticket.id, "forwarded", f"已通过接口转交货源（主站工单 {remote['ticket_no']}）",
@@ -338,6 +343,7 @@ def open_station_ticket(session, station, payload):
             check_url(callback_url, "回调地址", resolve=False)
         except AddressRefused as exc:
             raise TicketRefused(str(exc)) from None
+    shots = _station_shots(payload.get("screenshots"))
     existing = _open_station_ticket(session, station.id, order_no)
     if existing is not None:
         return existing, False
@@ -354,8 +360,10 @@ def open_station_ticket(session, station, payload):
     session.add(ticket)
     try:
         session.flush()
+        aftersales.attach_shots(session, ticket.id, shots, at)
         record(session, ticket.id, "created", f"分站“{station.name}”转来售后：{kind.label}", author="station",
-               public=True, data={"station_order_no": order_no, "station_ticket_no": station_ticket_no})
+               public=True, data={"station_order_no": order_no, "station_ticket_no": station_ticket_no,
+                                  "shots": len(shots)})
         session.commit()
     except IntegrityError:  # the same forward twice at once: the other one's ticket
         session.rollback()
@@ -364,6 +372,25 @@ def open_station_ticket(session, station, payload):
             raise
         return existing, False
     return ticket, True
+
+
+def _station_shots(items):
+    """The buyer's screenshots a 分站 sends (base64), checked as a buyer's upload is."""
+    if items is None:
+        return []
+    if not isinstance(items, list) or len(items) > aftersales.MAX_SHOTS:
+        raise TicketRefused(f"screenshots 应为数组，最多 {aftersales.MAX_SHOTS} 张")
+    shots = []
+    for i, item in enumerate(items, 1):
+        data = item.get("data") if isinstance(item, dict) else None
+        try:
+            raw = b64decode(data, validate=True) if isinstance(data, str) else None
+        except binascii.Error:
+            raw = None
+        if raw is None:
+            raise TicketRefused(f"screenshots 第 {i} 张的 data 应为 base64 编码的图片")
+        shots.append(aftersales.read_shot(io.BytesIO(raw), f"截图{i}"))
+    return shots
 
 
 def _open_station_ticket(session, station_id, order_no):
