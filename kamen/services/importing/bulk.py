@@ -140,12 +140,17 @@ def _skip_deleted_sql():
 
 
 def _create_sql(columns):
+    # The row's values as a record straight from its JSON text (no jsonb merge per row);
+    # a column the row leaves out takes the new-product default, worked out once.
     return f"""
-        WITH created AS (
+        WITH d AS (
+            SELECT * FROM jsonb_populate_record(CAST(NULL AS products), CAST(:defaults AS jsonb))
+        ), created AS (
             INSERT INTO products (supplier_id, code, created_at, updated_at, search_key, {", ".join(map(_q, columns))})
-            SELECT :supplier, r.code, :now, :now, COALESCE(k.key, lower(r.code)), {", ".join(f"n.{_q(c)}" for c in columns)}
-            FROM import_rows r LEFT JOIN {_KEYS} ON k.id = r.id,
-                 jsonb_populate_record(CAST(NULL AS products), CAST(:defaults AS jsonb) || CAST(r."values" AS jsonb)) n
+            SELECT :supplier, r.code, :now, :now, COALESCE(k.key, lower(r.code)),
+                   {", ".join(f"COALESCE(n.{_q(c)}, d.{_q(c)})" for c in columns)}
+            FROM d, import_rows r LEFT JOIN {_KEYS} ON k.id = r.id,
+                 json_populate_record(CAST(NULL AS products), r."values") n
             WHERE {_IN_CHUNK} AND r.action = 'create'
             ORDER BY r.id
             RETURNING id, code

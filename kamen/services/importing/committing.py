@@ -124,19 +124,17 @@ def _notify_low_stock(session, batch):
     touched = sa.select(ImportRow.product_id).where(
         ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
     )
-    low = session.execute(
-        sa.select(Product.id, Product.name, Product.code, Product.stock, threshold)
+    low = sorted(session.execute(
+        sa.update(Product)
         .where(Product.id.in_(touched), Product.is_listed.is_(True), Product.stock_mode != StockMode.UNLIMITED,
                Product.stock <= threshold, Product.low_stock_alerted.is_(False))
-        .order_by(Product.id)
-    ).all()
+        .values(low_stock_alerted=True, updated_at=Product.updated_at)  # not an edit: undo still restores them
+        .returning(Product.id, Product.name, Product.code, Product.stock, threshold)
+        .execution_options(synchronize_session=False)
+    ).all())
+    session.commit()
     if not low:
         return None
-    for ids in _chunks([row.id for row in low]):
-        session.execute(sa.update(Product).where(Product.id.in_(ids))
-                        # not an edit: undo still restores these products
-                        .values(low_stock_alerted=True, updated_at=Product.updated_at))
-    session.commit()
     lines = [f"{name}（{code}）库存 {stock}，预警数量 {limit}" for _, name, code, stock, limit in low]
     return alerts.raise_alert(
         session, "low_stock", f"库存预警：导入 #{batch.id} 后有 {len(low)} 个商品库存不足", lines)
