@@ -365,3 +365,24 @@ def test_a_buyer_adds_details_but_cannot_flood_a_ticket(app, client):
         assert client.post(url, data={"text": f"补充 {i}"}).status_code == 302
     refused = client.post(url, data={"text": "再补充一条"})
     assert refused.status_code == 400 and "请等待客服答复" in refused.text
+
+
+def test_the_buyer_closes_a_solved_ticket_and_can_open_a_new_one(app, client, auth):
+    order = paid_order(client, make_card_product(codes=1))
+    _open(client, order)
+    ticket = last_ticket()
+    page_url = f"/order/{order.order_no}/tickets/{ticket.ticket_no}"
+    assert "问题已解决，关闭工单" in client.get(page_url).text
+    assert client.post(f"{page_url}/close").status_code == 302
+    closed = last_ticket()
+    assert (closed.status, closed.outcome, closed.outcome_note) == (
+        TicketStatus.RESOLVED, Outcome.ANSWERED, "买家确认问题已解决")
+    page = client.get(page_url).text
+    assert "买家确认问题已解决，工单已关闭" in page and "关闭工单" not in page and "再次申请售后" in page
+    again = client.post(f"{page_url}/close")
+    assert again.status_code == 400 and "工单已关闭" in again.text  # nothing changes twice
+    auth.login()
+    assert "买家确认问题已解决" in client.get(f"/admin/tickets/{ticket.id}").text
+    auth.logout()
+    _open(client, order, text="换了新的问题：卡密提示已使用")  # a new problem, a new ticket
+    assert last_ticket().id != ticket.id and last_ticket().is_open

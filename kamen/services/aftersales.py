@@ -377,6 +377,22 @@ def buyer_reply(session, ticket_id, text):
     session.commit()
 
 
+def buyer_close(session, ticket_id):
+    """The buyer says the problem is solved: the ticket is closed as resolved (a new
+    problem with the order opens a new ticket)."""
+    ticket = load_open(session, ticket_id)
+    if not transition(session, Ticket, ticket.id, TICKET_STATUSES_OPEN, TicketStatus.RESOLVED,
+                      outcome=Outcome.ANSWERED, outcome_note=BUYER_CLOSED, resolved_at=now()):
+        session.rollback()
+        raise TicketRefused("工单已被处理，请刷新页面")
+    record(session, ticket.id, "resolved", f"{BUYER_CLOSED}，工单已关闭", author="buyer", public=True,
+           data={"outcome": Outcome.ANSWERED.value, "by": "buyer"})
+    session.commit()
+
+
+BUYER_CLOSED = "买家确认问题已解决"
+
+
 def supplier_answer(session, ticket_id, text):
     """The admin enters what a supplier without an API answered (internal)."""
     text = clean_text(text, "货源答复")

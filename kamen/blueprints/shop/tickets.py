@@ -67,6 +67,7 @@ def _ticket_view(order, ticket, error=None, status=200):
         events=aftersales.events(db.session, ticket.id, public_only=True),
         shots=aftersales.attachments(db.session, ticket.id), reissued=aftersales.reissued(ticket),
         buyer_side=ticket.responsibility is Responsibility.BUYER, guide=aftersales.WRONG_ACCOUNT_GUIDE,
+        can_reopen=not ticket.is_open and aftersales.can_open(db.session, order) is None,
     ), status
 
 
@@ -82,6 +83,17 @@ def ticket_buyer_reply(order_no, ticket_no):
     ticket = _ticket_or_404(order, ticket_no)
     try:
         aftersales.buyer_reply(db.session, ticket.id, request.form.get("text", ""))
+    except TicketRefused as exc:
+        return _ticket_view(order, ticket, error=str(exc), status=400)
+    return redirect(url_for("shop.ticket_page", order_no=order.order_no, ticket_no=ticket.ticket_no))
+
+
+@bp.post("/order/<order_no>/tickets/<ticket_no>/close")
+def ticket_buyer_close(order_no, ticket_no):
+    order = _order_or_404(order_no)
+    ticket = _ticket_or_404(order, ticket_no)
+    try:
+        aftersales.buyer_close(db.session, ticket.id)
     except TicketRefused as exc:
         return _ticket_view(order, ticket, error=str(exc), status=400)
     return redirect(url_for("shop.ticket_page", order_no=order.order_no, ticket_no=ticket.ticket_no))
