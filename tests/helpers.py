@@ -116,8 +116,9 @@ def rq_command():
 
 
 def burst_worker(app, db_url, redis_url, queue_name, timeout=120, **env):
-    """Run a real `rq worker --burst` on ``queue_name`` until the queue is empty."""
-    return subprocess.run([rq_command(), "worker", "--burst", "--url", redis_url, queue_name],
+    """Run a real `rq worker --burst` (the worker class production runs) on ``queue_name``
+    until the queue is empty."""
+    return subprocess.run([rq_command(), "worker", "--burst", "-w", "jobs.worker.AppWorker", "--url", redis_url, queue_name],
                           cwd=ROOT, env=worker_env(app, db_url, redis_url, queue_name, **env),
                           capture_output=True, text=True, timeout=timeout)
 
