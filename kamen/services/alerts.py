@@ -18,7 +18,7 @@ import requests
 from kamen.models import Notification
 from kamen.outbound import check_host, check_url
 from kamen.secretbox import SecretUnreadable, decrypt, encrypt, mask
-from kamen.services import settings
+from kamen.services import catalog, settings
 
 log = logging.getLogger("kamen.alerts")
 
@@ -36,6 +36,7 @@ def save_settings(session, values):
     for name in SECRET_FIELDS:
         values[name] = encrypt(values[name]) if values.get(name) else current.get(name, "")
     settings.put(session, "alerts", {**current, **values})
+    catalog.forget_shop_tree()  # the shop's 库存紧张 follows the threshold
 
 
 def stored_webhook_url(config):

@@ -108,6 +108,7 @@ class ShopLook:
 
 
 SHOP_SETTINGS_KEY = "shop"
+ALERT_SETTINGS_KEY = "alerts"  # kamen.services.settings: the shop reads its low_stock_threshold
 
 
 def shop_look(value, default_name):
@@ -121,6 +122,7 @@ def shop_look(value, default_name):
 class ShopFrame:
     tree: ShopTree
     look: ShopLook
+    low_stock_threshold: int | None = None  # 告警设置's 库存预警默认阈值; None: the deployment's
 
 
 _shop_frame = None  # (loaded at, ShopFrame): replaced whole, so threads never see half of one
@@ -150,22 +152,24 @@ def forget_shop_tree():
 
 
 def _load_shop_frame(session, default_name):
-    # One query for both: the settings row rides along as one extra row whose
-    # category columns are empty.
+    # One query for all: the settings rows (店铺设置, and 告警设置 for the 库存紧张
+    # threshold) ride along as extra rows whose category columns are empty.
     null = sa.null()
     categories = sa.select(
         Category.id, Category.name, Category.parent_id, Category.is_visible, Category.sort_order,
-        sa.type_coerce(null, Setting.value.type).label("settings"),
+        sa.type_coerce(null, Setting.key.type).label("setting"), sa.type_coerce(null, Setting.value.type).label("value"),
     )
     settings = sa.select(
         sa.type_coerce(null, Category.id.type), sa.type_coerce(null, Category.name.type),
         sa.type_coerce(null, Category.parent_id.type), sa.type_coerce(null, Category.is_visible.type),
-        sa.type_coerce(null, Category.sort_order.type), Setting.value,
-    ).where(Setting.key == SHOP_SETTINGS_KEY)
+        sa.type_coerce(null, Category.sort_order.type), Setting.key, Setting.value,
+    ).where(Setting.key.in_((SHOP_SETTINGS_KEY, ALERT_SETTINGS_KEY)))
     union = sa.union_all(categories, settings).subquery()
     rows = session.execute(sa.select(union).order_by(union.c.sort_order, union.c.id)).all()
-    stored = next((r.settings for r in rows if r.id is None), None)
-    return ShopFrame(_tree_of([r for r in rows if r.id is not None]), shop_look(stored, default_name))
+    stored = {r.setting: r.value for r in rows if r.id is None}
+    return ShopFrame(_tree_of([r for r in rows if r.id is not None]),
+                     shop_look(stored.get(SHOP_SETTINGS_KEY), default_name),
+                     (stored.get(ALERT_SETTINGS_KEY) or {}).get("low_stock_threshold"))
 
 
 def _tree_of(rows):

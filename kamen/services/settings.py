@@ -48,9 +48,13 @@ def get(session, key):
 
 def low_stock_threshold(session):
     """The shop-wide 库存预警 threshold (告警设置), for products without their own."""
+    return threshold_or_default(get(session, "alerts").get("low_stock_threshold"))
+
+
+def threshold_or_default(stored):
+    """A stored 库存预警默认阈值, or the deployment's default when none was set."""
     from flask import current_app
 
-    stored = get(session, "alerts").get("low_stock_threshold")
     return current_app.config["LOW_STOCK_THRESHOLD"] if stored is None else stored
 
 

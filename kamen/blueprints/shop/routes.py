@@ -5,7 +5,7 @@ from kamen.blueprints.shop import bp
 from kamen.extensions import db
 from kamen.models.catalog import StockState
 from kamen.services import catalog, images
-from kamen.services.settings import low_stock_threshold
+from kamen.services.settings import threshold_or_default
 
 
 FRAME_KEY = "kamen.shop_frame"
@@ -30,6 +30,11 @@ def _tree():
     return _frame().tree
 
 
+def _low_stock():
+    """The 库存紧张 threshold of goods without their own (告警设置, from the frame: no query)."""
+    return threshold_or_default(_frame().low_stock_threshold)
+
+
 @bp.context_processor
 def _shop_look():
     look = _frame().look
@@ -38,7 +43,7 @@ def _shop_look():
 
 @bp.get("/")
 def home():
-    featured, hot = catalog.home_products(db.session, limit=30, default_threshold=low_stock_threshold(db.session))
+    featured, hot = catalog.home_products(db.session, limit=30, default_threshold=_low_stock())
     return render_template("shop/home.html", tree=_tree(), featured=featured, hot=hot)
 
 
@@ -51,7 +56,7 @@ def category(category_id):
     sort = request.args.get("sort", "default")
     page = catalog.listed_products(
         db.session,
-        default_threshold=low_stock_threshold(db.session),
+        default_threshold=_low_stock(),
         category_ids=node.ids,
         sort=sort,
         page=_page_arg(),
@@ -68,7 +73,7 @@ def search():
     if q:
         page = catalog.listed_products(
             db.session,
-            default_threshold=low_stock_threshold(db.session),
+            default_threshold=_low_stock(),
             search=q,
             sort=sort,
             page=_page_arg(),
@@ -88,7 +93,7 @@ def render_product(product_id, buy_error=None, form=None, status=200):
     found = catalog.shop_product(db.session, product_id)
     if found is None:
         abort(404)
-    item = catalog.shop_item(found, low_stock_threshold(db.session))
+    item = catalog.shop_item(found, _low_stock())
     html = render_template(
         "shop/product.html",
         tree=tree,
