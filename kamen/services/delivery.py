@@ -46,11 +46,12 @@ CARD_WORDS = ("卡密", "激活码", "兑换码", "cdk", "cdkey", "礼品卡", "
 PHONE_WORDS = ("话费", "流量", "快充", "慢充", "手机充值")
 QQ_WORDS = ("q币", "qb", "qq会员", "qq超级会员", "qq黄钻", "qq绿钻")
 GAME_WORDS = ("点券", "钻石", "元宝", "金币", "游戏币", "皮肤", "区服", "创世结晶", "月卡", "战令", "王者", "和平精英", "原神")
-TOPUP_WORDS = ("直充", "代充", "充值", "到账")
-# Prepaid cards: the buyer gets a code to redeem ("Steam 钱包充值卡", "话费充值卡"), unless
-# the name says the shop charges the account itself (直充 / 代充).
-CARD_GOODS_WORDS = ("充值卡", "点卡", "购物卡", "e卡", "电子卡", "储值卡")
+# The shop charges the account itself.
 DIRECT_WORDS = ("直充", "代充")
+TOPUP_WORDS = (*DIRECT_WORDS, "充值", "到账")
+# Prepaid cards: the buyer gets a code to redeem ("Steam 钱包充值卡", "话费充值卡"), unless
+# the name says 直充 / 代充.
+CARD_GOODS_WORDS = ("充值卡", "点卡", "购物卡", "e卡", "电子卡", "储值卡")
 MANUAL_WORDS = ("人工", "手工代充", "手动")
 
 
