@@ -82,6 +82,8 @@ class Config:
         self.SHOP_VIEW_WRITE_SECONDS = _int("KAMEN_SHOP_VIEW_WRITE_SECONDS", 5)
         self.IMPORT_MAX_BYTES = _int("KAMEN_IMPORT_MAX_MB", 50) * 1024 * 1024
         self.IMPORT_MAX_ROWS = _int("KAMEN_IMPORT_MAX_ROWS", 200_000)
+        # Big imports on PostgreSQL work this many chunks at once (one core each).
+        self.IMPORT_WORKERS = _int("KAMEN_IMPORT_WORKERS", min(2, os.cpu_count() or 1))
         self.MAX_CONTENT_LENGTH = self.IMPORT_MAX_BYTES + 1024 * 1024
         self.WTF_CSRF_TIME_LIMIT = None
         # Buying: unpaid orders hold stock this long; per contact and per IP at most

@@ -8,8 +8,12 @@ is a few set-based statements (bulk.py); elsewhere the rows go through
 Python here.
 """
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy import orm
 
 from kamen.models import CardCode, ImportBatch, ImportRow, Product, StockMode
 from kamen.services import alerts, card_codes, catalog, settings
@@ -68,23 +72,13 @@ def commit_batch(session, batch_id, beat=no_beat):
     if batch is None or batch.status != "committing":
         return batch
     _take_over_created_codes(session, batch, beat)
-    written_through = 0  # row id: the chunks up to it are written
-    while True:
-        beat(session)
-        session.refresh(batch)
-        if batch.cancel_requested:
-            _after_writes(session, batch)
-            _recount_card_stock(session, batch)
-            _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销")
-            return session.get(ImportBatch, batch_id)
-        if bulk.is_postgresql(session):
-            done, written_through = _BULK_WRITER.write(session, batch, CHUNK, utcnow(), written_through)
-        else:
-            done = _commit_chunk(session, batch)
-        if not done:
-            break
-        batch.progress_done += done
-        session.commit()
+    write = _write_side_by_side if bulk.is_postgresql(session) else _write_one_by_one
+    if not write(session, batch, beat):
+        _after_writes(session, batch)
+        _recount_card_stock(session, batch)
+        if _finish(session, batch, "cancelled", message="已取消：已写入的部分保留，可继续提交或撤销"):
+            _notify_low_stock(session, session.get(ImportBatch, batch_id))  # the goods written are in the shop
+        return session.get(ImportBatch, batch_id)
     _after_writes(session, batch)
     if batch.delist_missing:
         _delist_missing(session, batch)
@@ -95,6 +89,69 @@ def commit_batch(session, batch_id, beat=no_beat):
         _remember_layout(session, batch)
         _notify_low_stock(session, batch)
     return session.get(ImportBatch, batch_id)
+
+
+def _write_one_by_one(session, batch, beat):
+    """The portable path: a chunk per transaction through Python; False when cancelled."""
+    threshold = settings.low_stock_threshold(session)
+    while True:
+        beat(session)
+        session.refresh(batch)
+        if batch.cancel_requested:
+            return False
+        done = _commit_chunk(session, batch, threshold)
+        if not done:
+            return True
+        batch.progress_done += done
+        session.commit()
+
+
+def _write_side_by_side(session, batch, beat):
+    """PostgreSQL: the chunks on IMPORT_WORKERS connections at once, so the database
+    writes them on as many cores. Each chunk is its own transaction, which checks for
+    取消 first and ends with the progress and the lease's beat (the batch row is
+    locked only while it commits). False when cancelled; the first error is raised
+    once the chunks under way have finished."""
+    chunks = _BULK_WRITER.chunks(session, batch.id, CHUNK)
+    threshold = settings.low_stock_threshold(session)
+    session.commit()
+    batch_id, supplier_id, now = batch.id, batch.supplier_id, utcnow()
+    engine, local, opened = session.get_bind(), threading.local(), []
+    cancelled, stop = threading.Event(), threading.Event()
+
+    def write(chunk):
+        if stop.is_set():
+            return
+        own = getattr(local, "session", None)
+        if own is None:
+            own = local.session = orm.Session(engine)
+            opened.append(own)
+        try:
+            if own.scalar(sa.select(ImportBatch.cancel_requested).where(ImportBatch.id == batch_id)):
+                cancelled.set()
+                stop.set()
+                own.rollback()
+                return
+            _BULK_WRITER.write(own, batch_id, supplier_id, chunk, now, threshold)
+            own.execute(sa.update(ImportBatch).where(ImportBatch.id == batch_id)
+                        .values(progress_done=ImportBatch.progress_done + chunk[0])
+                        .execution_options(synchronize_session=False))
+            beat(own)
+            own.commit()
+        except BaseException:
+            stop.set()
+            own.rollback()
+            raise
+
+    try:
+        with ThreadPoolExecutor(current_app.config["IMPORT_WORKERS"]) as pool:
+            for future in [pool.submit(write, chunk) for chunk in chunks]:
+                future.result()
+    finally:
+        for own in opened:
+            own.close()
+        session.expire(batch)
+    return not cancelled.is_set()
 
 
 def _finish(session, batch, new_status, **values):
@@ -119,19 +176,25 @@ def _remember_layout(session, batch):
 
 def _notify_low_stock(session, batch):
     """One notice for the goods this import left at or below their 库存预警 threshold
-    (each product once, as syncs do: it is marked until its stock recovers)."""
+    (each product once, as syncs do: it is marked until its stock recovers). New goods
+    were marked as they were written; updated ones are marked here."""
     threshold = sa.func.coalesce(Product.low_stock_threshold, settings.low_stock_threshold(session))
-    touched = sa.select(ImportRow.product_id).where(
-        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None)
-    )
-    low = sorted(session.execute(
+    written = (ImportRow.batch_id == batch.id, ImportRow.committed.is_(True), ImportRow.product_id.is_not(None))
+    updated = sa.select(ImportRow.product_id).where(*written, ImportRow.action == "update")
+    listed = (Product.id, Product.name, Product.code, Product.stock, threshold)
+    low = session.execute(
         sa.update(Product)
-        .where(Product.id.in_(touched), Product.is_listed.is_(True), Product.stock_mode != StockMode.UNLIMITED,
+        .where(Product.id.in_(updated), Product.is_listed.is_(True), Product.stock_mode != StockMode.UNLIMITED,
                Product.stock <= threshold, Product.low_stock_alerted.is_(False))
         .values(low_stock_alerted=True, updated_at=Product.updated_at)  # not an edit: undo still restores them
-        .returning(Product.id, Product.name, Product.code, Product.stock, threshold)
+        .returning(*listed)
         .execution_options(synchronize_session=False)
-    ).all())
+    ).all()
+    low += session.execute(
+        sa.select(*listed).join(ImportRow, ImportRow.product_id == Product.id)
+        .where(*written, ImportRow.action == "create", Product.low_stock_alerted.is_(True))
+    ).all()
+    low.sort()
     session.commit()
     if not low:
         return None
@@ -161,7 +224,7 @@ def _take_over_created_codes(session, batch, beat):
         session.commit()
 
 
-def _commit_chunk(session, batch):
+def _commit_chunk(session, batch, threshold):
     rows = session.scalars(
         sa.select(ImportRow)
         .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(("create", "update")),
@@ -170,11 +233,11 @@ def _commit_chunk(session, batch):
         .limit(CHUNK)
     ).all()
     if rows:
-        _write_chunk(session, batch, rows)
+        _write_chunk(session, batch, rows, threshold)
     return len(rows)
 
 
-def _write_chunk(session, batch, rows):
+def _write_chunk(session, batch, rows, threshold):
     now = utcnow()
     updates = [r for r in rows if r.action == "update"]
     current = {}
@@ -197,7 +260,7 @@ def _write_chunk(session, batch, rows):
     if creates:
         inserted = session.execute(
             sa.insert(Product).returning(Product.id, Product.code),
-            [_new_product(batch, r, now) for r in creates],
+            [_new_product(batch, r, now, threshold) for r in creates],
         ).all()
         ids = {code: pid for pid, code in inserted}
         for row in creates:
@@ -216,10 +279,14 @@ NEW_PRODUCT_DEFAULTS = {
 _BULK_WRITER = bulk.ChunkWriter(PRODUCT_FIELDS, NEW_PRODUCT_DEFAULTS, DELETED_REASON)
 
 
-def _new_product(batch, row, now):
-    """Every key present in every row: one executemany INSERT needs uniform rows."""
-    return {**NEW_PRODUCT_DEFAULTS, **from_json(row.values), "supplier_id": batch.supplier_id, "code": row.code,
-            "created_at": now, "updated_at": now}
+def _new_product(batch, row, now, threshold):
+    """Every key present in every row: one executemany INSERT needs uniform rows. Marked
+    low on stock as it is written when it is (as bulk.py's INSERT does)."""
+    values = {**NEW_PRODUCT_DEFAULTS, **from_json(row.values), "supplier_id": batch.supplier_id, "code": row.code,
+              "created_at": now, "updated_at": now}
+    values["low_stock_alerted"] = bool(values["is_listed"] and values["stock_mode"] != StockMode.UNLIMITED.value
+                                       and values["stock"] <= threshold)
+    return values
 
 
 def _committed_ids(session, batch):
