@@ -88,6 +88,7 @@ def test_staging_reads_only_the_products_of_each_chunk(app, count_queries, monke
     make_product(code="QB30", name="腾讯Q币 30元", cost_price=Decimal("10.00"), sale_price=Decimal("29.66"),
                  face_value=Decimal("30"), stock=200, supplier_id=supplier_id)
     monkeypatch.setattr(staging, "CHUNK", 2)
+    app.config["IMPORT_WORKERS"] = 1  # statements counted in this process (helpers: test_import_forked.py)
     batch = _batch()
     with count_queries() as statements:
         batch = _stage(batch, markup=staging.Markup(percent=Decimal("3")))

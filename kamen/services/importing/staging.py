@@ -8,6 +8,8 @@ revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 import gc
 import hashlib
 import json
+import logging
+import multiprocessing.util
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,12 +19,13 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql
 
 from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Product, StockMode
 from kamen.services import delivery, uploads
 from kamen.services.categories import CategoryLookup, path_key, similar_category
-from kamen.services.importing import bulk
+from kamen.services.importing import bulk, forked
 from kamen.services.importing.errors import BadCell, ImportFileError
 from kamen.services.importing.header import cell_text, locate_table
 from kamen.services.importing.mapping import (
@@ -34,6 +37,8 @@ from kamen.services.importing.validate import FileValidator, Issue, validate_row
 from kamen.services.pricing import PRICE_BASES, Markup, price_problem
 from kamen.services.transitions import transition
 from kamen.timeutil import from_local
+
+log = logging.getLogger("kamen.imports")
 
 ALL_SHEETS = "*"
 CHUNK = 5000  # rows validated against one catalogue lookup, staged and committed together
@@ -424,21 +429,16 @@ def stage(session, batch_id, beat=no_beat):
         columns, markup=batch_markup(batch), current=context.prices, max_price_change=batch.max_price_change,
         basis=batch.price_basis,
     )
-    pending, done = [], 0
+    code_column = columns.get("code")
     try:
         with open_batch_file(session, batch) as book, _without_cyclic_gc():
-            sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
-            for sheet in sheets:
-                sheet_category = _sheet_category(context, batch, sheet)
-                table = locate_table(book.rows(sheet), header_row=batch.header_row)
-                place = (columns.get("code"), sheet, sheet_category, beat)
-                for source in table.rows:
-                    pending.append(source)
-                    if len(pending) >= CHUNK:
-                        done += _stage_chunk(session, context, validator, pending, *place)
-                        _check_total(done, book.limits)
-                done += _stage_chunk(session, context, validator, pending, *place)
-                _check_total(done, book.limits)
+            chunks = _chunks(context, batch, book)
+            helpers = _helpers(session, context)
+            if helpers > 1:
+                _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers)
+            else:
+                for sheet, sheet_category, sources in chunks:
+                    _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category, beat)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -460,10 +460,101 @@ def _sheet_category(context, batch, sheet):
     return context.categories.get(sheet) or path_key(sheet) or None
 
 
+def _chunks(context, batch, book):
+    """The rows to stage, CHUNK at a time, as (sheet, the sheet's category, rows)."""
+    sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
+    total = 0
+    for sheet in sheets:
+        sheet_category = _sheet_category(context, batch, sheet)
+        table = locate_table(book.rows(sheet), header_row=batch.header_row)
+        pending = []
+        for source in table.rows:
+            pending.append(source)
+            if len(pending) >= CHUNK:
+                total = _check_total(total + len(pending), book.limits)
+                yield sheet, sheet_category, pending
+                pending = []
+        if pending:
+            total = _check_total(total + len(pending), book.limits)
+            yield sheet, sheet_category, pending
+
+
 def _check_total(rows, limits):
     """Each sheet is bounded on its own; all sheets of one import together too."""
     if rows > limits.max_rows:
         raise ImportFileError(f"所有工作表合计超过单次导入上限 {limits.max_rows} 行，请拆分后分批导入")
+    return rows
+
+
+def _helpers(session, context):
+    """How many processes stage the file: IMPORT_WORKERS forked helpers on PostgreSQL when
+    this process may fork (forked.can_fork), else this process alone. A remembered fix
+    of a 商品编码 keeps it alone: helpers are told each code's first line as the file
+    is read, before any fix."""
+    workers = current_app.config["IMPORT_WORKERS"]
+    if workers < 2 or not bulk.is_postgresql(session) or not forked.can_fork():
+        return 1
+    if any("code" in fix for fix in context.fixes.values()):
+        return 1
+    return workers
+
+
+def _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers):
+    """Stage the chunks in forked helpers, each with its own connection; a chunk is one
+    transaction (rows, progress, the lease's beat), as on the one-process path. A code
+    may repeat across chunks: this process reads the file, notes each code's first
+    line and gives every chunk the first lines of its codes."""
+    batch = context.batch
+    snapshot = SimpleNamespace(id=batch.id, supplier_id=batch.supplier_id, mapping=dict(batch.mapping),
+                               mode=batch.mode, category_id=batch.category_id)
+    engine, helper = session.get_bind(), {}
+    session.commit()  # no connection of this process is in use while it forks
+
+    def setup():
+        engine.dispose(close=False)  # the inherited connections stay this process's parent's
+        helper["session"] = orm.Session(engine)
+        multiprocessing.util.Finalize(None, helper["session"].close, exitpriority=10)
+        context.batch = snapshot  # no lazy load through the parent's session
+
+    def work(item):
+        sheet, sheet_category, sources, first_lines = item
+        own = helper["session"]
+        context.load(own, first_lines)
+        validator.expect(first_lines)
+        rows = [_stage_row(snapshot, context, validator, source, sheet, sheet_category) for source in sources]
+        bulk.copy_staged_rows(own, rows)
+        own.execute(sa.update(ImportBatch).where(ImportBatch.id == snapshot.id)
+                    .values(progress_done=ImportBatch.progress_done + len(rows))
+                    .execution_options(synchronize_session=False))
+        beat(own)
+        own.commit()
+        return len(rows)
+
+    def items():
+        first_line = {}
+        for sheet, sheet_category, sources in chunks:
+            codes = {}
+            for source in sources:
+                code = _code_of(source, code_column)
+                if code is not None:
+                    codes[code] = first_line.setdefault(code, source.line)
+            yield sheet, sheet_category, sources, codes
+
+    forked.run(items(), work, processes=helpers, setup=setup)
+    log.info("import batch %s: staged by %d helper processes", snapshot.id, helpers)
+
+
+def _code_of(source, column):
+    """The row's 商品编码 as validation reads it, or None (blank, unreadable, not a product row)."""
+    if source.skip or column is None or column >= len(source.cells):
+        return None
+    cell = source.cells[column]
+    if cell is None or (cell.__class__ is str and (not cell or cell.isspace())):
+        return None
+    try:
+        return parse_code(cell)
+    except ValueError:
+        return None
 
 
 @contextmanager
@@ -487,7 +578,6 @@ def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet
     context.load(session, _codes_in(sources, code_column))
     batch = context.batch
     rows = [_stage_row(batch, context, validator, source, sheet, sheet_category) for source in sources]
-    sources.clear()
     return _flush(session, batch, rows, beat)
 
 

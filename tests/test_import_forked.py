@@ -1,0 +1,105 @@
+"""Staging in forked helper processes (PostgreSQL): the same rows as one process stages,
+duplicates found across chunks, a helper's failure fails the batch whole."""
+import io
+import logging
+import threading
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from kamen.extensions import db
+from kamen.models import ImportBatch, ImportRow
+from kamen.services.importing import batches, bulk, forked, staging
+from kamen.services.suppliers import default_supplier
+from tests.helpers import make_product
+from tests.import_files import messy_csv
+
+pytestmark = pytest.mark.backends("postgresql")
+
+COMPARED = ("sheet", "line", "action", "code", "values", "errors", "warnings", "has_warnings", "error_kinds",
+            "changes", "category_path", "skip_reason", "product_id", "raw", "cells", "auto_fixed")
+
+
+def price_list(rows=60):
+    """Rows with codes repeated far apart (other chunks), bad prices, negative stock, and
+    goods the shop already has (updates and unchanged rows)."""
+    out = []
+    for i in range(rows):
+        code = f"G{i % 45:03d}"  # rows 45.. repeat rows 0..: duplicates across chunks
+        cost = "abc" if i % 13 == 5 else f"{9 + i % 7}.{i % 100:02d}"
+        stock = "-3" if i % 17 == 4 else str(i * 3)
+        out.append([code, f"腾讯Q币 {i}元", cost, "20", stock, "", ""])
+    return out
+
+
+def _staged(batch_id, workers, app):
+    app.config["IMPORT_WORKERS"] = workers
+    batch = staging.analyze(db.session, batch_id)
+    choices = {m["column"]: m["key"] for m in batch.match_info}
+    staging.apply_mapping(db.session, batch, staging.StageOptions(choices=choices,
+                                                                  markup=staging.batch_markup(batch)))
+    batch = staging.stage(db.session, batch.id)
+    assert batch.status == "ready", batch.message
+    rows = db.session.scalars(sa.select(ImportRow).where(ImportRow.batch_id == batch.id)
+                              .order_by(ImportRow.line)).all()
+    return batch, [{name: getattr(row, name) for name in COMPARED} for row in rows]
+
+
+def _upload(data):
+    supplier = default_supplier(db.session)
+    return staging.create_batch(db.session, io.BytesIO(data), "价格表.csv", supplier=supplier).id
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(staging, "CHUNK", 7)
+    assert forked.can_fork(), f"threads running in the test process: {threading.enumerate()}"
+
+
+def test_helpers_stage_the_rows_one_process_would(app, small_chunks, caplog):
+    supplier_id = default_supplier(db.session).id
+    for i in (1, 2, 30):
+        make_product(code=f"G{i:03d}", name=f"腾讯Q币 {i}元", cost_price=Decimal("9.00"), sale_price=Decimal("9.50"),
+                     face_value=Decimal("20"), stock=i * 3, supplier_id=supplier_id)
+    data = messy_csv(price_list())
+    alone_batch, alone = _staged(_upload(data), 1, app)
+    with caplog.at_level(logging.INFO, logger="kamen.imports"):
+        forked_batch, helped = _staged(_upload(data), 2, app)
+    assert "2 helper processes" in caplog.text
+    assert helped == alone
+    counts = ("created", "updated", "unchanged", "skipped", "failed", "rows_in", "progress_done")
+    assert [getattr(forked_batch, c) for c in counts] == [getattr(alone_batch, c) for c in counts]
+    by_line = {row["line"]: row for row in helped}
+    repeated = by_line[5 + 45]  # G000 again, 45 rows (several chunks) after line 5
+    assert repeated["action"] == "error" and "与第 5 行重复" in repeated["errors"][0]["message"]
+    assert sum(row["error_kinds"] == ",重复编码," for row in helped) > 5
+
+
+def test_a_helper_failing_fails_the_batch_and_retry_stages_it_whole(app, small_chunks, monkeypatch, caplog):
+    app.config["IMPORT_WORKERS"] = 2
+    batch_id = _upload(messy_csv(price_list()))
+    batch = staging.analyze(db.session, batch_id)
+    options = staging.StageOptions(choices={m["column"]: m["key"] for m in batch.match_info},
+                                   markup=staging.batch_markup(batch))
+    copy = bulk.copy_staged_rows
+
+    def broken_copy(session, rows):  # inherited by the forked helpers
+        if any(row["line"] > 40 for row in rows):
+            raise RuntimeError("disk full")
+        return copy(session, rows)
+
+    monkeypatch.setattr(bulk, "copy_staged_rows", broken_copy)
+    batches.confirm_mapping(db.session, batch, options)  # the stage job runs in-process here
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch_id)
+    assert batch.status == "failed" and "RuntimeError" in batch.message and "重试" in batch.message
+    assert "disk full" in caplog.text  # the job's failure is logged with its reason
+
+    monkeypatch.setattr(bulk, "copy_staged_rows", copy)
+    batches.retry(db.session, batch)
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch_id)
+    assert batch.status == "ready", batch.message
+    lines = db.session.scalars(sa.select(ImportRow.line).where(ImportRow.batch_id == batch_id)).all()
+    assert len(lines) == len(set(lines)) == 61  # every row once, with the 合计 row
