@@ -25,6 +25,7 @@ import http.client
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -250,9 +251,17 @@ def peak_rss_mb():
     return kb / 1024
 
 
+def helpers_peak_rss_mb():
+    """The largest peak of the helper processes staging forked (they finished): forked, they
+    start out sharing the worker's pages, which count in both."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def run_pipeline(env, path, supplier_code):
     """What the import jobs do: upload → preview ready, then commit; times, counts, peak RSS."""
     with app_context(env) as session:
+        from flask import current_app
+
         from kamen.models import Supplier
         from kamen.services.importing import committing, staging
 
@@ -278,7 +287,8 @@ def run_pipeline(env, path, supplier_code):
         commit_s = time.perf_counter() - start
         assert batch.status == "committed", batch.message
         return {"preview_s": preview_s, "commit_s": commit_s, "rows": batch.rows_in, "counts": counts,
-                "preview_rss": preview_rss, "rss": peak_rss_mb(),
+                "preview_rss": preview_rss, "rss": peak_rss_mb(), "helper_rss": helpers_peak_rss_mb(),
+                "helpers": current_app.config["IMPORT_WORKERS"],
                 "steps": {"upload": upload_s, "analyze": analyze_s, "stage": stage_s}}
 
 
@@ -416,19 +426,20 @@ def pipeline_line(run, r):
     counts = " ".join(f"{k} {v:,}" for k, v in r["counts"].items() if v)
     return (f"{run:<16} preview ready {r['preview_s']:5.1f} s ({rows / r['preview_s']:7,.0f} rows/s)  "
             f"committed {r['commit_s']:5.1f} s ({rows / r['commit_s']:7,.0f} rows/s)  "
-            f"peak RSS {r['rss']:4.0f} MB (preview {r['preview_rss']:.0f} MB)\n{'':<16} {counts}\n"
-            f"{'':<16} {steps_text(r['steps'])}\n"
+            f"peak RSS {r['rss']:4.0f} MB (preview {r['preview_rss']:.0f} MB, "
+            f"each staging helper ≤ {r['helper_rss']:.0f} MB)\n{'':<16} {counts}\n"
+            f"{'':<16} {steps_text(r['steps'], r['helpers'])}\n"
             f"{'':<16} shop home meanwhile: {latency_text(r['latency'])}; "
             f"idle after: {latency_text(r['latency_after'])}")
 
 
-def steps_text(steps):
-    """Where the preview's time goes. Read and validate are timed apart over the same file;
-    stage is the rest of staging (decide create/update against the catalogue, write staged rows)."""
-    read, validate = steps["read"], steps["validate"]
-    rest = max(steps["stage"] - read - validate, 0)
+def steps_text(steps, helpers):
+    """Where the preview's time goes. Staging runs in ``helpers`` processes side by side;
+    read and validate are timed apart, in one process, over the same file (the rest of
+    staging decides create/update against the catalogue and writes the staged rows)."""
     return (f"preview steps: upload {steps['upload']:.1f} s, read+map (analyze) {steps['analyze']:.1f} s, "
-            f"staging {steps['stage']:.1f} s = read {read:.1f} + validate {validate:.1f} + stage {rest:.1f} s")
+            f"staging {steps['stage']:.1f} s in {helpers} processes; "
+            f"one process alone needs read {steps['read']:.1f} + validate {steps['validate']:.1f} s + decide and write")
 
 
 def report(results, naive, rows, baseline_rows):
@@ -447,7 +458,8 @@ def report(results, naive, rows, baseline_rows):
         checks = [
             (f"preview ready ≤ {preview_target} s", r["preview_s"] <= preview_target, f"{r['preview_s']:.1f} s"),
             (f"committed ≤ {COMMIT_TARGET_S} s", r["commit_s"] <= COMMIT_TARGET_S, f"{r['commit_s']:.1f} s"),
-            (f"peak RSS ≤ {RSS_TARGET_MB} MB", r["rss"] <= RSS_TARGET_MB, f"{r['rss']:.0f} MB"),
+            (f"peak RSS ≤ {RSS_TARGET_MB} MB", max(r["rss"], r["helper_rss"]) <= RSS_TARGET_MB,
+             f"{r['rss']:.0f} MB, helpers {r['helper_rss']:.0f} MB"),
             (f"≥ {SPEEDUP_TARGET}× baseline", speedup >= SPEEDUP_TARGET, f"{speedup:.1f}×"),
         ]
         ok &= all(passed for _, passed, _ in checks)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from kamen.extensions import db
-from kamen.models import ImportBatch, ImportRow
+from kamen.models import ImportBatch, ImportRow, Product
 from kamen.services.importing import batches, bulk, forked, staging
 from kamen.services.suppliers import default_supplier
 from tests.helpers import make_product
@@ -103,3 +103,36 @@ def test_a_helper_failing_fails_the_batch_and_retry_stages_it_whole(app, small_c
     assert batch.status == "ready", batch.message
     lines = db.session.scalars(sa.select(ImportRow.line).where(ImportRow.batch_id == batch_id)).all()
     assert len(lines) == len(set(lines)) == 61  # every row once, with the 合计 row
+
+
+def test_a_real_worker_stages_with_helpers_and_commits(app, redis_url, db_url):
+    """Production: the stage job runs in an rq work horse, which forks the helpers."""
+    import uuid
+
+    from kamen import queue
+    from tests.helpers import burst_worker
+
+    queue_name = f"kamen-test-{uuid.uuid4().hex[:8]}"
+    app.config.update(REDIS_URL=redis_url, JOB_QUEUE=queue_name)
+    batch, _ = batches.upload(db.session, io.BytesIO(messy_csv(price_list())), "价格表.csv",
+                              supplier=default_supplier(db.session))
+    assert burst_worker(app, db_url, redis_url, queue_name).returncode == 0
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch.id)
+    assert batch.status == "mapping", batch.message
+    batches.confirm_mapping(db.session, batch, staging.StageOptions(
+        choices={m["column"]: m["key"] for m in batch.match_info}, markup=staging.batch_markup(batch)))
+    probe = queue.enqueue("tests.jobs_probe.import_helpers", batch.id)
+    result = burst_worker(app, db_url, redis_url, queue_name)
+    assert result.returncode == 0, result.stderr
+    assert queue.rq_queue().fetch_job(probe.id).return_value() == app.config["IMPORT_WORKERS"] == 2
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch.id)
+    assert batch.status == "ready", batch.message
+    assert (batch.created, batch.failed, batch.skipped, batch.progress_done) == (38, 22, 1, 61)
+    batches.commit(db.session, batch, confirm_warnings=True)
+    assert burst_worker(app, db_url, redis_url, queue_name).returncode == 0
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch.id)
+    assert batch.status == "committed", batch.message
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 38
