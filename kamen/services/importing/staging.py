@@ -607,13 +607,19 @@ def _flush(session, batch, rows, beat):
 
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
-    cells = [json_cell(c) for c in source.cells]
+    cells = source.cells
+    if not _JSON_SCALARS.issuperset(map(type, cells)):  # dates, bad cells: rare, and never in CSV
+        cells = [json_cell(c) for c in cells]
     read, fixed = source.cells, []
     if context.fixes and not source.skip:
         fix = context.fixes.get(source_hash(cells))
         if fix:
             read, fixed = _patched(batch, source.cells, fix)
-    raw = {key: text_of(read[col]) if col < len(read) else "" for key, col in batch.mapping.items()}
+    width = len(read)
+    raw = {}
+    for key, col in batch.mapping.items():  # text_of, its usual case inlined: this runs for every cell
+        cell = read[col] if col < width else ""
+        raw[key] = cell.strip() if cell.__class__ is str else text_of(cell)
     base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
             "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
             "code": None, "category_path": None, "skip_reason": "", "product_id": None, "before": None,
@@ -715,10 +721,13 @@ def _stock_rule(new, mode_today):
     """Unlimited top-up has no stock; card-code stock is the count of unsold codes, never
     the file's: a product becoming 本地卡密 starts at 0 and the commit recounts it."""
     mode = new.get("stock_mode", mode_today)
-    if mode == StockMode.CARDS.value and mode_today != StockMode.CARDS.value:
+    if mode == _CARDS and mode_today != _CARDS:
         new["stock"] = 0
-    elif mode == StockMode.CARDS.value or (mode_today is not None and mode == StockMode.UNLIMITED.value):
+    elif mode == _CARDS or (mode_today is not None and mode == _UNLIMITED):
         new.pop("stock", None)
+
+
+_CARDS, _SYNCED, _UNLIMITED = StockMode.CARDS.value, StockMode.SYNCED.value, StockMode.UNLIMITED.value
 
 
 class SupplierNames:
@@ -760,7 +769,7 @@ def _product_values(values, context, sheet_category, *, is_new):
     _delivery_values(values, context, out, is_new=is_new)
     if is_new:
         out.setdefault("stock", 0)
-        out.setdefault("stock_mode", StockMode.SYNCED.value)
+        out.setdefault("stock_mode", _SYNCED)
         out.setdefault("delivery_type", "card")
         out.setdefault("buyer_fields", [])
         out.setdefault("delivery_minutes", 5)
@@ -814,13 +823,13 @@ def _delivery_values(values, context, out, *, is_new):
 def _stock_mode(values, context, kind):
     if "sync_stock" in values:
         kind = kind or values.get("delivery_type", "card")
-        return (StockMode.SYNCED.value if values["sync_stock"]
-                else StockMode.CARDS.value if kind == "card" else StockMode.UNLIMITED.value)
+        return _SYNCED if values["sync_stock"] else _CARDS if kind == "card" else _UNLIMITED
     return delivery.stock_mode_for(kind, context.supplier_kind, has_stock="stock" in values)
 
 
 def to_json(values):
-    return {k: _json_value(v) for k, v in values.items()}
+    scalars = _JSON_SCALARS
+    return {k: v if v.__class__ in scalars else _json_value(v) for k, v in values.items()}
 
 
 def _json_value(v):

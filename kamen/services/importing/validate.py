@@ -7,6 +7,7 @@ and a Chinese message naming the field and the value.
 """
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from kamen.services.importing import normalize as n
 from kamen.services.importing.mapping import FIELDS_BY_KEY, REQUIRED
@@ -19,22 +20,22 @@ def _label(key):
     return FIELDS_BY_KEY[key].label
 
 
-PARSERS = {
+PARSERS = {  # partial, not lambda: one Python call less for each of a file's cells
     "code": n.parse_code,
-    "name": lambda v: n.parse_text(v, "商品名称", 200),
-    "category": lambda v: n.parse_text(v, "分类", 60),
+    "name": partial(n.parse_text, label="商品名称", max_length=200),
+    "category": partial(n.parse_text, label="分类", max_length=60),
     "face_value": n.parse_face_value,
     "tier_label": n.parse_tier,
-    "cost_price": lambda v: n.parse_money_cell(v, "供货价"),
-    "market_price": lambda v: n.parse_money_cell(v, "市场价"),
-    "sale_price": lambda v: n.parse_money_cell(v, "售价"),
-    "stock": lambda v: n.parse_whole(v, "库存"),
-    "promo_price": lambda v: n.parse_money_cell(v, "折扣价"),
-    "promo_start": lambda v: n.parse_datetime(v, "活动开始"),
-    "promo_end": lambda v: n.parse_datetime(v, "活动结束", end_of_day=True),
-    "sync_stock": lambda v: n.parse_bool(v, "需同步库存"),
+    "cost_price": partial(n.parse_money_cell, label="供货价"),
+    "market_price": partial(n.parse_money_cell, label="市场价"),
+    "sale_price": partial(n.parse_money_cell, label="售价"),
+    "stock": partial(n.parse_whole, label="库存"),
+    "promo_price": partial(n.parse_money_cell, label="折扣价"),
+    "promo_start": partial(n.parse_datetime, label="活动开始"),
+    "promo_end": partial(n.parse_datetime, label="活动结束", end_of_day=True),
+    "sync_stock": partial(n.parse_bool, label="需同步库存"),
     "delivery_type": n.parse_delivery,
-    "account_format": lambda v: n.parse_text(v, "充值账号格式", 50),
+    "account_format": partial(n.parse_text, label="充值账号格式", max_length=50),
     "delivery_minutes": n.parse_minutes,
 }
 
