@@ -404,6 +404,7 @@ class _Context:
                    for f in PRODUCT_FIELDS]
         if bulk.is_postgresql(session):  # one array parameter: no 2,000-parameter statement to build
             wanted = Product.code == sa.any_(sa.bindparam("codes", codes, type_=postgresql.ARRAY(sa.String)))
+            columns = [bulk.as_driver_returns(c) for c in columns]
         else:
             wanted = Product.code.in_(codes)
         stmt = sa.select(Product.id, Product.code, *columns).where(Product.supplier_id == self.batch.supplier_id, wanted)
