@@ -136,3 +136,44 @@ def test_a_real_worker_stages_with_helpers_and_commits(app, redis_url, db_url):
     batch = db.session.get(ImportBatch, batch.id)
     assert batch.status == "committed", batch.message
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Product)) == 38
+
+
+def test_commit_chunks_written_side_by_side_survive_a_failed_chunk(app, monkeypatch):
+    """Commit on two connections: a chunk that fails is rolled back alone, the batch is
+    失败 with the reason, and 重试 writes the rest, nothing twice."""
+    from kamen.services.importing import committing
+
+    app.config["IMPORT_WORKERS"] = 2
+    monkeypatch.setattr(committing, "CHUNK", 4)
+    batch, _ = batches.upload(db.session, io.BytesIO(messy_csv(price_list())), "价格表.csv",
+                              supplier=default_supplier(db.session))
+    batch = db.session.get(ImportBatch, batch.id)
+    batches.confirm_mapping(db.session, batch, staging.StageOptions(
+        choices={m["column"]: m["key"] for m in batch.match_info}, markup=staging.batch_markup(batch)))
+    batch = db.session.get(ImportBatch, batch.id)
+    assert (batch.status, batch.created) == ("ready", 38)
+    write, failed = bulk.ChunkWriter.write, []
+
+    def flaky(self, session, batch_id, supplier_id, chunk, *args):
+        if not failed and chunk[1] > 20:  # one chunk past the first few
+            failed.append(chunk)
+            raise RuntimeError("connection reset")
+        return write(self, session, batch_id, supplier_id, chunk, *args)
+
+    monkeypatch.setattr(bulk.ChunkWriter, "write", flaky)
+    batches.commit(db.session, batch, confirm_warnings=True)
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch.id)
+    assert batch.status == "failed" and "RuntimeError" in batch.message
+    written = db.session.scalar(sa.select(sa.func.count()).select_from(Product))
+    assert 0 < written < 38
+    assert written == db.session.scalar(sa.select(sa.func.count()).where(
+        ImportRow.batch_id == batch.id, ImportRow.committed.is_(True)))
+
+    batches.retry(db.session, batch)
+    db.session.expire_all()
+    batch = db.session.get(ImportBatch, batch.id)
+    assert batch.status == "committed", batch.message
+    codes = db.session.scalars(sa.select(Product.code)).all()
+    assert len(codes) == len(set(codes)) == 38
+    assert batch.progress_done == batch.progress_total
