@@ -137,3 +137,23 @@ def test_duplicates_compare_normalized_codes(raw):
     validator = FileValidator({"code": 0, "name": 1, "cost_price": 2}, markup=MARKUP)
     validator.check(["1001", "a", "1"], 2)
     assert kinds(validator.check([raw, "b", "1"], 3).errors) == [("code", "重复编码")]
+
+
+def test_a_file_validator_parses_repeating_cells_once_and_alike():
+    columns = {"code": 0, "name": 1, "cost_price": 2, "face_value": 3, "delivery_type": 4, "sync_stock": 5}
+    validator = FileValidator(columns, markup=MARKUP)
+    rows = [
+        ["A1", "甲", "9.50", "10元", "直充", 1],
+        ["A2", "乙", "9.50", "10元", "直充", True],
+        ["A3", "丙", "9.50", "10-20", "飞鸽", "否"],
+        ["A4", "丁", "9.50", "10-20", "飞鸽", 1.0],
+    ]
+    results = [validator.check(row, line) for line, row in enumerate(rows, 2)]
+    alone = [validate_row(dict(zip(columns, row)), markup=MARKUP) for row in rows]
+    assert [r.values for r in results] == [r.values for r in alone]
+    assert [kinds(r.errors) for r in results] == [kinds(r.errors) for r in alone]
+    assert results[0].values["face_value"] == results[1].values["face_value"] == Decimal("10.00")
+    assert results[2].values["tier_label"] == results[3].values["tier_label"]
+    # the same unreadable cell is reported on every row that has it, each with its own error
+    assert [e.message for e in results[2].errors] == [e.message for e in results[3].errors]
+    assert "飞鸽" in results[3].errors[0].message and results[2].errors[0] is not results[3].errors[0]

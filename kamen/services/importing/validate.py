@@ -84,6 +84,7 @@ class FileValidator:
         self._current = (current if current is not None else {}).get  # may be filled later, chunk by chunk
         self._max_price_change = max_price_change
         self._first_line = {}
+        self._parse = _RepeatingCells()
 
     def expect(self, first_lines):
         """Check the next rows against {code: its first line in the file} (a chunk of a
@@ -93,7 +94,7 @@ class FileValidator:
     def check(self, cells, line):
         width = len(cells)
         raw = {key: cells[col] for key, col in self._plan if col < width}
-        result = _validate(raw, self._markup, self._current, self._max_price_change, self._basis)
+        result = _validate(raw, self._markup, self._current, self._max_price_change, self._basis, self._parse)
         code = result.values.get("code")
         if code is not None:
             first = self._first_line.setdefault(code, line)
@@ -102,17 +103,54 @@ class FileValidator:
         return result
 
 
-def _validate(raw, markup, current_for, max_price_change, basis="file"):
+def parse_cell(key, cell):
+    """(the field, its value) of a filled cell; a 面值 range is a 面值档位. Raises FieldError."""
+    if key == "face_value" and n.is_range(cell):
+        return "tier_label", n.parse_tier(cell)
+    return key, PARSERS[key](cell)
+
+
+# Fields whose cells repeat down a price list (a handful of categories, face values,
+# delivery words): a file's validator parses each distinct cell once.
+REPEATING = frozenset(("category", "face_value", "tier_label", "market_price", "promo_price", "promo_start",
+                       "promo_end", "sync_stock", "delivery_type", "account_format", "delivery_minutes"))
+
+
+class _RepeatingCells:
+    """parse_cell, remembering the fields in REPEATING (results are immutable: text,
+    Decimal, int, datetime; an error is remembered as its message)."""
+
+    LIMIT = 20_000
+
+    def __init__(self):
+        self._seen = {}
+
+    def __call__(self, key, cell):
+        if key not in REPEATING:
+            return parse_cell(key, cell)
+        seen = (key, cell.__class__, cell)  # 1, 1.0 and True are equal keys otherwise
+        found = self._seen.get(seen)
+        if found is None:
+            try:
+                found = (True, parse_cell(key, cell))
+            except n.FieldError as exc:
+                found = (False, str(exc))
+            if len(self._seen) < self.LIMIT:
+                self._seen[seen] = found
+        if found[0]:
+            return found[1]
+        raise n.FieldError(found[1])
+
+
+def _validate(raw, markup, current_for, max_price_change, basis="file", parse=parse_cell):
     values, errors, warnings, computed = {}, [], [], ()
     failed = set()
     for key, cell in raw.items():
         if cell is None or (cell.__class__ is str and (not cell or cell.isspace())):
             continue  # blank: n.is_blank inlined, this runs for every cell
         try:
-            if key == "face_value" and n.is_range(cell):
-                values["tier_label"] = n.parse_tier(cell)
-            else:
-                values[key] = PARSERS[key](cell)
+            field, value = parse(key, cell)
+            values[field] = value
         except n.FieldError as exc:
             errors.append(Issue(key, "格式错误", str(exc)))
             failed.add(key)
