@@ -392,7 +392,15 @@ class _Context:
         self.prices = {}  # code -> PRICE_KEYS values, for the validator (price-change warning, caps)
         # A supplier's products share a handful of buyer_fields texts: decode each once.
         self._decoded = {}
+        self._fields_for = {}  # 充值账号格式 cell -> buyer fields (a file has a handful)
         self.load(session, codes)
+
+    def buyer_fields_for(self, fmt):
+        """delivery.buyer_fields_for, once per distinct cell (rows share the list: it is only encoded)."""
+        fields = self._fields_for.get(fmt)
+        if fields is None:
+            fields = self._fields_for[fmt] = delivery.buyer_fields_for(fmt)
+        return fields
 
     def load(self, session, codes):
         self.current.clear()
@@ -809,11 +817,11 @@ def _delivery_values(values, context, out, *, is_new):
     if kind is None:
         inferred = delivery.infer(values.get("name", ""), values.get("category", ""))
         kind = inferred.type if fmt is None or inferred.type != "card" else "topup"
-        fields = inferred.buyer_fields if fmt is None else delivery.buyer_fields_for(fmt)
+        fields = inferred.buyer_fields if fmt is None else context.buyer_fields_for(fmt)
     elif kind == "card":
         fields = []
     elif fmt is not None:
-        fields = delivery.buyer_fields_for(fmt)
+        fields = context.buyer_fields_for(fmt)
     else:
         text = f"{values.get('category', '')} {values.get('name', '')}"
         fields = delivery.PRESETS[delivery.topup_preset(text)].buyer_fields()
