@@ -554,7 +554,8 @@ def _stage_side_by_side(session, context, validator, chunks, code_column, beat, 
 
 
 def _code_of(source, column):
-    """The row's 商品编码 as validation reads it, or None (blank, unreadable, not a product row)."""
+    """The row's 商品编码 as validation reads it, or None (blank, unreadable: validation
+    reports it on the row; not a product row)."""
     if source.skip or column is None or column >= len(source.cells):
         return None
     cell = source.cells[column]
@@ -591,14 +592,7 @@ def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet
 
 
 def _codes_in(sources, column):
-    codes = set()
-    for source in sources:
-        if not source.skip and column is not None and column < len(source.cells):
-            try:
-                codes.add(parse_code(source.cells[column]))
-            except ValueError:
-                pass  # validation reports it on the row
-    return codes
+    return {code for code in (_code_of(source, column) for source in sources) if code is not None}
 
 
 def _flush(session, batch, rows, beat):
