@@ -20,6 +20,24 @@ from tests.helpers import AuthActions, CSRFClient
 # the 易支付 demo gateway and a notify receiver.
 pytest_plugins = ["tests.browser", "tests.peers", "tests.sync_fixtures", "tests.demo_gateway"]
 
+
+
+def _cheap_password_hashing():
+    """Passwords are hashed with argon2's cheapest parameters in this process: at the
+    production cost (~0.12 s a hash and as much a check) the suite's logins and order
+    passwords took minutes. The hashes stay argon2 and are checked the same way;
+    servers and workers the tests start as processes keep the production cost."""
+    from argon2 import PasswordHasher
+
+    from kamen.services import auth, ordering
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    auth._hasher = ordering._hasher = cheap
+    auth._DUMMY_HASH = cheap.hash(uuid.uuid4().hex)
+
+
+_cheap_password_hashing()
+
 PG_SERVER = os.environ.get("KAMEN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KAMEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("KAMEN_REQUIRE_SERVICES") == "1"

@@ -152,12 +152,22 @@ def run_step(session, batch_id, step):
         log.warning("import batch %s: another job took over the %s step; this one stops", batch_id, step)
         return session.get(ImportBatch, batch_id)
     except Exception as exc:
-        session.rollback()
+        _roll_back(session)
         fail(session, batch_id, f"{STEP_LABELS[step]}时发生内部错误（{type(exc).__name__}），本批次未写完的部分已回滚",
              lease.beat)
         raise
     finally:
         lease.release(session)
+
+
+def _roll_back(session):
+    """Roll back after a job's error; a connection the database dropped meanwhile (a
+    restart, an operator's pg_terminate_backend) is discarded, so 失败 can still be written."""
+    try:
+        session.rollback()
+    except sa.exc.DBAPIError:
+        log.warning("the job's database connection was lost; it is discarded", exc_info=True)
+        session.close()
 
 
 def fail(session, batch_id, reason, beat=staging.no_beat):

@@ -112,10 +112,10 @@ def _write_side_by_side(session, batch, beat):
     取消 first and ends with the progress and the lease's beat (the batch row is
     locked only while it commits). False when cancelled; the first error is raised
     once the chunks under way have finished."""
-    chunks = _BULK_WRITER.chunks(session, batch.id, CHUNK)
-    threshold = settings.low_stock_threshold(session)
-    session.commit()
     batch_id, supplier_id, now = batch.id, batch.supplier_id, utcnow()
+    chunks = _BULK_WRITER.chunks(session, batch_id, CHUNK)
+    threshold = settings.low_stock_threshold(session)
+    session.commit()  # this session holds no connection while the chunks are written
     engine, local, opened = session.get_bind(), threading.local(), []
     cancelled, stop = threading.Event(), threading.Event()
 

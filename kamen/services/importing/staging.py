@@ -441,7 +441,7 @@ def stage(session, batch_id, beat=no_beat):
     code_column = columns.get("code")
     try:
         with open_batch_file(session, batch) as book, _without_cyclic_gc():
-            chunks = _chunks(context, batch, book)
+            chunks = _chunks(context, book, batch.sheet, batch.header_row)
             helpers = _helpers(session, context)
             if helpers > 1:
                 _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers)
@@ -462,20 +462,22 @@ def stage(session, batch_id, beat=no_beat):
     return session.get(ImportBatch, batch_id)
 
 
-def _sheet_category(context, batch, sheet):
-    """Importing all sheets: a sheet goes into the category it is named like, or a new one of its name."""
-    if batch.sheet != ALL_SHEETS or not sheet:
+def _sheet_category(context, chosen, sheet):
+    """Importing all sheets (``chosen``, the batch's sheet choice, is ALL_SHEETS): a sheet
+    goes into the category it is named like, or a new one of its name."""
+    if chosen != ALL_SHEETS or not sheet:
         return None
     return context.categories.get(sheet) or path_key(sheet) or None
 
 
-def _chunks(context, batch, book):
-    """The rows to stage, CHUNK at a time, as (sheet, the sheet's category, rows)."""
-    sheets = book.sheet_names if batch.sheet == ALL_SHEETS else [batch.sheet or (book.sheet_names or [None])[0]]
+def _chunks(context, book, chosen, header_row):
+    """The rows to stage, CHUNK at a time, as (sheet, the sheet's category, rows), from the
+    sheet ``chosen`` (or all of them) with the header at ``header_row``."""
+    sheets = book.sheet_names if chosen == ALL_SHEETS else [chosen or (book.sheet_names or [None])[0]]
     total = 0
     for sheet in sheets:
-        sheet_category = _sheet_category(context, batch, sheet)
-        table = locate_table(book.rows(sheet), header_row=batch.header_row)
+        sheet_category = _sheet_category(context, chosen, sheet)
+        table = locate_table(book.rows(sheet), header_row=header_row)
         pending = []
         for source in table.rows:
             pending.append(source)
@@ -517,7 +519,9 @@ def _stage_side_by_side(session, context, validator, chunks, code_column, beat, 
     snapshot = SimpleNamespace(id=batch.id, supplier_id=batch.supplier_id, mapping=dict(batch.mapping),
                                mode=batch.mode, category_id=batch.category_id)
     engine, helper = session.get_bind(), {}
-    session.commit()  # no connection of this process is in use while it forks
+    # No connection of this process in use while it forks, nor while the helpers work:
+    # from here on it reads the file only (the batch's attributes were read above).
+    session.commit()
 
     def setup():
         engine.dispose(close=False)  # the inherited connections stay this process's parent's
@@ -921,7 +925,7 @@ def _revalidate(session, batch, row):
         )
         if clash is not None:
             result.errors.append(Issue("code", "重复编码", f"商品编码“{code}”与第 {clash} 行重复"))
-    decided = _keep_accepted(row.warnings, _decide(context, result, _sheet_category(context, batch, row.sheet)))
+    decided = _keep_accepted(row.warnings, _decide(context, result, _sheet_category(context, batch.sheet, row.sheet)))
     for name, value in decided.items():
         setattr(row, name, value)
     session.flush()
@@ -941,7 +945,7 @@ def redecide(session, batch, rows):
     for row in rows:
         result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit,
                               basis=basis)
-        decision = _decide(context, result, _sheet_category(context, batch, row.sheet))
+        decision = _decide(context, result, _sheet_category(context, batch.sheet, row.sheet))
         decided.append({"id": row.id, **_keep_accepted(row.warnings, decision)})
     return decided
 
