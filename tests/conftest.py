@@ -21,7 +21,6 @@ from tests.helpers import AuthActions, CSRFClient
 pytest_plugins = ["tests.browser", "tests.peers", "tests.sync_fixtures", "tests.demo_gateway"]
 
 
-
 def _cheap_password_hashing():
     """Passwords are hashed with argon2's cheapest parameters in this process: at the
     production cost (~0.12 s a hash and as much a check) the suite's logins and order
@@ -125,13 +124,13 @@ def app(db_url, tmp_path):
                 db.drop_all()
                 db.create_all()
                 _pg_schema_ready.add(db_url)
-            _truncate_all()
+            _empty_all()
         yield app
         db.session.remove()
         db.engine.dispose()
 
 
-def _truncate_all():
+def _empty_all():
     """Empty every table and restart every id, as TRUNCATE … RESTART IDENTITY would:
     DELETE, dependents first, is ten times faster on the few rows a test leaves."""
     with db.engine.begin() as conn:

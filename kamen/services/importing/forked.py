@@ -20,27 +20,25 @@ def can_fork():
 
 
 def run(items, work, *, processes, setup):
-    """[work(item) for item in items], computed in ``processes`` forked helpers
-    (``setup()`` runs first in each). Items are read at most ``processes`` ahead of
-    the results, so memory follows the chunk, not the file. The first error, an
-    item's or a helper's, is raised here once the helpers are stopped."""
+    """work(item) for each item, in ``processes`` forked helpers (``setup()`` runs first
+    in each). Items are read at most ``processes`` ahead of the finished ones, so memory
+    follows the chunk, not the file. The first error, an item's or a helper's, is
+    raised here once the helpers are stopped."""
     global _work
     _work = work
-    results = []
     try:
         with multiprocessing.get_context("fork").Pool(processes, initializer=setup) as pool:
             pending = collections.deque()
             for item in items:
                 pending.append(pool.apply_async(_call, (item,)))
                 if len(pending) > processes:
-                    results.append(pending.popleft().get())
+                    pending.popleft().get()
             while pending:
-                results.append(pending.popleft().get())
+                pending.popleft().get()
             pool.close()  # the helpers finish and close their connections
             pool.join()
     finally:
         _work = None
-    return results
 
 
 def _call(item):

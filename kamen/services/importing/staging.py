@@ -447,7 +447,8 @@ def stage(session, batch_id, beat=no_beat):
                 _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers)
             else:
                 for sheet, sheet_category, sources in chunks:
-                    _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category, beat)
+                    codes = _codes_in(sources, code_column)
+                    _stage_chunk(session, context, validator, sources, codes, sheet, sheet_category, beat)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -531,17 +532,8 @@ def _stage_side_by_side(session, context, validator, chunks, code_column, beat, 
 
     def work(item):
         sheet, sheet_category, sources, first_lines = item
-        own = helper["session"]
-        context.load(own, first_lines)
         validator.expect(first_lines)
-        rows = [_stage_row(snapshot, context, validator, source, sheet, sheet_category) for source in sources]
-        bulk.copy_staged_rows(own, rows)
-        own.execute(sa.update(ImportBatch).where(ImportBatch.id == snapshot.id)
-                    .values(progress_done=ImportBatch.progress_done + len(rows))
-                    .execution_options(synchronize_session=False))
-        beat(own)
-        own.commit()
-        return len(rows)
+        _stage_chunk(helper["session"], context, validator, sources, first_lines, sheet, sheet_category, beat)
 
     def items():
         first_line = {}
@@ -587,30 +579,27 @@ def _without_cyclic_gc():
             gc.collect(1)
 
 
-def _stage_chunk(session, context, validator, sources, code_column, sheet, sheet_category, beat):
-    """Validate and stage a chunk of rows against the products with the chunk's codes."""
-    context.load(session, _codes_in(sources, code_column))
+def _stage_chunk(session, context, validator, sources, codes, sheet, sheet_category, beat):
+    """Validate and stage a chunk of rows against the products with the chunk's ``codes``,
+    in one transaction: the rows, the progress, and last the lease's beat (so helpers
+    staging side by side lock the batch row only while they commit)."""
+    context.load(session, codes)
     batch = context.batch
     rows = [_stage_row(batch, context, validator, source, sheet, sheet_category) for source in sources]
-    return _flush(session, batch, rows, beat)
+    if bulk.is_postgresql(session):
+        bulk.copy_staged_rows(session, rows)
+    else:
+        session.execute(sa.insert(ImportRow), rows)
+    session.execute(sa.update(ImportBatch).where(ImportBatch.id == batch.id)
+                    .values(progress_done=ImportBatch.progress_done + len(rows))
+                    .execution_options(synchronize_session=False))
+    beat(session)
+    session.commit()
+    rows.clear()  # freed here, not with the next chunk's rows alive
 
 
 def _codes_in(sources, column):
     return {code for code in (_code_of(source, column) for source in sources) if code is not None}
-
-
-def _flush(session, batch, rows, beat):
-    if rows:
-        beat(session)
-        if bulk.is_postgresql(session):
-            bulk.copy_staged_rows(session, rows)
-        else:
-            session.execute(sa.insert(ImportRow), rows)
-        batch.progress_done += len(rows)
-        session.commit()
-    n = len(rows)
-    rows.clear()
-    return n
 
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
