@@ -159,8 +159,11 @@ def path_key(text):
     return "/".join(split_path(text))
 
 
+_NOISE = re.compile(r"[\s·・_\-]+")
+
+
 def _plain(text):
-    return re.sub(r"[\s·・_\-]+", "", unicodedata.normalize("NFKC", text).lower())
+    return _NOISE.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 # -- keyword rules ------------------------------------------------------------
@@ -203,7 +206,10 @@ class CategoryLookup:
 
     def __init__(self, session, chosen=None):
         self.names = name_lookup(session)
-        self.rules = sorted(((_plain(r.keyword), r.category_id) for r in rules(session)), key=lambda r: -len(r[0]))
+        self.rules = sorted(((_plain(r.keyword), r.category_id) for r in rules(session) if _plain(r.keyword)),
+                            key=lambda r: -len(r[0]))
+        # Most names hold no keyword: one search over all of them says so (an import asks for each row).
+        self._any_keyword = re.compile("|".join(re.escape(k) for k, _ in self.rules)) if self.rules else None
         self.chosen = dict(chosen or {})
 
     def get(self, text):
@@ -214,8 +220,12 @@ class CategoryLookup:
         return self.chosen.get(key) or self.names.get(key) or self.names.get(str(text).strip())
 
     def by_rule(self, name):
-        plain = _plain(name or "")
-        return next((category_id for keyword, category_id in self.rules if keyword and keyword in plain), None)
+        if self._any_keyword is None or not name:
+            return None
+        plain = _plain(name)
+        if not self._any_keyword.search(plain):
+            return None
+        return next((category_id for keyword, category_id in self.rules if keyword in plain), None)
 
 
 def similar_category(session, path):

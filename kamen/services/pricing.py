@@ -51,15 +51,20 @@ def price_problem(*, cost, sale, promo, min_margin):
     if cost is None:
         return None
     floor = price_floor(cost, min_margin)
-    below = f"供货价 ¥{cost}" + (f" 加最低利润 ¥{min_margin}" if min_margin else "")
     if sale is not None and sale < floor:
-        return PriceProblem("sale_price", "售价低于成本", f"售价 ¥{sale} 低于{below}，会亏本")
+        return PriceProblem("sale_price", "售价低于成本", f"售价 ¥{sale} 低于{_floor_text(cost, min_margin)}，会亏本")
     if promo is not None:
         if sale is not None and promo > sale:
             return PriceProblem("promo_price", "折扣价高于售价", f"折扣价 ¥{promo} 不能高于售价 ¥{sale}")
         if promo < floor:
-            return PriceProblem("promo_price", "折扣价低于成本", f"折扣价 ¥{promo} 低于{below}，会亏本")
+            return PriceProblem("promo_price", "折扣价低于成本",
+                                f"折扣价 ¥{promo} 低于{_floor_text(cost, min_margin)}，会亏本")
     return None
+
+
+def _floor_text(cost, min_margin):
+    """Worded only for a broken rule: the check runs twice for each of an import's rows."""
+    return f"供货价 ¥{cost}" + (f" 加最低利润 ¥{min_margin}" if min_margin else "")
 
 
 PRICE_BASES = ("file", "markup", "cap_face", "cap_market")  # catalog.PriceBasis values

@@ -21,24 +21,26 @@ def can_fork():
 
 def run(items, work, *, processes, setup):
     """work(item) for each item, in ``processes`` forked helpers (``setup()`` runs first
-    in each). Items are read at most ``processes`` ahead of the finished ones, so memory
-    follows the chunk, not the file. The first error, an item's or a helper's, is
-    raised here once the helpers are stopped."""
+    in each); returns the results in the items' order. Items are read at most ``processes``
+    ahead of the finished ones, so memory follows the chunk, not the file. The first
+    error, an item's or a helper's, is raised here once the helpers are stopped."""
     global _work
     _work = work
+    results = []
     try:
         with multiprocessing.get_context("fork").Pool(processes, initializer=setup) as pool:
             pending = collections.deque()
             for item in items:
                 pending.append(pool.apply_async(_call, (item,)))
                 if len(pending) > processes:
-                    pending.popleft().get()
+                    results.append(pending.popleft().get())
             while pending:
-                pending.popleft().get()
+                results.append(pending.popleft().get())
             pool.close()  # the helpers finish and close their connections
             pool.join()
     finally:
         _work = None
+    return results
 
 
 def _call(item):

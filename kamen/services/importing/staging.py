@@ -5,6 +5,7 @@ stage: validate every row into ImportRow with the action committing would
 take (create / update / unchanged / skip / error) and old → new per field.
 revalidate_cell / set_skipped: the preview's inline fixes, one row at a time.
 """
+import collections
 import gc
 import hashlib
 import json
@@ -439,16 +440,17 @@ def stage(session, batch_id, beat=no_beat):
         basis=batch.price_basis,
     )
     code_column = columns.get("code")
+    tally = collections.Counter()
     try:
         with open_batch_file(session, batch) as book, _without_cyclic_gc():
             chunks = _chunks(context, book, batch.sheet, batch.header_row)
             helpers = _helpers(session, context)
             if helpers > 1:
-                _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers)
+                tally = _stage_side_by_side(session, context, validator, chunks, code_column, beat, helpers)
             else:
                 for sheet, sheet_category, sources in chunks:
                     codes = _codes_in(sources, code_column)
-                    _stage_chunk(session, context, validator, sources, codes, sheet, sheet_category, beat)
+                    tally += _stage_chunk(session, context, validator, sources, codes, sheet, sheet_category, beat)
     except ImportFileError as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -456,8 +458,9 @@ def stage(session, batch_id, beat=no_beat):
         return fail(session, batch, str(exc), beat)
     if bulk.is_postgresql(session):
         bulk.refresh_statistics(session)
-    refresh_new_categories(session, batch)
-    recount(session, batch)
+    # Counted as the chunks were staged: no pass over 100,000 staged rows to count them again.
+    refresh_new_categories(session, batch, {path: n for (kind, path), n in tally.items() if kind == "path"})
+    recount(session, batch, {action: n for (kind, action), n in tally.items() if kind == "action"})
     beat(session)
     _move(session, batch, "staging", "ready")
     return session.get(ImportBatch, batch_id)
@@ -533,7 +536,7 @@ def _stage_side_by_side(session, context, validator, chunks, code_column, beat, 
     def work(item):
         sheet, sheet_category, sources, first_lines = item
         validator.expect(first_lines)
-        _stage_chunk(helper["session"], context, validator, sources, first_lines, sheet, sheet_category, beat)
+        return _stage_chunk(helper["session"], context, validator, sources, first_lines, sheet, sheet_category, beat)
 
     def items():
         first_line = {}
@@ -545,8 +548,9 @@ def _stage_side_by_side(session, context, validator, chunks, code_column, beat, 
                     codes[code] = first_line.setdefault(code, source.line)
             yield sheet, sheet_category, sources, codes
 
-    forked.run(items(), work, processes=helpers, setup=setup)
+    tally = sum(forked.run(items(), work, processes=helpers, setup=setup), collections.Counter())
     log.info("import batch %s: staged by %d helper processes", snapshot.id, helpers)
+    return tally
 
 
 def _code_of(source, column):
@@ -582,7 +586,8 @@ def _without_cyclic_gc():
 def _stage_chunk(session, context, validator, sources, codes, sheet, sheet_category, beat):
     """Validate and stage a chunk of rows against the products with the chunk's ``codes``,
     in one transaction: the rows, the progress, and last the lease's beat (so helpers
-    staging side by side lock the batch row only while they commit)."""
+    staging side by side lock the batch row only while they commit). Returns the
+    chunk's tally: rows by ("action", action) and rows waiting by ("path", new category)."""
     context.load(session, codes)
     batch = context.batch
     rows = [_stage_row(batch, context, validator, source, sheet, sheet_category) for source in sources]
@@ -595,7 +600,19 @@ def _stage_chunk(session, context, validator, sources, codes, sheet, sheet_categ
                     .execution_options(synchronize_session=False))
     beat(session)
     session.commit()
+    tally = _tally(rows)
     rows.clear()  # freed here, not with the next chunk's rows alive
+    return tally
+
+
+def _tally(rows):
+    tally = collections.Counter(("action", row["action"]) for row in rows)
+    tally.update(("path", row["category_path"]) for row in rows
+                 if row["category_path"] is not None and row["action"] in _WAITING)
+    return tally
+
+
+_WAITING = frozenset(("create", "update"))  # the actions whose rows wait for a new category
 
 
 def _codes_in(sources, column):
@@ -988,15 +1005,17 @@ def _editable(batch):
 
 # -- categories the file would create --------------------------------------------
 
-def refresh_new_categories(session, batch):
-    """Count the rows waiting for each new category; keep the admin's choices.
-    Placed paths stay (their rows found them), unplaced paths nobody waits for go."""
-    counts = dict(session.execute(
-        sa.select(ImportRow.category_path, sa.func.count())
-        .where(ImportRow.batch_id == batch.id, ImportRow.category_path.is_not(None),
-               ImportRow.action.in_(("create", "update")))
-        .group_by(ImportRow.category_path)
-    ).all())
+def refresh_new_categories(session, batch, counts=None):
+    """Count the rows waiting for each new category (or take ``counts``, path -> rows);
+    keep the admin's choices. Placed paths stay (their rows found them), unplaced paths
+    nobody waits for go."""
+    if counts is None:
+        counts = dict(session.execute(
+            sa.select(ImportRow.category_path, sa.func.count())
+            .where(ImportRow.batch_id == batch.id, ImportRow.category_path.is_not(None),
+                   ImportRow.action.in_(_WAITING))
+            .group_by(ImportRow.category_path)
+        ).all())
     known = batch.new_categories or {}
     refreshed = {}
     for path in sorted(set(known) | set(counts)):
@@ -1166,12 +1185,13 @@ def set_skipped(session, batch, row, skipped):
 ACTIONS = ("create", "update", "unchanged", "skip", "error")
 
 
-def recount(session, batch):
-    counts = dict(
-        session.execute(
-            sa.select(ImportRow.action, sa.func.count()).where(ImportRow.batch_id == batch.id).group_by(ImportRow.action)
-        ).all()
-    )
+def recount(session, batch, counts=None):
+    """The batch's row counts by action, counted in the database unless given (action -> rows)."""
+    if counts is None:
+        counts = dict(session.execute(
+            sa.select(ImportRow.action, sa.func.count()).where(ImportRow.batch_id == batch.id)
+            .group_by(ImportRow.action)
+        ).all())
     batch.created, batch.updated = counts.get("create", 0), counts.get("update", 0)
     batch.unchanged, batch.skipped, batch.failed = counts.get("unchanged", 0), counts.get("skip", 0), counts.get("error", 0)
     batch.rows_in = sum(counts.get(a, 0) for a in ACTIONS)
