@@ -231,3 +231,40 @@ def test_fixes_come_back_for_xlsx_rows_with_numbers_and_dates(admin):
     again = _upload(admin, weekly_list_xlsx(rows), name="本周.xlsx")
     assert again.status == "ready" and again.failed == 0
     assert (_row(again, 11).auto_fixed, _row(again, 10).auto_fixed) == (["cost_price"], ["stock"])
+
+
+def test_a_cancelled_and_resumed_commit_names_each_low_good_once(app, monkeypatch):
+    """The 库存预警 notice of a commit lists the new goods that run wrote: a cancelled
+    commit's notice those written before 取消, the resumed commit's the rest."""
+    from kamen.services.importing import committing, staging
+
+    app.config["IMPORT_WORKERS"] = 1
+    monkeypatch.setattr(committing, "CHUNK", 4)
+    rows = [[f"LS{i:02d}", f"腾讯Q币 {i + 1}元", "0.90", "1", str(i), "", ""] for i in range(12)]  # stock 0..11
+    supplier = default_supplier(db.session)
+    batch = staging.create_batch(db.session, io.BytesIO(messy_csv(rows)), "价格表.csv", supplier=supplier)
+    batch = staging.analyze(db.session, batch.id)
+    staging.apply_mapping(db.session, batch, staging.StageOptions(
+        choices={m["column"]: m["key"] for m in batch.match_info}, markup=staging.batch_markup(batch)))
+    batch = staging.stage(db.session, batch.id)
+    assert batch.created == 12
+    batch_id = batch.id
+
+    def cancel_once_goods_are_written(session, **values):  # the job's lease beat, in the chunk's transaction
+        if session.scalar(sa.select(sa.func.count()).select_from(Product)):
+            session.execute(sa.update(ImportBatch).where(ImportBatch.id == batch_id).values(cancel_requested=True))
+
+    committing.request_commit(db.session, batch, confirm_warnings=True)
+    batch = committing.commit_batch(db.session, batch.id, cancel_once_goods_are_written)
+    assert batch.status == "cancelled"
+    first = db.session.scalars(sa.select(Product.code).order_by(Product.code)).all()
+    assert first == ["LS00", "LS01", "LS02", "LS03"]
+
+    committing.request_commit(db.session, batch, confirm_warnings=True)
+    batch = committing.commit_batch(db.session, batch.id)
+    assert batch.status == "committed" and batch.created == 12
+    notes = db.session.scalars(sa.select(Notification).filter_by(kind="low_stock").order_by(Notification.id)).all()
+    named = [{line.split("（")[1].split("）")[0] for line in note.body.splitlines()} for note in notes]
+    # Stock 0..10 is at or below the default threshold of 10; LS11 (stock 11) is not.
+    assert named == [set(first), {f"LS{i:02d}" for i in range(4, 11)}]
+    assert "4 个商品库存不足" in notes[0].title and "7 个商品库存不足" in notes[1].title

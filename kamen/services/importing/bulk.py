@@ -7,12 +7,14 @@ database instead of in Python. SQLite keeps the portable Core statements in
 staging.py and committing.py; both paths leave the same rows behind.
 """
 import operator
+from typing import NamedTuple
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from kamen.models import ImportRow, Product
 from kamen.models.types import ExactDecimal
@@ -87,6 +89,21 @@ def copy_staged_rows(session, rows):
             write((*plain(row), _dump_cells(row["cells"]), *map(_json_text, as_json(row))))
 
 
+IN_LIMIT = 10_000  # values in one IN list: PostgreSQL takes at most 65,535 parameters per statement
+
+
+def one_of(session, column, values):
+    """Conditions that ``column`` is one of ``values``, one per statement to run: a single
+    array parameter on PostgreSQL (a 10,000-parameter IN costs half a second to send),
+    bounded IN lists elsewhere. No values, no conditions."""
+    values = list(values)
+    if not values:
+        return []
+    if is_postgresql(session):
+        return [column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(column.type)))]
+    return [column.in_(values[i:i + IN_LIMIT]) for i in range(0, len(values), IN_LIMIT)]
+
+
 def as_driver_returns(column):
     """``column`` read as psycopg gives it (Decimal for NUMERIC, the text of an enum), with
     no conversion by SQLAlchemy for each value: staging reads 100,000 goods a file."""
@@ -100,7 +117,11 @@ def as_driver_returns(column):
 # The staged rows' columns queries select by, join on or group by: the wide JSON columns
 # (cells, values, …) are never filtered on, and sampling them is most of an ANALYZE's cost.
 _PLANNED = {"import_rows": ("id", "batch_id", "action", "line", "code", "committed", "product_id", "category_path",
-                            "has_warnings", "error_kinds")}
+                            "has_warnings", "error_kinds"),
+            # The goods' columns a commit's tail selects by; autovacuum's own ANALYZE, which
+            # 100,000 new goods set off, brings the rest up to date for the shop.
+            "products": ("id", "supplier_id", "code", "category_id", "is_listed", "stock_mode", "stock",
+                         "low_stock_alerted")}
 
 
 def refresh_statistics(session, table="import_rows"):
@@ -183,11 +204,18 @@ def _create_sql(columns):
                  json_populate_record(CAST(NULL AS products), r."values") n
             WHERE {_IN_CHUNK} AND r.action = 'create'
             ORDER BY r.id
-            RETURNING id, code
+            RETURNING id, code, low_stock_alerted
         )
         UPDATE import_rows r SET product_id = c.id, committed = true
         FROM created c WHERE {_IN_CHUNK} AND r.action = 'create' AND r.code = c.code
+        RETURNING c.id, c.low_stock_alerted
     """
+
+
+class Written(NamedTuple):
+    """What a chunk wrote that the commit's tail needs."""
+    deleted: int  # update rows skipped: their product was deleted since staging
+    low: list  # the ids of the goods it created marked low on stock
 
 
 class ChunkWriter:
@@ -197,8 +225,9 @@ class ChunkWriter:
     def __init__(self, fields, new_product_defaults, deleted_reason):
         self.defaults = _dumps(new_product_defaults)
         self.reason = deleted_reason
-        self.statements = [sa.text(_skip_deleted_sql()), sa.text(_update_sql(fields)),
-                           sa.text(_create_sql(list(new_product_defaults)))]
+        self.skip_deleted = sa.text(_skip_deleted_sql())
+        self.update = sa.text(_update_sql(fields))
+        self.create = sa.text(_create_sql(list(new_product_defaults)))
 
     @staticmethod
     def chunks(session, batch_id, limit):
@@ -208,12 +237,13 @@ class ChunkWriter:
 
     def write(self, session, batch_id, supplier_id, chunk, now, threshold):
         """Write one of ``chunks``' chunks (new goods at or below ``threshold`` marked
-        low on stock); the caller commits."""
+        low on stock); the caller commits. Returns a Written."""
         _, first, last = chunk
         params = {"batch": batch_id, "first": first, "last": last, "now": now, "supplier": supplier_id,
                   "defaults": self.defaults, "reason": self.reason, "threshold": threshold}
         names = session.execute(sa.text(_NAMES), params).all()
         params.update(key_ids=[row_id for row_id, _, _ in names],
                       keys=[search_key(name, code) for _, code, name in names])
-        for statement in self.statements:
-            session.execute(statement, params)
+        deleted = session.execute(self.skip_deleted, params).rowcount
+        session.execute(self.update, params)
+        return Written(deleted, [pid for pid, alerted in session.execute(self.create, params) if alerted])

@@ -21,7 +21,6 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy import orm
-from sqlalchemy.dialects import postgresql
 
 from kamen.models import Category, ImportBatch, ImportFix, ImportRow, MappingTemplate, Product, StockMode
 from kamen.services import delivery, uploads
@@ -411,11 +410,9 @@ class _Context:
             return
         columns = [sa.cast(Product.buyer_fields, sa.Text) if f == "buyer_fields" else getattr(Product, f)
                    for f in PRODUCT_FIELDS]
-        if bulk.is_postgresql(session):  # one array parameter: no 2,000-parameter statement to build
-            wanted = Product.code == sa.any_(sa.bindparam("codes", codes, type_=postgresql.ARRAY(sa.String)))
+        if bulk.is_postgresql(session):
             columns = [bulk.as_driver_returns(c) for c in columns]
-        else:
-            wanted = Product.code.in_(codes)
+        wanted, = bulk.one_of(session, Product.code, codes)  # a chunk's codes: one statement
         stmt = sa.select(Product.id, Product.code, *columns).where(Product.supplier_id == self.batch.supplier_id, wanted)
         decoded = self._decoded
         for product_id, code, *values in session.execute(stmt):
