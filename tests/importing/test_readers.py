@@ -176,6 +176,29 @@ def test_bad_bytes_after_the_sample_name_the_row(tmp_path, read_rows):
         read_rows(path)
 
 
+@pytest.mark.parametrize("block", [5, 64, 1 << 18])
+def test_lines_read_a_block_at_a_time_are_the_files_lines(monkeypatch, block):
+    """Lines cut across blocks come back whole (a line feed alone ends a line; a lone CR
+    stays inside it), each line's byte order mark dropped, and a bad line named by its
+    number whatever block it is in."""
+    import io
+
+    from kamen.services.importing import readers
+
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block)
+    limits = ReadLimits(max_line_bytes=40)
+    data = codecs.BOM_UTF8 + "商品编码,名称\r\n1001,腾讯\rQ币\n".encode() + codecs.BOM_UTF8 + b"1002,x\n1003,y"
+    assert list(readers.decoded_lines(io.BytesIO(data), "utf-8-sig", limits)) == [
+        "商品编码,名称\r\n", "1001,腾讯\rQ币\n", "1002,x\n", "1003,y"]
+    good = "1001,腾讯\n".encode("gb18030") * 9
+    for bad, message in ((b"1,\xff\xff\n", "第 10 行有无法识别的文字"), (b"1,\x00\n", "第 10 行含有空字符"),
+                         (b"1," + b"x" * 60, "第 10 行超过")):
+        lines = readers.decoded_lines(io.BytesIO(good + bad + good), "gb18030", limits)
+        with pytest.raises(ImportFileError, match=message):
+            for n, line in enumerate(lines, 1):
+                assert line == "1001,腾讯\n" and n <= 9
+
+
 def test_unbalanced_quote_is_a_csv_error(tmp_path, read_rows):
     path = tmp_path / "quote.csv"
     path.write_bytes(codecs.BOM_UTF8 + b'a,b\n1,"x' + b"y" * 200_000)

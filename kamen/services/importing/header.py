@@ -103,21 +103,24 @@ def cell_text(value):
 def _source_rows(rows, first_line, headers):
     labelled = sum(1 for h in headers if h)
     header_words = {normalize_header(h) for h in headers if h}
+    # An ASCII cell normalizes to ASCII: with headers all in Chinese, a row starting with a
+    # code like "SP1001" is no header, known without normalizing it (this runs for every row).
+    ascii_words = any(word.isascii() for word in header_words)
     for line, cells in enumerate(rows, first_line):
         # is_blank inlined: this runs for every cell of the file.
         filled = [c for c in cells if (c.strip() if c.__class__ is str else c is not None)]
         if not filled:
             continue
-        yield SourceRow(line, cells, _skip_reason(filled, labelled, header_words))
+        yield SourceRow(line, cells, _skip_reason(filled, labelled, header_words, ascii_words))
 
 
-def _skip_reason(filled, labelled, header_words):
+def _skip_reason(filled, labelled, header_words, ascii_words):
     first = cell_text(filled[0])
     if first.startswith(FOOTER_WORDS):
         return "说明或合计行，不是商品，已跳过"
     if len(filled) == 1 and labelled >= 3:
         return "只有一个单元格的说明行，不是商品，已跳过"
-    if normalize_header(first) in header_words and all(
+    if (ascii_words or not first.isascii()) and normalize_header(first) in header_words and all(
         normalize_header(cell_text(c)) in header_words for c in filled
     ):
         return "重复的表头行，已跳过"

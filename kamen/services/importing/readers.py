@@ -156,18 +156,61 @@ class Spreadsheet:
 
 
 def decoded_lines(f, encoding, limits):
-    """The decoded lines of a binary text file (a CSV price list, a 卡密 file), read one
-    at a time so a row limit stops a big file early. Each line is at most
+    """The decoded lines of a binary text file (a CSV price list, a 卡密 file), read a
+    block at a time so a row limit stops a big file early. Each line is at most
     ``limits.max_line_bytes`` long and free of NUL. Bytes are split into lines
     before decoding, so a bad byte is reported on its own line: a line-feed byte
     never occurs inside a UTF-8 or GB18030 character. UTF-16 is decoded as a stream."""
     limit = limits.max_line_bytes
     if encoding == "utf-16":
         text = io.TextIOWrapper(f, encoding=encoding, newline="")
-        read, longest = (lambda: text.readline(limit // 2 + 1)), limit // 2  # two bytes a character
-    else:
-        read, longest = (lambda: f.readline(limit + 1)), limit
-    number = 0
+        yield from _line_by_line(lambda: text.readline(limit // 2 + 1), encoding, limit, 0)
+        return
+    number, carry = 0, b""
+    while True:
+        block = f.read(BLOCK_BYTES)
+        data = carry + block
+        end = data.rfind(b"\n") + 1 if block else len(data)  # whole lines; the rest waits for the next block
+        whole, carry = data[:end], data[end:]
+        lines = _whole_lines(whole, encoding, limit)
+        if lines is None:  # something wrong in this block: the line-by-line reading says which line and why
+            lines = _line_by_line(io.BytesIO(whole).readline, encoding, limit, number)
+        for line in lines:
+            number += 1
+            yield line
+        if len(carry) > limit:
+            raise _long_line(number + 1, limit)
+        if not block:
+            return
+
+
+BLOCK_BYTES = 256 * 1024
+
+
+def _whole_lines(data, encoding, limit):
+    """The lines of ``data`` (whole lines), decoded with one call; None when a line is too
+    long, does not decode or holds NUL."""
+    if not data or max(map(len, data.split(b"\n"))) >= limit:
+        return [] if not data else None
+    try:
+        text = data.decode("utf-8" if encoding == "utf-8-sig" else encoding)
+    except UnicodeDecodeError:
+        return None
+    if "\0" in text:
+        return None
+    lines = text.split("\n")
+    last = lines.pop()  # after the final line feed: the end of a file without one
+    lines = [line + "\n" for line in lines]
+    if not data.endswith(b"\n"):
+        lines.append(last)
+    if encoding == "utf-8-sig" and "\ufeff" in text:  # as each line read alone: its byte order mark dropped
+        lines = [line.removeprefix("\ufeff") for line in lines]
+    return lines
+
+
+def _line_by_line(read, encoding, limit, number):
+    """Lines from ``read()`` (bytes or text), each checked; ``number`` lines came before."""
+    longest = limit // 2 if encoding == "utf-16" else limit  # two bytes a character
     while True:
         try:
             line = read()
@@ -175,10 +218,7 @@ def decoded_lines(f, encoding, limits):
                 return
             number += 1
             if len(line) > longest:
-                raise ImportFileError(
-                    f"第 {number} 行超过 {limit / MB:.0f} MB，不像是正常的表格或文本（可能是换行符不对或文件已损坏），"
-                    "请用 Excel 打开后另存为 CSV 再上传"
-                )
+                raise _long_line(number, limit)
             if not isinstance(line, str):
                 line = line.decode(encoding)
         except UnicodeDecodeError as exc:
@@ -189,6 +229,13 @@ def decoded_lines(f, encoding, limits):
         if "\0" in line:
             raise ImportFileError(f"第 {number} 行含有空字符（NUL），文件可能已损坏，请用 Excel 打开后另存为 CSV 再上传")
         yield line
+
+
+def _long_line(number, limit):
+    return ImportFileError(
+        f"第 {number} 行超过 {limit / MB:.0f} MB，不像是正常的表格或文本（可能是换行符不对或文件已损坏），"
+        "请用 Excel 打开后另存为 CSV 再上传"
+    )
 
 
 def _rows_with_bad_cells(sheet, bad_cells):
