@@ -630,14 +630,15 @@ def _stage_row(batch, context, validator, source, sheet, sheet_category):
     for key, col in batch.mapping.items():  # text_of, its usual case inlined: this runs for every cell
         cell = read[col] if col < width else ""
         raw[key] = cell.strip() if cell.__class__ is str else text_of(cell)
-    base = {"batch_id": batch.id, "sheet": sheet, "line": source.line, "cells": cells, "raw": raw,
-            "values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
-            "code": None, "category_path": None, "skip_reason": "", "product_id": None, "before": None,
-            "committed": False, "auto_fixed": fixed}
     if source.skip:
-        return {**base, "action": "skip", "skip_reason": source.skip}
-    result = validator.check(read, source.line)
-    return {**base, **_decide(context, result, sheet_category)}
+        row = {"values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
+               "code": None, "category_path": None, "skip_reason": source.skip, "product_id": None,
+               "action": "skip"}
+    else:
+        row = _decide(context, validator.check(read, source.line), sheet_category)
+    row.update(batch_id=batch.id, sheet=sheet, line=source.line, cells=cells, raw=raw, before=None, committed=False,
+               auto_fixed=fixed)
+    return row
 
 
 def source_hash(cells):
@@ -694,8 +695,8 @@ def _decide(context, result, sheet_category=None):
     batch = context.batch
     code = result.values.get("code")
     issue = context.names.issue
-    errors = [issue(i) for i in result.errors]
-    warnings = [issue(i) for i in result.warnings]
+    errors = [issue(i) for i in result.errors] if result.errors else []
+    warnings = [issue(i) for i in result.warnings] if result.warnings else []
     existing = context.current.get(code)
     new, waiting = _product_values(result.values, context, sheet_category, is_new=existing is None)
     _stock_rule(new, existing[1]["stock_mode"] if existing else None)
@@ -706,25 +707,31 @@ def _decide(context, result, sheet_category=None):
     else:
         merged = {**existing[1], **new}
         fields["product_id"] = existing[0]
-    problem = None if errors else price_problem(
+    # The row's prices with the product's other prices of today (a new product's are the
+    # row's own, which validation has checked).
+    problem = None if errors or existing is None else price_problem(
         cost=merged.get("cost_price"), sale=merged.get("sale_price"), promo=merged.get("promo_price"),
         min_margin=context.min_margin)
-    if problem:  # the row's prices with the product's other prices of today
+    if problem:
         errors.append(issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
-        return {**fields, "action": "error", "error_kinds": f",{kinds},"}
+        fields.update(action="error", error_kinds=f",{kinds},")
+        return fields
     # A written row's warning kinds, for accepting the warnings of one kind at once.
     fields["has_warnings"], fields["error_kinds"] = _warning_state(warnings)
     if existing is None:
         if batch.mode == "update":
-            return {**fields, "action": "skip", "skip_reason": "仅更新模式：商品不存在，跳过"}
-        return {**fields, "action": "create", "category_path": waiting}
+            fields.update(action="skip", skip_reason="仅更新模式：商品不存在，跳过")
+        else:
+            fields.update(action="create", category_path=waiting)
+        return fields
     if batch.mode == "create":
-        return {**fields, "action": "skip", "skip_reason": "仅新增模式：商品已存在，跳过"}
+        fields.update(action="skip", skip_reason="仅新增模式：商品已存在，跳过")
+        return fields
     changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
-    fields["changes"] = changes
-    return {**fields, "action": "update" if changes or waiting else "unchanged", "category_path": waiting}
+    fields.update(changes=changes, action="update" if changes or waiting else "unchanged", category_path=waiting)
+    return fields
 
 
 def _stock_rule(new, mode_today):
@@ -965,6 +972,8 @@ def _keep_accepted(old_warnings, decision):
 
 def _warning_state(warnings):
     """(has_warnings, error_kinds) of a written row: the kinds still waiting for the admin."""
+    if not warnings:
+        return False, ""
     waiting = sorted({w["kind"] for w in warnings if not w.get("accepted")})
     return bool(waiting), f",{','.join(waiting)}," if waiting else ""
 

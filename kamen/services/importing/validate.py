@@ -111,9 +111,11 @@ def parse_cell(key, cell):
 
 
 # Fields whose cells repeat down a price list (a handful of categories, face values,
-# delivery words): a file's validator parses each distinct cell once.
-REPEATING = frozenset(("category", "face_value", "tier_label", "market_price", "promo_price", "promo_start",
-                       "promo_end", "sync_stock", "delivery_type", "account_format", "delivery_minutes"))
+# delivery words; a few thousand prices and stock figures for 100,000 goods): a file's
+# validator parses each distinct cell once.
+REPEATING = frozenset(("category", "face_value", "tier_label", "cost_price", "market_price", "sale_price", "stock",
+                       "promo_price", "promo_start", "promo_end", "sync_stock", "delivery_type", "account_format",
+                       "delivery_minutes"))
 
 
 class _RepeatingCells:
@@ -126,8 +128,8 @@ class _RepeatingCells:
         self._seen = {}
 
     def __call__(self, key, cell):
-        if key not in REPEATING:
-            return parse_cell(key, cell)
+        if key not in REPEATING:  # code, name …: parse_cell's plain case (面值 is in REPEATING)
+            return key, PARSERS[key](cell)
         seen = (key, cell.__class__, cell)  # 1, 1.0 and True are equal keys otherwise
         found = self._seen.get(seen)
         if found is None:
