@@ -55,10 +55,10 @@ def test_xlsx_rows_keep_excel_types_and_visible_sheets(make_xlsx):
             book.rows("隐藏")
 
 
-def test_xlsx_rows_start_at_excel_row_one(make_xlsx, read_rows):
-    # Data placed at B3: row numbers must still match what the admin sees.
+def test_xlsx_rows_start_at_excel_row_one_and_column_a(make_xlsx, read_rows):
+    # Data placed at B3: row numbers and columns must still match what the admin sees.
     path = make_xlsx([[], [], [None, "商品编码", "供货价"], [None, "1001", 9.5]])
-    assert read_rows(path) == [["", ""], ["", ""], ["商品编码", "供货价"], ["1001", 9.5]]
+    assert read_rows(path) == [["", "", ""], ["", "", ""], ["", "商品编码", "供货价"], ["", "1001", 9.5]]
 
 
 def test_formula_without_cached_value_and_error_cells_are_bad_cells(make_xlsx, read_rows):
@@ -252,3 +252,81 @@ def test_zip_with_too_many_parts(make_xlsx):
             zf.writestr(f"xl/media/{i}.bin", b"")
     with pytest.raises(ImportFileError, match="文件内含 .* 个部件，超过上限 20，疑似压缩炸弹"):
         open_spreadsheet(path, ReadLimits(max_zip_entries=20))
+
+
+def _shown(rows):
+    """Rows as compared: trailing empty cells and rows dropped (the full read pads to the
+    sheet's width), a bad cell by its message."""
+    out = []
+    for row in rows:
+        row = [("bad", c.message) if isinstance(c, BadCell) else (type(c).__name__, c) for c in row]
+        while row and row[-1] == ("str", ""):
+            row.pop()
+        out.append(row)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _head_and_full(path, sheet=None, rows=40):
+    from itertools import islice
+
+    with open_spreadsheet(path) as book:
+        return _shown(islice(book.head(sheet), rows)), _shown(islice(book.rows(sheet), rows))
+
+
+def test_the_head_of_an_xlsx_sheet_reads_as_the_whole_sheet_does(tmp_path):
+    """The header rows of an xlsx, parsed without loading the sheet, are the cells the full
+    read gives: dates, times and durations by their style, booleans, formulas with and
+    without a cached value, error values, rich text, a 1904 workbook, empty rows and an
+    empty first column (columns count from A either way)."""
+    from datetime import time, timedelta
+
+    from openpyxl import Workbook
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    for epoch in (None, CALENDAR_MAC_1904):
+        book = Workbook()
+        if epoch:
+            book.epoch = epoch
+        sheet = book.active
+        sheet["B1"] = "XX货源价格表 2026-11"
+        sheet.merge_cells("B1:E1")
+        sheet.append([None, "商品编码", "商品名称", "供货价", "活动结束", "到账", "时长", "同步", "公式", "错误"])
+        sheet.append([None, "1001", CellRichText(["腾讯", TextBlock(InlineFont(b=True), "Q币")]), 9.5,
+                      datetime(2026, 11, 30, 23, 59), time(10, 30), timedelta(hours=36), True, "=D3*2", "#N/A"])
+        sheet.append([None, 1002, "网易一卡通", 48, date(2026, 12, 1), None, None, False])
+        sheet["D3"].number_format = "0.00"
+        sheet["G3"].number_format = "[h]:mm:ss"
+        sheet["C7"] = "隔了两行"
+        path = tmp_path / f"book-{bool(epoch)}.xlsx"
+        book.save(path)
+        head, full = _head_and_full(path)
+        assert head == full
+        assert head[1][1] == ("str", "商品编码") and head[2][0] == ("str", "")  # column A kept, empty
+        assert head[2][2] == ("str", "腾讯Q币") and head[2][5] == ("time", time(10, 30))
+
+
+def test_the_head_of_hand_written_sheet_xml(tmp_path):
+    """Other writers: a namespace prefix, cells without references, inline strings, an
+    ISO date cell, an empty text result of a formula."""
+    xml = ('<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
+           '<x:row r="2"><x:c t="inlineStr"><x:is><x:t>商品编码</x:t></x:is></x:c>'
+           '<x:c t="inlineStr"><x:is><x:t>名称</x:t></x:is></x:c><x:c r="E2" t="d"><x:v>2026-11-01T10:00:00</x:v></x:c></x:row>'
+           '<x:row r="3"><x:c r="A3"><x:v>1001</x:v></x:c><x:c r="B3" t="str"><x:f>""</x:f><x:v></x:v></x:c>'
+           '<x:c r="C3" t="b"><x:v>1</x:v></x:c><x:c r="D3"><x:f>1+1</x:f></x:c></x:row>'
+           "</x:sheetData></x:worksheet>")
+    head, full = _head_and_full(raw_xlsx(tmp_path / "prefixed.xlsx", xml))
+    assert head == full and head[1][:2] == [("str", "商品编码"), ("str", "名称")]
+
+
+def test_the_head_refuses_a_sheet_whose_stated_size_is_over_the_limits(tmp_path):
+    from itertools import islice
+
+    xml = ('<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+           '<dimension ref="A1:XFD150000"/><sheetData><row r="1"><c r="A1"><v>1</v></c></row></sheetData></worksheet>')
+    with open_spreadsheet(raw_xlsx(tmp_path / "far.xlsx", xml)) as book:
+        with pytest.raises(ImportFileError, match="表格有 16384 列"):
+            list(islice(book.head(), 5))

@@ -100,7 +100,7 @@ class Spreadsheet:
                 raise ImportFileError("工作簿里没有可见的工作表")
 
     def rows(self, sheet=None):
-        """Yield each row as a list of cell values, starting at the sheet's row 1.
+        """Yield each row as a list of cell values, starting at the sheet's row 1 and column A.
 
         CSV cells are strings; Excel cells are str, float, bool, date/datetime,
         "" for empty, or BadCell. Rows are never all held in Python at once.
@@ -108,6 +108,16 @@ class Spreadsheet:
         if self.kind == "csv":
             return self._csv_rows()
         return self._sheet_rows(sheet or self.sheet_names[0])
+
+    def head(self, sheet=None):
+        """The same rows as ``rows``, for a header and a few samples: an xlsx sheet is
+        parsed only as far as they are taken (xlsx_head.py), so the header of a
+        100,000-row price list costs milliseconds instead of a whole load."""
+        if self.kind != "xlsx":
+            return self.rows(sheet)
+        from kamen.services.importing.xlsx_head import head_rows
+
+        return head_rows(self.path, sheet or self.sheet_names[0], self.limits)
 
     def close(self):
         if self._book is not None:
@@ -148,10 +158,10 @@ class Spreadsheet:
         if self.kind == "xlsx":
             # Before calamine: it allocates the whole grid up to the farthest cell.
             scan = _scan_xlsx_sheet(self.path, name)
-            _check_extent(self.limits, scan.rows, scan.columns)
+            check_extent(self.limits, scan.rows, scan.columns)
             bad_cells = scan.bad
         sheet = _calamine(lambda: self._book.get_sheet_by_name(name), self.path)
-        _check_extent(self.limits, sheet.height, sheet.width)
+        check_extent(self.limits, sheet.height, sheet.width)
         return _rows_with_bad_cells(sheet, bad_cells)
 
 
@@ -239,18 +249,22 @@ def _long_line(number, limit):
 
 
 def _rows_with_bad_cells(sheet, bad_cells):
-    # calamine yields rows from row 1 but trims leading empty columns.
+    # calamine yields rows from row 1 but trims leading empty columns: they are put
+    # back, so a column's index is its place in the sheet (A = 0) however it is read.
     first_col = sheet.start[1] if sheet.start else 0
+    padding = [""] * first_col
     for index, row in enumerate(sheet.iter_rows()):
+        if first_col:
+            row = padding + row
         bad = bad_cells.get(index)
         if bad:
             for col, cell in bad.items():
-                if 0 <= col - first_col < len(row):
-                    row[col - first_col] = cell
+                if 0 <= col < len(row):
+                    row[col] = cell
         yield row
 
 
-def _check_extent(limits, rows, columns):
+def check_extent(limits, rows, columns):
     if rows > limits.max_rows:
         raise _too_many_rows(limits, rows)
     if columns > limits.max_columns:
@@ -361,7 +375,7 @@ def _check_xls(path, limits):
             continue
         rows, columns = max(rows, row + 1), max(columns, col + 1)
     for sheet_rows, sheet_columns in sheets + [(rows, columns)]:
-        _check_extent(limits, sheet_rows, sheet_columns)
+        check_extent(limits, sheet_rows, sheet_columns)
 
 
 def _sniff_text(head, complete):
@@ -434,14 +448,14 @@ class SheetScan:
 def _scan_xlsx_sheet(path, sheet_name):
     try:
         with zipfile.ZipFile(path) as zf:
-            member = _sheet_member(zf, sheet_name)
+            member = sheet_member(zf, sheet_name)
             with zf.open(member) as xml:
                 return _scan_sheet_xml(xml)
     except (zipfile.BadZipFile, KeyError, OSError, ElementTree.ParseError, EOFError, zlib.error) as exc:
         raise ImportFileError(CORRUPT) from exc
 
 
-def _sheet_member(zf, sheet_name):
+def sheet_member(zf, sheet_name):
     rel_id = None
     for el in ElementTree.fromstring(zf.read("xl/workbook.xml")).iter():
         if el.tag.endswith("}sheet") and el.get("name") == sheet_name:

@@ -145,7 +145,7 @@ def analyze(session, batch_id, beat=no_beat):
             if batch.sheet and batch.sheet != ALL_SHEETS and batch.sheet not in book.sheet_names:
                 batch.sheet = None
             first = book.sheet_names[0] if book.sheet_names and batch.sheet in (None, ALL_SHEETS) else batch.sheet
-            table = locate_table(book.rows(first), header_row=batch.header_row)
+            table = locate_table(book.head(first), header_row=batch.header_row)
             batch.samples = _samples(table, len(table.headers))
     except ImportFileError as exc:
         return fail(session, batch, str(exc), beat)
