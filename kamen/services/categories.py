@@ -211,13 +211,18 @@ class CategoryLookup:
         # Most names hold no keyword: one search over all of them says so (an import asks for each row).
         self._any_keyword = re.compile("|".join(re.escape(k) for k, _ in self.rules)) if self.rules else None
         self.chosen = dict(chosen or {})
+        self._found = {}
 
     def get(self, text):
-        """A category by its source name or path, or None."""
+        """A category by its source name or path, or None (each text worked out once: an
+        import asks for each of its rows)."""
         if not text:
             return None
+        if text in self._found:
+            return self._found[text]
         key = path_key(text)
-        return self.chosen.get(key) or self.names.get(key) or self.names.get(str(text).strip())
+        found = self._found[text] = self.chosen.get(key) or self.names.get(key) or self.names.get(str(text).strip())
+        return found
 
     def by_rule(self, name):
         if self._any_keyword is None or not name:

@@ -78,13 +78,15 @@ class FileValidator:
 
     def __init__(self, columns, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE, basis="file"):
         """``columns`` is Mapping.columns; ``current`` maps code -> today's values."""
-        self._plan = tuple(columns.items())
+        self._cells = _RepeatingCells()
+        # (field, column, its parser, or the distinct cells parsed so far for a REPEATING field)
+        self._plan = tuple((key, column, PARSERS[key], self._cells.seen(key) if key in REPEATING else None)
+                           for key, column in columns.items())
         self._markup = markup
         self._basis = basis
         self._current = (current if current is not None else {}).get  # may be filled later, chunk by chunk
         self._max_price_change = max_price_change
         self._first_line = {}
-        self._parse = _RepeatingCells()
 
     def expect(self, first_lines):
         """Check the next rows against {code: its first line in the file} (a chunk of a
@@ -92,9 +94,30 @@ class FileValidator:
         self._first_line = dict(first_lines)
 
     def check(self, cells, line):
+        """validate_row of the row's mapped cells, parsed as its loop does (inlined here: it
+        runs for each of a file's cells), a REPEATING field's distinct cells once."""
         width = len(cells)
-        raw = {key: cells[col] for key, col in self._plan if col < width}
-        result = _validate(raw, self._markup, self._current, self._max_price_change, self._basis, self._parse)
+        values, errors, failed = {}, [], set()
+        for key, column, parser, seen in self._plan:
+            if column >= width:
+                continue
+            cell = cells[column]
+            if cell is None or (cell.__class__ is str and (not cell or cell.isspace())):
+                continue
+            try:
+                if seen is None:
+                    values[key] = parser(cell)
+                    continue
+                found = seen.get(cell if cell.__class__ is str else (cell.__class__, cell))
+                if found is None:
+                    found = self._cells.parse(seen, key, cell)
+                if found.__class__ is _Refused:
+                    raise n.FieldError(found.message)
+                values[found[0]] = found[1]
+            except n.FieldError as exc:
+                errors.append(Issue(key, "格式错误", str(exc)))
+                failed.add(key)
+        result = _judge(values, errors, failed, self._markup, self._current, self._max_price_change, self._basis)
         code = result.values.get("code")
         if code is not None:
             first = self._first_line.setdefault(code, line)
@@ -119,43 +142,53 @@ REPEATING = frozenset(("category", "face_value", "tier_label", "cost_price", "ma
 
 
 class _RepeatingCells:
-    """parse_cell, remembering the fields in REPEATING (results are immutable: text,
-    Decimal, int, datetime; an error is remembered as its message)."""
+    """A file's parse_cell results for the fields in REPEATING, by field and cell: (field,
+    value), or _Refused (results are immutable: text, Decimal, int, datetime). A text cell
+    is its own key; another by its type too (1, 1.0 and True are equal keys otherwise)."""
 
-    LIMIT = 20_000
+    LIMIT = 20_000  # cells remembered, all fields together
 
     def __init__(self):
-        self._seen = {}
+        self._by_field, self._size = {}, 0
 
-    def __call__(self, key, cell):
-        if key not in REPEATING:  # code, name …: parse_cell's plain case (面值 is in REPEATING)
-            return key, PARSERS[key](cell)
-        seen = (key, cell.__class__, cell)  # 1, 1.0 and True are equal keys otherwise
-        found = self._seen.get(seen)
-        if found is None:
-            try:
-                found = (True, parse_cell(key, cell))
-            except n.FieldError as exc:
-                found = (False, str(exc))
-            if len(self._seen) < self.LIMIT:
-                self._seen[seen] = found
-        if found[0]:
-            return found[1]
-        raise n.FieldError(found[1])
+    def seen(self, key):
+        return self._by_field.setdefault(key, {})
+
+    def parse(self, seen, key, cell):
+        try:
+            found = parse_cell(key, cell)
+        except n.FieldError as exc:
+            found = _Refused(str(exc))
+        if self._size < self.LIMIT:
+            seen[cell if cell.__class__ is str else (cell.__class__, cell)] = found
+            self._size += 1
+        return found
 
 
-def _validate(raw, markup, current_for, max_price_change, basis="file", parse=parse_cell):
-    values, errors, warnings, computed = {}, [], [], ()
-    failed = set()
+class _Refused:
+    __slots__ = ("message",)
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _validate(raw, markup, current_for, max_price_change, basis="file"):
+    values, errors, failed = {}, [], set()
     for key, cell in raw.items():
         if cell is None or (cell.__class__ is str and (not cell or cell.isspace())):
-            continue  # blank: n.is_blank inlined, this runs for every cell
+            continue  # blank: n.is_blank inlined
         try:
-            field, value = parse(key, cell)
+            field, value = parse_cell(key, cell)
             values[field] = value
         except n.FieldError as exc:
             errors.append(Issue(key, "格式错误", str(exc)))
             failed.add(key)
+    return _judge(values, errors, failed, markup, current_for, max_price_change, basis)
+
+
+def _judge(values, errors, failed, markup, current_for, max_price_change, basis):
+    """The checks of a row's parsed ``values`` (``failed``: the fields whose cells did not parse)."""
+    warnings, computed = [], ()
     for key in REQUIRED:
         if key not in values and key not in failed:
             errors.append(Issue(key, "字段缺失", f"{_label(key)}不能为空"))
