@@ -144,8 +144,8 @@ _IN_CHUNK = "r.id BETWEEN :first AND :last AND r.batch_id = :batch AND NOT r.com
 # go in with the same statements: no second pass over 100,000 written products.
 _NAMES = f"""
     SELECT r.id, r.code, r."values"->>'name' FROM import_rows r
-    WHERE {_IN_CHUNK} AND r.action IN ('create', 'update') AND r."values"->>'name' IS NOT NULL
-"""
+    WHERE {_IN_CHUNK} AND r.action IN ('create', 'update')
+"""  # rows without a name are left out in Python: ->> reads the whole JSON text each time
 _KEYS = "unnest(CAST(:key_ids AS integer[]), CAST(:keys AS text[])) AS k(id, key)"
 
 
@@ -241,7 +241,7 @@ class ChunkWriter:
         _, first, last = chunk
         params = {"batch": batch_id, "first": first, "last": last, "now": now, "supplier": supplier_id,
                   "defaults": self.defaults, "reason": self.reason, "threshold": threshold}
-        names = session.execute(sa.text(_NAMES), params).all()
+        names = [row for row in session.execute(sa.text(_NAMES), params) if row[2] is not None]
         params.update(key_ids=[row_id for row_id, _, _ in names],
                       keys=[search_key(name, code) for _, code, name in names])
         deleted = session.execute(self.skip_deleted, params).rowcount
