@@ -415,7 +415,7 @@ class _Context:
         stmt = sa.select(Product.id, Product.code, *columns).where(Product.supplier_id == self.batch.supplier_id, wanted)
         decoded, fields = self._decoded, PRODUCT_FIELDS
         # Core, not the ORM's row loading: a re-import reads 100,000 goods this way.
-        for product_id, code, *values in session.connection().execute(stmt):
+        for product_id, code, *values in session.connection().execute(stmt).all():
             current = dict(zip(fields, values))
             text = current["buyer_fields"]
             if text not in decoded:
