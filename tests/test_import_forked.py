@@ -193,3 +193,25 @@ def test_only_a_single_threaded_process_forks():
     finally:
         release.set()
         other.join()
+
+
+def test_a_chunks_goods_are_found_by_code_whatever_order_and_collation(app):
+    """Staging looks a chunk's codes up by an index range the database works out in its own
+    collation, with the few codes at either end asked for apart: every code is found
+    exactly, in code order or not, with codes that sort differently byte by byte and by
+    collation (case, hyphens, full-width), repeats from far away, blanks and new codes."""
+    supplier = default_supplier(db.session)
+    odd = ["a-1", "A-1", "a1", "B 2", "b2", "Ｃ3", "c-3", "Z-9", "z9", "_x"]
+    codes = [f"SP{100000 + i}" for i in range(600)] + odd
+    db.session.add_all(Product(supplier_id=supplier.id, code=code, name=f"商品 {code}", cost_price=Decimal("9.00"),
+                               sale_price=Decimal("10.00")) for code in codes)
+    db.session.commit()
+    batch = staging.create_batch(db.session, io.BytesIO(messy_csv()), "价格表.csv", supplier=supplier)
+    context = staging._Context(db.session, batch)
+    asked = codes[300:560] + codes[5:9] + odd + [None, "NEW-1", "SP999999"]
+    for order in (sorted, lambda c: list(reversed(c)), lambda c: c):
+        context.load(db.session, order([c for c in asked if c is not None]) + [None])
+        assert set(context.current) == set(codes[300:560] + codes[5:9] + odd)
+        assert set(context.prices) == set(context.current)
+    where = bulk.one_of(db.session, Product.code, asked, ranged=True)
+    assert len(where) == 2  # the bulk of them by a range, the ends apart
