@@ -156,6 +156,30 @@ def test_xlsx_into_one_category_and_create_only_mode(admin):
     assert [c.value for c in sheet[1]][-1] == "错误原因" and sheet.max_row == 4
 
 
+def test_a_sheet_starting_at_column_c_maps_by_its_excel_letters_and_imports(admin):
+    """The header is found from the head of the sheet and the rows staged from the whole
+    sheet: both count columns from A, so an empty column A and B change nothing."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet["C1"] = "XX货源价格表"
+    for row in (["商品编码", "商品名称", "供货价", "库存"], ["QB10", "腾讯Q币 10元", 9.5, 20], ["QB20", "腾讯Q币 20元", 19, 5]):
+        sheet.append([None, None, *row])
+    out = io.BytesIO()
+    book.save(out)
+    batch = _fresh(_upload(admin, out.getvalue(), name="price.xlsx"))
+    assert batch.headers[:3] == ["", "", "商品编码"]
+    page = admin.get(f"/admin/imports/{batch.id}").get_data(as_text=True)
+    assert "<td>C</td><td>商品编码</td>" in page and "<td>F</td><td>库存</td>" in page
+    admin.post(f"/admin/imports/{batch.id}/mapping", data=_mapping_form(batch))
+    batch = _fresh(batch)
+    assert (batch.status, batch.created, batch.failed) == ("ready", 2, 0), batch.message
+    admin.post(f"/admin/imports/{batch.id}/commit")
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(Product.stock).filter_by(code="QB20")) == 5
+
+
 @pytest.mark.parametrize(
     "data, name, message",
     [
