@@ -9,8 +9,8 @@ Python here.
 """
 import logging
 import threading
-from dataclasses import dataclass, field
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import current_app

@@ -51,7 +51,6 @@ PRODUCT_FIELDS = (
 )
 
 
-
 class ImportInvalid(ValueError):
     """A request the admin must change (bad mapping, wrong state); str() is Chinese."""
 

@@ -79,7 +79,8 @@ class FileValidator:
     def __init__(self, columns, *, markup, current=None, max_price_change=DEFAULT_MAX_PRICE_CHANGE, basis="file"):
         """``columns`` is Mapping.columns; ``current`` maps code -> today's values."""
         self._cells = _RepeatingCells()
-        # (field, column, its parser, or the distinct cells parsed so far for a REPEATING field)
+        # (field, column, its parser, or the distinct cells parsed so far for a REPEATING field);
+        # a field outside REPEATING is parse_cell's plain case (面值, its one special case, repeats)
         self._plan = tuple((key, column, PARSERS[key], self._cells.seen(key) if key in REPEATING else None)
                            for key, column in columns.items())
         self._markup = markup
