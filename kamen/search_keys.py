@@ -11,7 +11,8 @@ from functools import lru_cache
 from pypinyin import lazy_pinyin
 
 MAX_WORDS = 6  # more words than this are ignored: each one is a LIKE over every product
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# Split on runs of Chinese characters, kept: other text, a run, other text, … (other text may be "").
+_HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 
 
 @lru_cache(maxsize=100_000)
@@ -28,15 +29,16 @@ def search_key(name, code=""):
     Non-Chinese runs (Q, 10) stay as they are in the initials, so "腾讯Q币"
     gives "txqb" and "qb" matches it."""
     name = (name or "").strip()
-    initials, full, at = [], [], 0
-    for run in _HAN.finditer(name):
-        other = name[at:run.start()].strip()
-        syllables = _syllables(run.group())
-        initials += [other, *(s[:1] for s in syllables)]
-        full += [other, *syllables]
-        at = run.end()
-    initials.append(name[at:].strip())
-    full.append(name[at:].strip())
+    initials, full = [], []
+    for index, part in enumerate(_HAN.split(name)):
+        if index % 2:  # a run of Chinese characters
+            syllables = _syllables(part)
+            initials += [s[:1] for s in syllables]
+            full += syllables
+        else:
+            part = part.strip()
+            initials.append(part)
+            full.append(part)
     return " ".join(p for p in (name, (code or "").strip(), "".join(initials), "".join(full)) if p).lower()
 
 
