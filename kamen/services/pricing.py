@@ -63,7 +63,7 @@ def price_problem(*, cost, sale, promo, min_margin):
 
 
 def _floor_text(cost, min_margin):
-    """Worded only for a broken rule: the check runs twice for each of an import's rows."""
+    """Worded only for a broken rule: the check runs for each of an import's rows."""
     return f"供货价 ¥{cost}" + (f" 加最低利润 ¥{min_margin}" if min_margin else "")
 
 

@@ -7,10 +7,10 @@ database instead of in Python. SQLite keeps the portable Core statements in
 staging.py and committing.py; both paths leave the same rows behind.
 """
 import operator
-from typing import NamedTuple
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import NamedTuple
 
 import orjson
 import sqlalchemy as sa

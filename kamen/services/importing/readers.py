@@ -200,8 +200,10 @@ BLOCK_BYTES = 256 * 1024
 def _whole_lines(data, encoding, limit):
     """The lines of ``data`` (whole lines), decoded with one call; None when a line is too
     long, does not decode or holds NUL."""
-    if not data or max(map(len, data.split(b"\n"))) >= limit:
-        return [] if not data else None
+    if not data:
+        return []
+    if max(map(len, data.split(b"\n"))) >= limit:
+        return None
     try:
         text = data.decode("utf-8" if encoding == "utf-8-sig" else encoding)
     except UnicodeDecodeError:

@@ -137,6 +137,8 @@ class _CellValues:
             return value.strip() not in ("", "0")
         if kind == "d":
             return datetime.fromisoformat(value.strip())
+        # A number cell is a float, as the full read (calamine) gives it: validation turns
+        # prices into Decimal from its shortest text, never by float arithmetic.
         return self._number(float(value), self._kinds.get(int(cell.get("s") or 0)))
 
     def _number(self, number, kind):
