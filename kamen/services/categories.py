@@ -208,8 +208,13 @@ class CategoryLookup:
         self.names = name_lookup(session)
         self.rules = sorted(((_plain(r.keyword), r.category_id) for r in rules(session) if _plain(r.keyword)),
                             key=lambda r: -len(r[0]))
-        # Most names hold no keyword: one search over all of them says so (an import asks for each row).
-        self._any_keyword = re.compile("|".join(re.escape(k) for k, _ in self.rules)) if self.rules else None
+        # One search finds the longest keyword starting at each place in a name (an import asks
+        # for each row): the lookahead lets keywords overlap, the longest is tried first.
+        self._keywords = re.compile(
+            "(?=(" + "|".join(re.escape(k) for k, _ in self.rules) + "))") if self.rules else None
+        self._rank = {}  # keyword -> (its place in self.rules, category id); the first of equal keywords
+        for place, (keyword, category_id) in enumerate(self.rules):
+            self._rank.setdefault(keyword, (place, category_id))
         self.chosen = dict(chosen or {})
         self._found = {}
 
@@ -225,12 +230,12 @@ class CategoryLookup:
         return found
 
     def by_rule(self, name):
-        if self._any_keyword is None or not name:
+        if self._keywords is None or not name:
             return None
-        plain = _plain(name)
-        if not self._any_keyword.search(plain):
+        found = self._keywords.findall(_plain(name))
+        if not found:
             return None
-        return next((category_id for keyword, category_id in self.rules if keyword in plain), None)
+        return min(map(self._rank.__getitem__, found))[1]
 
 
 def similar_category(session, path):

@@ -42,6 +42,7 @@ log = logging.getLogger("kamen.imports")
 
 ALL_SHEETS = "*"
 CHUNK = 5000  # rows validated against one catalogue lookup, staged and committed together
+PRICES_REMEMBERED = 20_000  # price combinations a file's staging keeps the checks of
 MONEY_FIELDS = ("face_value", "cost_price", "market_price", "sale_price", "promo_price")
 TIME_FIELDS = ("promo_start", "promo_end")
 # Product attributes an import may set, compared for "unchanged" and kept as before-images.
@@ -391,7 +392,17 @@ class _Context:
         # A supplier's products share a handful of buyer_fields texts: decode each once.
         self._decoded = {}
         self._fields_for = {}  # 充值账号格式 cell -> buyer fields (a file has a handful)
+        self._stock_modes = {}
+        self._preset_fields = {}
+        self._problems = {}  # (cost, sale, promo) -> price_problem's answer
         self.load(session, codes)
+
+    def preset_fields(self, preset):
+        """A preset's buyer fields, one list for all rows (it is only encoded)."""
+        fields = self._preset_fields.get(preset)
+        if fields is None:
+            fields = self._preset_fields[preset] = delivery.PRESETS[preset].buyer_fields()
+        return fields
 
     def buyer_fields_for(self, fmt):
         """delivery.buyer_fields_for, once per distinct cell (rows share the list: it is only encoded)."""
@@ -399,6 +410,25 @@ class _Context:
         if fields is None:
             fields = self._fields_for[fmt] = delivery.buyer_fields_for(fmt)
         return fields
+
+    def price_problem(self, cost, sale, promo):
+        """pricing.price_problem with this supplier's minimum margin, once per prices: a
+        re-import checks each of its goods, and they share a few thousand prices."""
+        key = (cost, sale, promo)
+        if key in self._problems:
+            return self._problems[key]
+        problem = price_problem(cost=cost, sale=sale, promo=promo, min_margin=self.min_margin)
+        if len(self._problems) < PRICES_REMEMBERED:
+            self._problems[key] = problem
+        return problem
+
+    def stock_mode_for(self, kind, has_stock):
+        """delivery.stock_mode_for for this supplier, once per delivery type and stock or not."""
+        mode = self._stock_modes.get((kind, has_stock))
+        if mode is None:
+            mode = self._stock_modes[kind, has_stock] = delivery.stock_mode_for(
+                kind, self.supplier_kind, has_stock=has_stock)
+        return mode
 
     def load(self, session, codes):
         self.current.clear()
@@ -408,14 +438,10 @@ class _Context:
             return
         columns = [sa.cast(Product.buyer_fields, sa.Text) if f == "buyer_fields" else getattr(Product, f)
                    for f in PRODUCT_FIELDS]
-        if bulk.is_postgresql(session):
-            columns = [bulk.as_driver_returns(c) for c in columns]
         found = []
         for wanted in bulk.one_of(session, Product.code, codes, ranged=True):  # a chunk's codes
-            stmt = sa.select(Product.id, Product.code, *columns).where(
-                Product.supplier_id == self.batch.supplier_id, wanted)
-            # Core, not the ORM's row loading: a re-import reads 100,000 goods this way.
-            found += session.connection().execute(stmt).all()
+            found += bulk.plain_rows(session, sa.select(Product.id, Product.code, *columns).where(
+                Product.supplier_id == self.batch.supplier_id, wanted))
         decoded, fields = self._decoded, PRODUCT_FIELDS
         for product_id, code, *values in found:
             current = dict(zip(fields, values))
@@ -701,21 +727,19 @@ def _decide(context, result, sheet_category=None):
     warnings = [issue(i) for i in result.warnings] if result.warnings else []
     existing = context.current.get(code)
     new, waiting = _product_values(result.values, context, sheet_category, is_new=existing is None)
-    _stock_rule(new, existing[1]["stock_mode"] if existing else None)
+    old = existing[1] if existing else None
+    _stock_rule(new, old["stock_mode"] if existing else None)
     fields = {"code": code, "errors": errors, "warnings": warnings, "values": to_json(new), "changes": {},
               "has_warnings": bool(warnings), "product_id": None, "skip_reason": "", "category_path": None}
-    if existing is None:
-        merged = new
-    else:
-        merged = {**existing[1], **new}
+    if existing is not None:
         fields["product_id"] = existing[0]
-    # The row's prices with the product's other prices of today (a new product's are the
-    # row's own, which validation has checked).
-    problem = None if errors or existing is None else price_problem(
-        cost=merged.get("cost_price"), sale=merged.get("sale_price"), promo=merged.get("promo_price"),
-        min_margin=context.min_margin)
-    if problem:
-        errors.append(issue(Issue(problem.field, problem.kind, problem.message)))
+        if not errors:
+            # The row's prices with the product's other prices of today (a new product's are
+            # the row's own, which validation has checked).
+            merged = {**old, **new}
+            problem = context.price_problem(merged["cost_price"], merged["sale_price"], merged["promo_price"])
+            if problem:
+                errors.append(issue(Issue(problem.field, problem.kind, problem.message)))
     if errors:
         kinds = ",".join(sorted({e["kind"] for e in errors}))
         fields.update(action="error", error_kinds=f",{kinds},")
@@ -731,7 +755,7 @@ def _decide(context, result, sheet_category=None):
     if batch.mode == "create":
         fields.update(action="skip", skip_reason="仅新增模式：商品已存在，跳过")
         return fields
-    changes = {f: [_json_value(existing[1][f]), _json_value(v)] for f, v in new.items() if existing[1][f] != v}
+    changes = {f: [_json_value(old[f]), _json_value(v)] for f, v in new.items() if old[f] != v}
     fields.update(changes=changes, action="update" if changes or waiting else "unchanged", category_path=waiting)
     return fields
 
@@ -834,7 +858,7 @@ def _delivery_values(values, context, out, *, is_new):
         fields = context.buyer_fields_for(fmt)
     else:
         text = f"{values.get('category', '')} {values.get('name', '')}"
-        fields = delivery.PRESETS[delivery.topup_preset(text)].buyer_fields()
+        fields = context.preset_fields(delivery.topup_preset(text))
     out["delivery_type"], out["buyer_fields"] = kind, fields
     out["stock_mode"] = _stock_mode(values, context, kind)
 
@@ -843,12 +867,14 @@ def _stock_mode(values, context, kind):
     if "sync_stock" in values:
         kind = kind or values.get("delivery_type", "card")
         return _SYNCED if values["sync_stock"] else _CARDS if kind == "card" else _UNLIMITED
-    return delivery.stock_mode_for(kind, context.supplier_kind, has_stock="stock" in values)
+    return context.stock_mode_for(kind, "stock" in values)
 
 
 def to_json(values):
     scalars = _JSON_SCALARS
-    return {k: v if v.__class__ in scalars else _json_value(v) for k, v in values.items()}
+    # Prices are most of a row's other values: their text without a call each.
+    return {k: v if v.__class__ in scalars else str(v) if v.__class__ is Decimal else _json_value(v)
+            for k, v in values.items()}
 
 
 def _json_value(v):

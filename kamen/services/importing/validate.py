@@ -6,6 +6,7 @@ pricing.py); warnings (价格变动过大, 售价高于面值 …) need the admi
 and a Chinese message naming the field and the value.
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 from decimal import Decimal
 from functools import partial
 
@@ -88,6 +89,7 @@ class FileValidator:
         self._current = (current if current is not None else {}).get  # may be filled later, chunk by chunk
         self._max_price_change = max_price_change
         self._first_line = {}
+        self._priced = {}  # a _Pricing by the prices it was worked out for
 
     def expect(self, first_lines):
         """Check the next rows against {code: its first line in the file} (a chunk of a
@@ -118,7 +120,8 @@ class FileValidator:
             except n.FieldError as exc:
                 errors.append(Issue(key, "格式错误", str(exc)))
                 failed.add(key)
-        result = _judge(values, errors, failed, self._markup, self._current, self._max_price_change, self._basis)
+        result = _judge(values, errors, failed, self._markup, self._current, self._max_price_change, self._basis,
+                        self._priced)
         code = result.values.get("code")
         if code is not None:
             first = self._first_line.setdefault(code, line)
@@ -187,8 +190,9 @@ def _validate(raw, markup, current_for, max_price_change, basis="file"):
     return _judge(values, errors, failed, markup, current_for, max_price_change, basis)
 
 
-def _judge(values, errors, failed, markup, current_for, max_price_change, basis):
-    """The checks of a row's parsed ``values`` (``failed``: the fields whose cells did not parse)."""
+def _judge(values, errors, failed, markup, current_for, max_price_change, basis, priced_before=None):
+    """The checks of a row's parsed ``values`` (``failed``: the fields whose cells did not parse).
+    ``priced_before``: a file's rows priced so far, by their prices (see _Pricing)."""
     warnings, computed = [], ()
     for key in REQUIRED:
         if key not in values and key not in failed:
@@ -202,31 +206,60 @@ def _judge(values, errors, failed, markup, current_for, max_price_change, basis)
         errors.append(Issue("promo_end", "活动结束早于开始", "活动结束时间早于开始时间"))
 
     cost = values.get("cost_price")
-    sale = values.get("sale_price")
     current = current_for(values.get("code"))
-    if cost is not None and markup is not None and "sale_price" not in failed:
-        # A row updating a product caps at the product's 面值 / 市场价 when the file has none.
-        face, market = values.get("face_value"), values.get("market_price")
-        if current:
-            face = current.get("face_value") if face is None else face
-            market = current.get("market_price") if market is None else market
-        priced = import_price(basis, markup, cost=cost, suggested=sale, face=face, market=market)
-        if priced.price is not None:  # never below cost + the minimum margin
-            sale = values["sale_price"] = priced.price
-            computed = ("sale_price",)
-        for w in priced.warnings:
-            warnings.append(Issue(w.field, w.kind, w.message))
-    problem = price_problem(cost=cost, sale=sale, promo=values.get("promo_price"),
-                            min_margin=markup.min_margin if markup else 0)
-    if problem:
-        errors.append(Issue(problem.field, problem.kind, problem.message))
+    # A row updating a product caps at the product's 面值 / 市场价 when the file has none.
+    face, market = values.get("face_value"), values.get("market_price")
+    if current:
+        face = current.get("face_value") if face is None else face
+        market = current.get("market_price") if market is None else market
+    prices = (cost is not None and markup is not None and "sale_price" not in failed,
+              cost, values.get("sale_price"), face, market, values.get("promo_price"))
+    pricing = priced_before.get(prices) if priced_before is not None else None
+    if pricing is None:
+        pricing = _Pricing.of(markup, basis, *prices)
+        if priced_before is not None and len(priced_before) < _Pricing.LIMIT:
+            priced_before[prices] = pricing
+    if pricing.sale is not None:  # never below cost + the minimum margin
+        values["sale_price"] = pricing.sale
+        computed = ("sale_price",)
+    if pricing.warnings:
+        warnings += pricing.warnings
+    if pricing.problem:
+        errors.append(pricing.problem)
 
     if current and max_price_change is not None:
         for key in ("cost_price", "sale_price"):
-            warning = _price_change(key, current.get(key), values.get(key), max_price_change)
-            if warning:
-                warnings.append(warning)
+            old, new = current.get(key), values.get(key)
+            if old is not None and new is not None and old != new:  # most rows: no change
+                warning = _price_change(key, old, new, max_price_change)
+                if warning:
+                    warnings.append(warning)
     return RowResult(values, errors, warnings, computed)
+
+
+class _Pricing(NamedTuple):
+    """What a row's prices come to: the sale price set (or None: the row's own stands), the
+    warnings to confirm and the broken price rule. It depends on the prices alone (the
+    markup and basis are the file's), and a price list repeats a few thousand of them over
+    100,000 goods: a file's validator works each out once."""
+
+    sale: Decimal | None
+    warnings: tuple  # Issue
+    problem: Issue | None
+
+    LIMIT = 20_000  # price combinations remembered per file
+
+    @classmethod
+    def of(cls, markup, basis, priced, cost, sale, face, market, promo):
+        """``priced``: the sale price is set from ``cost`` (the 售价 cell did not fail to parse)."""
+        new_sale, warnings = None, ()
+        if priced:
+            found = import_price(basis, markup, cost=cost, suggested=sale, face=face, market=market)
+            if found.price is not None:
+                sale = new_sale = found.price
+            warnings = tuple(Issue(w.field, w.kind, w.message) for w in found.warnings)
+        problem = price_problem(cost=cost, sale=sale, promo=promo, min_margin=markup.min_margin if markup else 0)
+        return cls(new_sale, warnings, Issue(problem.field, problem.kind, problem.message) if problem else None)
 
 
 def _price_change(key, old, new, limit):
