@@ -2,6 +2,7 @@
 duplicates found across chunks, a helper's failure fails the batch whole."""
 import io
 import logging
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,7 @@ from kamen.models import ImportBatch, ImportRow, Product
 from kamen.services.importing import batches, bulk, forked, staging
 from kamen.services.suppliers import default_supplier
 from tests.helpers import make_product
-from tests.import_files import messy_csv
+from tests.import_files import messy_csv, messy_xlsx
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -45,9 +46,9 @@ def _staged(batch_id, workers, app):
     return batch, [{name: getattr(row, name) for name in COMPARED} for row in rows]
 
 
-def _upload(data):
+def _upload(data, filename="价格表.csv"):
     supplier = default_supplier(db.session)
-    return staging.create_batch(db.session, io.BytesIO(data), "价格表.csv", supplier=supplier).id
+    return staging.create_batch(db.session, io.BytesIO(data), filename, supplier=supplier).id
 
 
 @pytest.fixture
@@ -77,6 +78,21 @@ def test_helpers_stage_the_rows_one_process_would(app, small_chunks, caplog):
     repeated = by_line[5 + 45]  # G000 again, 45 rows (several chunks) after line 5
     assert repeated["action"] == "error" and "与第 5 行重复" in repeated["errors"][0]["message"]
     assert sum(row["error_kinds"] == ",重复编码," for row in helped) > 5
+
+
+def test_an_xlsx_with_dates_stages_in_helpers_as_in_one_process(app, small_chunks):
+    """Chunks go to the helpers marshalled, those with cells marshal cannot carry (an xlsx's
+    dates) pickled: either way the rows are the ones one process stages."""
+    rows = price_list()
+    for i, row in enumerate(rows):
+        if i % 20 < 5:  # some chunks with dates, some without
+            row[5], row[6] = "8.00", datetime(2027, 1, 1 + i % 20, 18, 30)
+    data = messy_xlsx(rows)
+    _, alone = _staged(_upload(data, "价格表.xlsx"), 1, app)
+    _, helped = _staged(_upload(data, "价格表.xlsx"), 2, app)
+    assert helped == alone
+    dated = [row for row in helped if row["values"].get("promo_end")]
+    assert len(dated) > 5 and dated[0]["raw"]["promo_end"] == "2027-01-01 18:30"
 
 
 def test_a_helper_failing_fails_the_batch_and_retry_stages_it_whole(app, small_chunks, monkeypatch, caplog):
