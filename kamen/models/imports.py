@@ -81,7 +81,9 @@ class ImportRow(db.Model):
     __tablename__ = "import_rows"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("import_batches.id", ondelete="CASCADE"))
+    # An ImportBatch's id, unchecked by the database: staging writes 100,000 rows a file, for
+    # the batch it holds, and batches are never deleted (migration 0022).
+    batch_id: Mapped[int]
     sheet: Mapped[str | None] = mapped_column(sa.String(100))
     line: Mapped[int]  # row number in the admin's file (Excel numbering)
     cells: Mapped[list] = mapped_column(sa.JSON)  # the row as read, for the error file
