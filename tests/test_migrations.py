@@ -62,14 +62,22 @@ def test_a_plaintext_webhook_url_is_encrypted_by_the_migration(empty_db_url, tmp
         db.engine.dispose()
 
 
-def test_staged_rows_leave_room_for_a_commits_marks_on_their_page(tmp_path):
-    """On PostgreSQL (fillfactor is its own) import_rows keeps half of each page free, so
-    marking a staged row written is a HOT update (see migration 0021)."""
+def test_postgresql_storage_settings_of_the_import_tables(tmp_path):
+    """Settings of PostgreSQL's own that the models cannot say: import_rows keeps half of
+    each page free, so marking a staged row written is a HOT update (migration 0021);
+    an upload's chunks are stored uncompressed (0023). Downgraded, both are the defaults."""
+    options = "SELECT reloptions FROM pg_class WHERE relname = 'import_rows'"
+    storage = ("SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+               "WHERE c.relname = 'upload_chunks' AND a.attname = 'data'")
     with throwaway_pg_database("kamen_mig") as url:
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
         with app.app_context():
             upgrade()
-            options = db.session.scalar(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'import_rows'"))
-            assert options == ["fillfactor=50"]
+            assert db.session.scalar(sa.text(options)) == ["fillfactor=50"]
+            assert db.session.scalar(sa.text(storage)) == "e"
+            db.session.remove()
+            downgrade(revision="0020_scorecards")
+            assert db.session.scalar(sa.text(options)) is None
+            assert db.session.scalar(sa.text(storage)) == "x"
             db.session.remove()
             db.engine.dispose()
