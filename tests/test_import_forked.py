@@ -18,7 +18,7 @@ from tests.import_files import messy_csv, messy_xlsx
 pytestmark = pytest.mark.backends("postgresql")
 
 COMPARED = ("sheet", "line", "action", "code", "values", "errors", "warnings", "has_warnings", "error_kinds",
-            "changes", "category_path", "skip_reason", "product_id", "raw", "cells", "auto_fixed")
+            "changes", "category_path", "skip_reason", "product_id", "edits", "cells", "auto_fixed")
 
 
 def price_list(rows=60):
@@ -92,7 +92,7 @@ def test_an_xlsx_with_dates_stages_in_helpers_as_in_one_process(app, small_chunk
     _, helped = _staged(_upload(data, "价格表.xlsx"), 2, app)
     assert helped == alone
     dated = [row for row in helped if row["values"].get("promo_end")]
-    assert len(dated) > 5 and dated[0]["raw"]["promo_end"] == "2027-01-01 18:30"
+    assert len(dated) > 5 and dated[0]["edits"] == {"promo_end": "2027-01-01 18:30"}
 
 
 def test_a_helper_failing_fails_the_batch_and_retry_stages_it_whole(app, small_chunks, monkeypatch, caplog):

@@ -75,7 +75,7 @@ def test_weekly_reimport_skips_mapping_reapplies_fixes_and_knows_the_same_file(a
     assert again.status == "ready" and again.markup_percent == Decimal("5")
     fixed = _row(again, 7)
     assert fixed.auto_fixed == ["cost_price"] and fixed.action == "unchanged"
-    assert fixed.raw["cost_price"] == "48.50" and fixed.cells[2] == "abc"  # the error file keeps the supplier's cell
+    assert fixed.edits["cost_price"] == "48.50" and fixed.cells[2] == "abc"  # the error file keeps the supplier's cell
     page = admin.get(f"/admin/imports/{again.id}").get_data(as_text=True)
     assert f"这个文件已于 {first.committed_at:%Y}" in page and f"导入 #{first.id}" in page
     assert "已按上次提交时的列对应和导入设置直接校验" in page

@@ -1,4 +1,6 @@
 """The migrations build exactly the models' schema, on both databases."""
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -81,3 +83,31 @@ def test_postgresql_storage_settings_of_the_import_tables(tmp_path):
             assert db.session.scalar(sa.text(storage)) == "x"
             db.session.remove()
             db.engine.dispose()
+
+
+def test_staged_rows_keep_their_edits_and_a_downgrade_writes_every_text_back(empty_db_url, tmp_path):
+    """Migration 0024: a staged row keeps only the texts that are not its cells'; going back,
+    raw holds every mapped cell's text again, with the edits over them."""
+    import io
+
+    from kamen.models import ImportRow
+    from kamen.services.importing import staging
+    from kamen.services.suppliers import default_supplier
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_db_url, "SECRET_KEY": "x", "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        upgrade()
+        batch = staging.create_batch(db.session, io.BytesIO(b"code,name\n"), "a.csv",
+                                     supplier=default_supplier(db.session))
+        batch.mapping = {"code": 0, "name": 1, "cost_price": 2, "stock": 3}
+        db.session.add(ImportRow(batch_id=batch.id, line=5, cells=[" QB10 ", "Q币", 9.5, 100.0], action="create",
+                                 edits={"cost_price": "9.60"}))
+        db.session.commit()
+        db.session.remove()
+        downgrade(revision="0023_upload_chunks_uncompressed")
+        raw = db.session.scalar(sa.text("SELECT raw FROM import_rows"))
+        assert (json.loads(raw) if isinstance(raw, str) else raw) == {
+            "code": "QB10", "name": "Q币", "cost_price": "9.60", "stock": "100"}
+        db.session.remove()
+        upgrade()
+        db.engine.dispose()

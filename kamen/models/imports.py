@@ -87,7 +87,9 @@ class ImportRow(db.Model):
     sheet: Mapped[str | None] = mapped_column(sa.String(100))
     line: Mapped[int]  # row number in the admin's file (Excel numbering)
     cells: Mapped[list] = mapped_column(sa.JSON)  # the row as read, for the error file
-    raw: Mapped[dict] = mapped_column(sa.JSON)  # field key -> text (inline edits change this)
+    # field key -> the text the row holds where it is not the cell's (staging.row_texts): the
+    # admin's inline fix, a remembered fix, a change in bulk, an xlsx date as the admin typed it
+    edits: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     values: Mapped[dict] = mapped_column(sa.JSON, default=dict)  # normalized, JSON-safe
     errors: Mapped[list] = mapped_column(sa.JSON, default=list)  # [{field, kind, message}]
     warnings: Mapped[list] = mapped_column(sa.JSON, default=list)

@@ -258,7 +258,8 @@ def _preview_context(batch):
         keys.append("sale_price")  # shown as computed from the markup, not editable
     categories = dict(category_choices(db.session))
     return {"field_keys": keys, "fields_by_key": FIELDS_BY_KEY, "field_attrs": FIELD_ATTRS, "key_fields": KEY_FIELDS,
-            "category_names": categories, "shown": lambda row, key: _shown_value(row, key, categories),
+            "category_names": categories, "shown": lambda row, key, texts: _shown_value(row, key, categories, texts),
+            "texts_of": lambda row: staging.row_texts(batch.mapping, row.cells, row.edits),
             "delivery_labels": dict(DeliveryType.choices()),
             "stock_mode_labels": dict(StockMode.choices()), "basis_label": PriceBasis(batch.price_basis).label}
 
@@ -270,16 +271,17 @@ SHOWN_NORMALIZED = ("code", "name", "face_value", "tier_label", "cost_price", "m
                     "stock", "promo_price", "delivery_minutes")
 
 
-def _shown_value(row, key, categories):
-    """What the import will store for a cell, as the admin reads it (48.50 for "￥４８．５０")."""
+def _shown_value(row, key, categories, texts):
+    """What the import will store for a cell, as the admin reads it (48.50 for "￥４８．５０");
+    ``texts``: the row's texts (staging.row_texts)."""
     values = row.values or {}
     if key in SHOWN_NORMALIZED and values.get(key) is not None:
         return str(values[key])
     if key == "category" and values.get("category_id") is not None:
-        return categories.get(values["category_id"], row.raw.get(key, ""))
+        return categories.get(values["category_id"], texts.get(key, ""))
     if key == "delivery_type" and values.get("delivery_type"):
         return DeliveryType(values["delivery_type"]).label
-    return row.raw.get(key, "")
+    return texts.get(key, "")
 
 
 def _row_or_404(batch, row_id):

@@ -230,7 +230,8 @@ def _take_over_created_codes(session, batch, beat):
     moved = 0
     while True:
         rows = session.execute(
-            sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
+            sa.select(ImportRow.id, ImportRow.cells, ImportRow.edits, ImportRow.sheet, ImportRow.code,
+                      ImportRow.warnings)
             .join(Product, sa.and_(Product.supplier_id == batch.supplier_id, Product.code == ImportRow.code))
             .where(ImportRow.batch_id == batch.id, ImportRow.action == "create", ImportRow.committed.is_(False))
             .order_by(ImportRow.id)

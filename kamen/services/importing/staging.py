@@ -665,28 +665,47 @@ def _codes_in(sources, column):
 
 
 def _stage_row(batch, context, validator, source, sheet, sheet_category):
-    cells = source.cells
+    cells, edits = source.cells, {}
     if not _JSON_SCALARS.issuperset(map(type, cells)):  # dates, bad cells: rare, and never in CSV
+        edits = _unstored_texts(batch.mapping, cells)
         cells = [json_cell(c) for c in cells]
     read, fixed = source.cells, []
     if context.fixes and not source.skip:
         fix = context.fixes.get(source_hash(cells))
         if fix:
             read, fixed = _patched(batch, source.cells, fix)
-    width = len(read)
-    raw = {}
-    for key, col in batch.mapping.items():  # text_of, its usual case inlined: this runs for every cell
-        cell = read[col] if col < width else ""
-        raw[key] = cell.strip() if cell.__class__ is str else text_of(cell)
+            edits.update((field, text_of(fix[field])) for field in fixed)
     if source.skip:
         row = {"values": {}, "errors": [], "warnings": [], "has_warnings": False, "error_kinds": "", "changes": {},
                "code": None, "category_path": None, "skip_reason": source.skip, "product_id": None,
                "action": "skip"}
     else:
         row = _decide(context, validator.check(read, source.line), sheet_category)
-    row.update(batch_id=batch.id, sheet=sheet, line=source.line, cells=cells, raw=raw, before=None, committed=False,
-               auto_fixed=fixed)
+    row.update(batch_id=batch.id, sheet=sheet, line=source.line, cells=cells, edits=edits, before=None,
+               committed=False, auto_fixed=fixed)
     return row
+
+
+def row_texts(mapping, cells, edits):
+    """A staged row's text for each mapped field, as the preview shows it and validation
+    reads it: the file's cell (``cells`` as staged), or ``edits`` where the row holds
+    another text (the admin's fix, a remembered fix, a change in bulk, an xlsx date)."""
+    width = len(cells)
+    texts = {key: text_of(cells[int(col)]) if int(col) < width else "" for key, col in mapping.items()}
+    if edits:
+        texts.update(edits)
+    return texts
+
+
+def _unstored_texts(mapping, cells):
+    """The texts of mapped cells that their staged (JSON) form reads differently: an
+    xlsx date is stored as ISO text, and shown and validated as the admin typed it."""
+    texts = {}
+    for key, col in mapping.items():
+        cell = cells[col] if col < len(cells) else None
+        if cell.__class__ not in _JSON_SCALARS and text_of(cell) != text_of(json_cell(cell)):
+            texts[key] = text_of(cell)
+    return texts
 
 
 def source_hash(cells):
@@ -958,7 +977,7 @@ def revalidate_cell(session, batch, row, field, text):
     if field not in FIELDS_BY_KEY or field not in batch.mapping:
         raise ImportInvalid("该列未参与导入，不能修改")
     text = text.strip()[:500]
-    row.raw = {**row.raw, field: text}
+    row.edits = {**(row.edits or {}), field: text}
     row.auto_fixed = [f for f in row.auto_fixed or [] if f != field]
     remember_fix(session, batch, row, field, text)
     _revalidate(session, batch, row)
@@ -968,11 +987,12 @@ def revalidate_cell(session, batch, row, field, text):
 
 def _revalidate(session, batch, row):
     markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
-    result = validate_row(row.raw, markup=markup, current=None, max_price_change=limit, basis=basis)
+    texts = row_texts(batch.mapping, row.cells, row.edits)
+    result = validate_row(texts, markup=markup, current=None, max_price_change=limit, basis=basis)
     code = result.values.get("code")
     context = _Context(session, batch, codes=[code] if code else [])
     if code in context.current:
-        result = validate_row(row.raw, markup=markup, current=context.prices[code], max_price_change=limit,
+        result = validate_row(texts, markup=markup, current=context.prices[code], max_price_change=limit,
                               basis=basis)
     if code is not None:
         clash = session.scalar(
@@ -992,7 +1012,7 @@ def _revalidate(session, batch, row):
 
 
 def redecide(session, batch, rows):
-    """Decide staged ``rows`` (id, raw, sheet, code, warnings) again against
+    """Decide staged ``rows`` (id, cells, edits, sheet, code, warnings) again against
     today's catalogue and categories: a product with their code appeared after staging
     (the same file committed twice, a sync in between), the admin placed a new category
     or changed the delivery in bulk. Returns the decisions as ImportRow values by id."""
@@ -1001,8 +1021,8 @@ def redecide(session, batch, rows):
     markup, limit, basis = batch_markup(batch), batch.max_price_change, batch.price_basis
     decided = []
     for row in rows:
-        result = validate_row(row.raw, markup=markup, current=current.get(row.code), max_price_change=limit,
-                              basis=basis)
+        result = validate_row(row_texts(batch.mapping, row.cells, row.edits), markup=markup,
+                              current=current.get(row.code), max_price_change=limit, basis=basis)
         decision = _decide(context, result, _sheet_category(context, batch.sheet, row.sheet))
         decided.append({"id": row.id, **_keep_accepted(row.warnings, decision)})
     return decided
@@ -1029,24 +1049,24 @@ def _warning_state(warnings):
 WRITABLE = ("create", "update", "unchanged")
 
 
-def _redecide_where(session, batch, *conditions, raw_update=None, actions=WRITABLE):
+def _redecide_where(session, batch, *conditions, edits=None, actions=WRITABLE):
     """Decide again the batch's rows matching ``conditions`` (by default rows that
-    would be written: errors and skips keep their reason), ``raw_update`` merged
-    into their cells first; returns how many."""
+    would be written: errors and skips keep their reason), ``edits`` (field -> text)
+    made to them first; returns how many."""
     rows = session.execute(
-        sa.select(ImportRow.id, ImportRow.raw, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
+        sa.select(ImportRow.id, ImportRow.cells, ImportRow.edits, ImportRow.sheet, ImportRow.code, ImportRow.warnings)
         .where(ImportRow.batch_id == batch.id, ImportRow.action.in_(actions), *conditions)
         .order_by(ImportRow.id)
     ).all()
     done = 0
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        if raw_update is not None:
-            chunk = [SimpleNamespace(**{**r._asdict(), "raw": {**r.raw, **raw_update}}) for r in chunk]
+        if edits is not None:
+            chunk = [SimpleNamespace(**{**r._asdict(), "edits": {**(r.edits or {}), **edits}}) for r in chunk]
         decided = redecide(session, batch, chunk)
-        if raw_update is not None:
+        if edits is not None:
             for row, decision in zip(chunk, decided):
-                decision["raw"] = row.raw
+                decision["edits"] = row.edits
         session.execute(sa.update(ImportRow), decided)
         done += len(chunk)
     return done
@@ -1164,14 +1184,16 @@ def set_delivery(session, batch, delivery_type, preset="", *, row_ids=None, name
         if not ids:
             raise ImportInvalid("请先勾选要修改的行，或填写名称包含的关键词")
         conditions.append(ImportRow.id.in_(ids))
-    raw_update = {"delivery_type": delivery_type, "account_format": preset if delivery_type != "card" else ""}
+    edits = {"delivery_type": delivery_type, "account_format": preset if delivery_type != "card" else ""}
     if name_contains:
         word = name_contains.strip().lower()
-        ids = [row_id for row_id, raw in session.execute(
-            sa.select(ImportRow.id, ImportRow.raw).where(ImportRow.batch_id == batch.id, *conditions))
-            if word in str(raw.get("name", "")).lower()]
+        named = {"name": batch.mapping["name"]} if "name" in batch.mapping else {}
+        ids = [row_id for row_id, cells, row_edits in session.execute(
+            sa.select(ImportRow.id, ImportRow.cells, ImportRow.edits).where(ImportRow.batch_id == batch.id,
+                                                                            *conditions))
+            if word in row_texts(named, cells, row_edits).get("name", "").lower()]
         conditions = [ImportRow.id.in_(ids)] if ids else [sa.false()]
-    changed = _redecide_where(session, batch, *conditions, raw_update=raw_update)
+    changed = _redecide_where(session, batch, *conditions, edits=edits)
     refresh_new_categories(session, batch)
     recount(session, batch)
     session.commit()
