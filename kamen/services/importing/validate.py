@@ -6,9 +6,9 @@ pricing.py); warnings (价格变动过大, 售价高于面值 …) need the admi
 and a Chinese message naming the field and the value.
 """
 from dataclasses import dataclass
-from typing import NamedTuple
 from decimal import Decimal
 from functools import partial
+from typing import NamedTuple
 
 from kamen.services.importing import normalize as n
 from kamen.services.importing.mapping import FIELDS_BY_KEY, REQUIRED
@@ -263,8 +263,7 @@ class _Pricing(NamedTuple):
 
 
 def _price_change(key, old, new, limit):
-    if old is None or new is None or old == new:
-        return None
+    """The warning for a price changed from ``old`` to ``new`` (both set, not equal) by more than ``limit`` %."""
     if old:
         change = (new - old) / old * 100
         if abs(change) <= limit:
